@@ -1,0 +1,76 @@
+//! The crate's single error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in `feature-collapse`.
+///
+/// Input errors (`InvalidParam`, `OverBudget`) map to exit code 2 in the CLI,
+/// run-time failures (`Io`, `Json`, `Optimiser`, `Plot`) to exit code 3.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration value outside its allowed range.
+    #[error("invalid parameter `{name}` = {value}: {reason}")]
+    InvalidParam {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    /// An exact enumeration whose work would exceed the stated budget.
+    #[error("{what} needs about {work:.3e} operations, over the budget of {budget:.3e}; use smaller n_c, s_c, L or K (or raise --budget)")]
+    OverBudget {
+        what: String,
+        work: f64,
+        budget: f64,
+    },
+    /// The optimiser itself failed (not: did not converge, which is a verdict).
+    #[error("optimiser failed: {0}")]
+    Optimiser(String),
+    /// File-system error, with the path involved.
+    #[error("I/O error on {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// JSON (de)serialisation error.
+    #[error("JSON error: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Drawing a figure failed.
+    #[error("plot error: {0}")]
+    Plot(String),
+    /// A run was interrupted (Ctrl-C) after writing a checkpoint.
+    #[error("interrupted; checkpoint written to {}", path.display())]
+    Interrupted { path: PathBuf },
+}
+
+impl Error {
+    /// Shorthand for [`Error::InvalidParam`].
+    pub fn invalid(name: &'static str, value: impl ToString, reason: impl ToString) -> Self {
+        Error::InvalidParam {
+            name,
+            value: value.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Process exit code for this error: 2 for bad input, 3 for run-time failures,
+    /// 130 for an interrupted run.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::InvalidParam { .. } | Error::OverBudget { .. } => 2,
+            Error::Interrupted { .. } => 130,
+            _ => 3,
+        }
+    }
+}
+
+/// Result alias used across the crate.
+pub type Result<T> = std::result::Result<T, Error>;

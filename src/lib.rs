@@ -1,0 +1,20 @@
+//! # feature-collapse
+//!
+//! A numerical verifier for the theory of *Feature Collapse* (Laurent, von Brecht,
+//! Bresson, ICLR 2024). One module per idea of the paper:
+//!
+//! - [`task`]: concepts, tokens, frequencies, latent variables, sentences (THEORY §1);
+//! - [`network`]: embedding, LayerNorm, linear classifier, cross entropy (§2);
+//! - [`limit`]: the exact large-sample limit risk and its gradient (§2);
+//! - [`collapse`]: equiangular frames, type I/II/III configurations, reduced objectives (§3–4);
+//! - [`metrics`]: collapse measures for any weights;
+//! - [`verify`]: the theorem checks with argmin (§5);
+//! - [`train`]: finite-sample SGD (§6);
+//! - [`experiments`]: the paper's experiments and their report;
+//! - [`cli`]: the `fcollapse` command line.
+
+pub mod error;
+pub mod network;
+pub mod task;
+
+pub use error::{Error, Result};
