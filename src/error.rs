@@ -26,7 +26,7 @@ pub enum Error {
     #[error("optimiser failed: {0}")]
     Optimiser(String),
     /// File-system error, with the path involved.
-    #[error("I/O error on {}: {source}", path.display())]
+    #[error("I/O error on {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
