@@ -11,10 +11,14 @@
 //! - [`verify`]: the theorem checks with argmin (§5);
 //! - [`train`]: finite-sample SGD (§6);
 //! - [`experiments`]: the paper's experiments and their report;
-//! - [`cli`]: the `fcollapse` command line.
+//! - [`cli`]: the `fcollapse` command line;
+//! - [`plots`]: PNG + SVG figures of the experiments;
+//! - [`npy`]: NumPy `.npy` export of arrays.
 
 pub mod error;
 pub mod network;
+pub mod npy;
+pub mod plots;
 pub mod task;
 
 pub use error::{Error, Result};
