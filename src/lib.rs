@@ -13,7 +13,9 @@
 //! - [`experiments`]: the paper's experiments and their report;
 //! - [`cli`]: the `fcollapse` command line.
 
+pub mod collapse;
 pub mod error;
+pub mod metrics;
 pub mod network;
 pub mod task;
 
