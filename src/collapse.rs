@@ -59,9 +59,15 @@
 //!   sample average (seeded ChaCha8 with `task.seed`, Latin-hypercube ranks per
 //!   position, classes cycled through a random permutation); the reported risk
 //!   is then the sample-average value and `risk_error` its Monte-Carlo standard
-//!   error (i.i.d. formula, conservative for the stratified draw). The returned
-//!   `r_beta` minimise that sample average exactly; rare ranks carry sampling
-//!   error.
+//!   error (i.i.d. formula, conservative for the stratified draw). Sample sizes:
+//!   mean field `M = 200000`; latent set `M = clamp(3e8 / (K L^2), 512, 200000)`
+//!   (`M = 1334` at the paper's `K = 1000, L = 15`). The returned `r_beta`
+//!   minimise that sample average to round-off; as estimates of the exact
+//!   minimiser they carry sampling error that grows for rare ranks (about
+//!   `M L mu_beta` draws inform `r_beta`): at the paper's Zipf shape the first
+//!   ranks are good to about 1 % in the latent-set form, while ranks drawn only
+//!   a few times (`beta` near `s_c = 400`) can be off by a factor 2 or more —
+//!   use the mean-field form, or a full-latent-set task, for the tail.
 
 use crate::error::{Error, Result};
 use crate::network::Params;
@@ -88,9 +94,9 @@ const LATENT_SAMPLES_MIN: usize = 512;
 const LATENT_SAMPLES_MAX: usize = 200_000;
 /// Largest `K^2 L` for the distance histograms.
 const HISTOGRAM_WORK: f64 = 2e10;
-/// Largest `s_c` for the dense type-III Newton Hessian.
-const MAX_DENSE_RANKS: usize = 4000;
-/// Fixed number of work chunks (results do not depend on the thread count).
+/// Largest `s_c` for the dense type-III Newton Hessian (`s_c x s_c`).
+const MAX_DENSE_RANKS: usize = 2000;
+/// Largest number of work chunks (results do not depend on the thread count).
 const N_CHUNKS: usize = 16;
 
 // ---------------------------------------------------------------------------
@@ -525,6 +531,17 @@ struct RankSamples {
     class: Vec<u32>,
     weight: Vec<f64>,
     sampled: bool,
+    /// Row-major `K x K` difference masks `bit l of masks[k K + j] = [z_{j,l} != z_{k,l}]`
+    /// (latent set with `K <= 2048`; empty otherwise, then computed on the fly).
+    masks: Vec<u64>,
+}
+
+/// Bit `l` set when `z_{j,l} != z_{k,l}` (`L <= 64`).
+fn diff_mask(zj: &[u32], zk: &[u32]) -> u64 {
+    zj.iter()
+        .zip(zk)
+        .enumerate()
+        .fold(0u64, |m, (l, (a, b))| m | (((a != b) as u64) << l))
 }
 
 impl RankSamples {
@@ -582,6 +599,7 @@ impl RankSamples {
                 class,
                 weight,
                 sampled: false,
+                masks: mask_table(task, latent),
             });
         }
         let m = if latent {
@@ -632,8 +650,23 @@ impl RankSamples {
             class,
             weight: vec![1.0 / m as f64; m],
             sampled: true,
+            masks: mask_table(task, latent),
         })
     }
+}
+
+/// The `K x K` difference-mask table for the latent-set form when `K <= 2048`.
+fn mask_table(task: &Task, latent: bool) -> Vec<u64> {
+    if !latent || task.k > 2048 {
+        return Vec::new();
+    }
+    let len = task.len;
+    let z32: Vec<u32> = task.z.iter().map(|&a| a as u32).collect();
+    let mut out = Vec::with_capacity(task.k * task.k);
+    for zk in z32.chunks_exact(len) {
+        out.extend(z32.chunks_exact(len).map(|zj| diff_mask(zj, zk)));
+    }
+    out
 }
 
 /// Fisher-Yates shuffle.
@@ -672,8 +705,15 @@ fn eval_samples(task: &Task, cs: &Consts, s: &RankSamples, x: &[f64], order: u8)
     } else {
         Vec::new()
     };
-    let chunk = n.div_ceil(N_CHUNKS).max(1);
-    let parts: Vec<SampleEval> = (0..N_CHUNKS)
+    // A fixed chunking (depending on s_c only, so results do not depend on the
+    // thread count); fewer chunks for large s_c bound the Hessian buffers to ~64 MB.
+    let n_chunks = ((1usize << 26) / (8 * s_c * s_c)).clamp(1, N_CHUNKS);
+    let chunk = n.div_ceil(n_chunks).max(1);
+    // bit positions of every byte value
+    let byte_bits: Vec<Vec<usize>> = (0..256usize)
+        .map(|bb| (0..8).filter(|i| bb >> i & 1 == 1).collect())
+        .collect();
+    let parts: Vec<SampleEval> = (0..n_chunks)
         .into_par_iter()
         .map(|ci| {
             let mut acc = SampleEval {
@@ -696,7 +736,11 @@ fn eval_samples(task: &Task, cs: &Consts, s: &RankSamples, x: &[f64], order: u8)
             let mut masks = vec![0u64; task.k];
             let mut gpos = vec![0.0; len];
             let mut apos = vec![0.0; len * len];
-            let mut bits = Vec::with_capacity(len);
+            let n_groups = len.div_ceil(8);
+            let mut sums = vec![0.0; n_groups * 256];
+            let mut hist = vec![0.0; n_groups * 256];
+            let n_pairs = n_groups * (n_groups - 1) / 2;
+            let mut cross = vec![0.0; if order >= 2 { n_pairs * 256 * 8 } else { 0 }];
             for i in start..end {
                 let w = s.weight[i];
                 let beta = &s.ranks[i * len..(i + 1) * len];
@@ -707,50 +751,111 @@ fn eval_samples(task: &Task, cs: &Consts, s: &RankSamples, x: &[f64], order: u8)
                     for (xl, &b) in xs.iter_mut().zip(beta) {
                         *xl = x[b as usize];
                     }
-                    let mut mx = 0.0f64;
-                    for (j, zj) in z32.chunks_exact(len).enumerate() {
-                        let (mut sum, mut mask) = (0.0, 0u64);
-                        for l in 0..len {
-                            let dl = (zj[l] != zk[l]) as u64;
-                            mask |= dl << l;
-                            sum += xs[l] * dl as f64;
+                    // Difference masks of z_j against z_k (precomputed when K is small).
+                    let row: &[u64] = if s.masks.is_empty() {
+                        for (m, zj) in masks.iter_mut().zip(z32.chunks_exact(len)) {
+                            *m = diff_mask(zj, zk);
                         }
-                        e[j] = -cs.kappa * sum;
-                        masks[j] = mask;
-                        mx = mx.max(e[j]);
+                        &masks
+                    } else {
+                        &s.masks[k * task.k..(k + 1) * task.k]
+                    };
+                    // Subset sums of xs over each byte of the mask.
+                    for (g, table) in sums.chunks_exact_mut(256).enumerate() {
+                        let base = 8 * g;
+                        let width = (len - base).min(8);
+                        table[0] = 0.0;
+                        for bb in 1..(1usize << width) {
+                            table[bb] =
+                                table[bb & (bb - 1)] + xs[base + bb.trailing_zeros() as usize];
+                        }
+                    }
+                    let mut mx = 0.0f64;
+                    for (ej, &mask) in e.iter_mut().zip(row) {
+                        let mut sum = 0.0;
+                        for (g, table) in sums.chunks_exact(256).enumerate() {
+                            sum += table[((mask >> (8 * g)) & 255) as usize];
+                        }
+                        *ej = -cs.kappa * sum;
+                        mx = mx.max(*ej);
                     }
                     e[k] = f64::NEG_INFINITY;
-                    masks[k] = 0;
+                    // e_j <- exp(e_j - mx)
                     let mut z = (-mx).exp();
-                    for &ej in &e {
-                        z += (ej - mx).exp();
+                    for ej in e.iter_mut() {
+                        *ej = (*ej - mx).exp();
+                        z += *ej;
                     }
                     loss = mx + z.ln();
                     if order >= 1 {
+                        // With P_j = e_j / z: G_l = sum_j P_j [l in D_j] and
+                        // A_lm = sum_j P_j [l, m in D_j], through histograms of P_j over
+                        // the bytes of the masks (same-byte pairs) and, per pair of
+                        // bytes (g < h), over the low byte for each bit of the high one.
+                        hist.iter_mut().for_each(|v| *v = 0.0);
+                        if order >= 2 {
+                            cross.iter_mut().for_each(|v| *v = 0.0);
+                        }
+                        for (j, (&ej, &mask)) in e.iter().zip(row).enumerate() {
+                            if j == k || mask == 0 {
+                                continue;
+                            }
+                            let pj = ej / z;
+                            for g in 0..n_groups {
+                                hist[g * 256 + ((mask >> (8 * g)) & 255) as usize] += pj;
+                            }
+                            if order >= 2 {
+                                let mut pair = 0;
+                                for g in 0..n_groups {
+                                    let lo = ((mask >> (8 * g)) & 255) as usize;
+                                    for h in g + 1..n_groups {
+                                        let hb = ((mask >> (8 * h)) & 255) as usize;
+                                        let base = (pair * 256 + lo) * 8;
+                                        for &i2 in &byte_bits[hb] {
+                                            cross[base + i2] += pj;
+                                        }
+                                        pair += 1;
+                                    }
+                                }
+                            }
+                        }
                         gpos.iter_mut().for_each(|v| *v = 0.0);
                         if order >= 2 {
                             apos.iter_mut().for_each(|v| *v = 0.0);
                         }
-                        for j in 0..task.k {
-                            if j == k || masks[j] == 0 {
-                                continue;
-                            }
-                            let pj = (e[j] - mx).exp() / z;
-                            bits.clear();
-                            let mut mk = masks[j];
-                            while mk != 0 {
-                                let l = mk.trailing_zeros() as usize;
-                                bits.push(l);
-                                mk &= mk - 1;
-                            }
-                            for &l in &bits {
-                                gpos[l] += pj;
-                            }
-                            if order >= 2 {
-                                for (ai, &l) in bits.iter().enumerate() {
-                                    for &m in &bits[ai..] {
-                                        apos[l * len + m] += pj;
+                        for g in 0..n_groups {
+                            for (bb, bits) in byte_bits.iter().enumerate().skip(1) {
+                                let v = hist[g * 256 + bb];
+                                if v == 0.0 {
+                                    continue;
+                                }
+                                for (ai, &i) in bits.iter().enumerate() {
+                                    let l = 8 * g + i;
+                                    gpos[l] += v;
+                                    if order >= 2 {
+                                        for &i2 in &bits[ai..] {
+                                            apos[l * len + 8 * g + i2] += v;
+                                        }
                                     }
+                                }
+                            }
+                        }
+                        if order >= 2 {
+                            let mut pair = 0;
+                            for g in 0..n_groups {
+                                for h in g + 1..n_groups {
+                                    let width = (len - 8 * h).min(8);
+                                    for (bb, bits) in byte_bits.iter().enumerate().skip(1) {
+                                        let c = &cross[(pair * 256 + bb) * 8..][..width];
+                                        for &i in bits {
+                                            let l = 8 * g + i;
+                                            let dst = &mut apos[l * len + 8 * h..][..width];
+                                            for (a, &v) in dst.iter_mut().zip(c) {
+                                                *a += v;
+                                            }
+                                        }
+                                    }
+                                    pair += 1;
                                 }
                             }
                         }
@@ -780,14 +885,20 @@ fn eval_samples(task: &Task, cs: &Consts, s: &RankSamples, x: &[f64], order: u8)
                             acc.grad[b as usize] += w * sg * mf[b as usize][1];
                         }
                         if order >= 2 {
+                            // upper triangle only (symmetrised after the merge)
                             let c1 = w * sg * (1.0 - sg);
-                            for &bl in beta {
+                            for (li, &bl) in beta.iter().enumerate() {
                                 let bl = bl as usize;
-                                acc.hess[bl * s_c + bl] += w * sg * mf[bl][2];
                                 let gl = c1 * mf[bl][1];
-                                for &bm in beta {
+                                acc.hess[bl * s_c + bl] += w * sg * mf[bl][2] + gl * mf[bl][1];
+                                for &bm in &beta[li + 1..] {
                                     let bm = bm as usize;
-                                    acc.hess[bl * s_c + bm] += gl * mf[bm][1];
+                                    let v = gl * mf[bm][1];
+                                    if bl == bm {
+                                        acc.hess[bl * s_c + bl] += 2.0 * v;
+                                    } else {
+                                        acc.hess[bl.min(bm) * s_c + bl.max(bm)] += v;
+                                    }
                                 }
                             }
                         }
@@ -821,6 +932,13 @@ fn eval_samples(task: &Task, cs: &Consts, s: &RankSamples, x: &[f64], order: u8)
         }
         for (a, b) in out.hess.iter_mut().zip(&part.hess) {
             *a += b;
+        }
+    }
+    if order >= 2 && !latent {
+        for a in 0..s_c {
+            for b in a + 1..s_c {
+                out.hess[b * s_c + a] = out.hess[a * s_c + b];
+            }
         }
     }
     out
@@ -1080,7 +1198,7 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
                 };
                 let ev = eval_samples(task, &cs, &samples, &x, 0);
                 let n = samples.sampled.then(|| samples.n());
-                (x, std_error(&samples, &ev), n)
+                (x, Some((ev.value, std_error(&samples, &ev))), n)
             };
             let nx = norm(&x);
             let b = (nx * (lw * cs.n_c / (lu * kl)).sqrt()).sqrt();
@@ -1090,7 +1208,11 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
                 vec![0.0; task.s_c]
             };
             let word_norm = r.iter().sum::<f64>() / task.s_c as f64;
-            let risk = reduced_risk(task, form, kind, &r, b)?;
+            // Sampled / enumerated forms: the loss already evaluated at x.
+            let (risk, risk_error) = match risk_error {
+                Some((loss, err)) => (loss + penalty(task, kind, &r, b), err),
+                None => (reduced_risk(task, form, kind, &r, b)?, None),
+            };
             Ok(Prediction {
                 kind,
                 form,
@@ -1151,12 +1273,26 @@ fn solve_iii_full(task: &Task, cs: &Consts, gamma: f64) -> Vec<f64> {
         let dn = if nx > 0.0 { dn / nx } else { 0.0 };
         (gamma - nx / t, -dn / t + nx / (t * t))
     };
+    // f(t) -> gamma > 0 as t -> inf (x_beta(t) grows like log t): bracket by doubling.
     let mut hi = 1.0 / gamma;
-    while f(hi).0 < 0.0 {
+    for _ in 0..2000 {
+        if f(hi).0 >= 0.0 {
+            break;
+        }
         hi *= 2.0;
     }
     let t = increasing_root(f, 0.0, hi);
     x_of(t)
+}
+
+/// Penalty of a collapsed configuration: `(lambda_W/2) n_c sum_beta r_beta^2 +
+/// (lambda_U/2) K L b^2` for types I/III, `(lambda_U/2) K L b^2` for type II.
+fn penalty(task: &Task, kind: CollapseType, r: &[f64], b: f64) -> f64 {
+    let u = 0.5 * task.lambda_u * (task.k * task.len) as f64 * b * b;
+    match kind {
+        CollapseType::II => u,
+        _ => 0.5 * task.lambda_w * task.n_c as f64 * r.iter().map(|v| v * v).sum::<f64>() + u,
+    }
 }
 
 /// The reduced objective (loss + penalties, module docs) of collapse type
@@ -1190,14 +1326,7 @@ pub fn reduced_risk(task: &Task, form: Form, kind: CollapseType, r: &[f64], b: f
         ));
     }
     let cs = Consts::of(task);
-    let kl = cs.k * cs.len;
-    let penalty = match kind {
-        CollapseType::II => 0.5 * task.lambda_u * kl * b * b,
-        _ => {
-            0.5 * task.lambda_w * cs.n_c * r.iter().map(|v| v * v).sum::<f64>()
-                + 0.5 * task.lambda_u * kl * b * b
-        }
-    };
+    let penalty = penalty(task, kind, r, b);
     let loss = if equal {
         Loss1d::new(task, form)?.eval(&cs, b * r[0])[0]
     } else if factorises(task, form) {
@@ -1513,6 +1642,66 @@ mod tests {
                 "{:?}",
                 &pred.r[..3]
             );
+        }
+    }
+
+    #[test]
+    fn sample_gradients_and_hessians_match_finite_differences() {
+        // L = 3 (one mask byte), 11 (two), 19 (three); latent set (with and without
+        // the precomputed mask table) and mean field
+        for (len, classes, form) in [
+            (3, 9, Form::LatentSet),
+            (11, 30, Form::LatentSet),
+            (19, 12, Form::LatentSet),
+            (19, 2100, Form::LatentSet),
+            (6, 10, Form::MeanField),
+        ] {
+            let task = TaskConfig {
+                freq: Freq::Zipf { exponent: 1.0 },
+                ..cfg(3, 4, len, Some(classes))
+            }
+            .build()
+            .unwrap();
+            let cs = Consts::of(&task);
+            let mut samples = RankSamples::of(&task, form).unwrap();
+            assert_eq!(
+                samples.masks.is_empty(),
+                form == Form::MeanField || classes > 2048
+            );
+            // keep the test fast
+            let keep = samples.n().min(64);
+            samples.ranks.truncate(keep * len);
+            samples.weight.truncate(keep);
+            if form == Form::LatentSet {
+                samples.class.truncate(keep);
+            }
+            let x = [0.9, 0.4, -0.2, 0.7];
+            let ev = eval_samples(&task, &cs, &samples, &x, 2);
+            let h = 1e-5;
+            for a in 0..4 {
+                let mut xp = x;
+                xp[a] += h;
+                let mut xm = x;
+                xm[a] -= h;
+                let (ep, em) = (
+                    eval_samples(&task, &cs, &samples, &xp, 1),
+                    eval_samples(&task, &cs, &samples, &xm, 1),
+                );
+                let fd = (ep.value - em.value) / (2.0 * h);
+                assert!(
+                    (fd - ev.grad[a]).abs() < 1e-8 * (1.0 + fd.abs()),
+                    "L {len} grad {a}: {fd} vs {}",
+                    ev.grad[a]
+                );
+                for bb in 0..4 {
+                    let fd = (ep.grad[bb] - em.grad[bb]) / (2.0 * h);
+                    let an = ev.hess[a * 4 + bb];
+                    assert!(
+                        (fd - an).abs() < 1e-7 * (1.0 + fd.abs()),
+                        "L {len} hess {a},{bb}: {fd} vs {an}"
+                    );
+                }
+            }
         }
     }
 

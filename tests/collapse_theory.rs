@@ -661,3 +661,87 @@ proptest! {
         }
     }
 }
+
+/// Brute-force mean-field loss `E_beta log(1 + K prod_l (q + p e^{-kappa b r_{beta_l}}))`.
+fn exact_mean_field_loss(task: &Task, r: &[f64], b: f64) -> f64 {
+    let n_c = task.n_c as f64;
+    let (kappa, q, p) = (n_c / (n_c - 1.0), 1.0 / n_c, 1.0 - 1.0 / n_c);
+    let factor: Vec<f64> = r.iter().map(|rb| q + p * (-kappa * b * rb).exp()).collect();
+    let (s_c, len) = (task.s_c, task.len);
+    let mut total = 0.0;
+    for idx in 0..s_c.pow(len as u32) {
+        let (mut rest, mut w, mut prod) = (idx, 1.0, task.k as f64);
+        for _ in 0..len {
+            let beta = rest % s_c;
+            rest /= s_c;
+            w *= task.mu[beta];
+            prod *= factor[beta];
+        }
+        total += w * prod.ln_1p();
+    }
+    total
+}
+
+#[test]
+fn sampled_mean_field_risk_is_within_its_stated_error() {
+    // s_c^L = 5^9 > 2^20: sampled
+    let task = zipf(config(3, 5, 9, Some(100))).build().unwrap();
+    let pred = predict(&task, Form::MeanField).unwrap();
+    let err = pred.risk_error.expect("sampled");
+    assert!(pred.n_samples.is_some() && err > 0.0);
+    let penalty = 0.5 * task.lambda_w * task.n_c as f64 * pred.r.iter().map(|v| v * v).sum::<f64>()
+        + 0.5 * task.lambda_u * (task.k * task.len) as f64 * pred.u_norm.powi(2);
+    let exact = exact_mean_field_loss(&task, &pred.r, pred.u_norm) + penalty;
+    assert!(
+        (pred.risk - exact).abs() < 5.0 * err,
+        "{} vs {exact} (err {err})",
+        pred.risk
+    );
+    // exact enumeration when small, and then equal to the brute force to round-off
+    let small = zipf(config(3, 3, 4, Some(100))).build().unwrap();
+    let pred = predict(&small, Form::MeanField).unwrap();
+    assert!(pred.risk_error.is_none());
+    let v = reduced_risk(
+        &small,
+        Form::MeanField,
+        CollapseType::III,
+        &pred.r,
+        pred.u_norm,
+    )
+    .unwrap();
+    let penalty = 0.5 * small.lambda_w * 3.0 * pred.r.iter().map(|v| v * v).sum::<f64>()
+        + 0.5 * small.lambda_u * (small.k * small.len) as f64 * pred.u_norm.powi(2);
+    let exact = exact_mean_field_loss(&small, &pred.r, pred.u_norm) + penalty;
+    assert!(rel(v, exact) < 1e-13 && rel(pred.risk, exact) < 1e-13);
+}
+
+#[test]
+fn heavy_weight_decay_gives_the_trivial_configuration() {
+    // type I: s >= (n_c-1)/n_c; type III: L kappa sigma_0 ||mu|| <= gamma
+    for cfg in [config(3, 2, 2, None), zipf(config(3, 3, 2, None))] {
+        let task = TaskConfig {
+            lambda_w: 5.0,
+            lambda_u: 5.0,
+            ..cfg
+        }
+        .build()
+        .unwrap();
+        for form in [Form::Full, Form::MeanField, Form::LatentSet] {
+            let pred = predict(&task, form).unwrap();
+            assert_eq!(pred.u_norm, 0.0, "{form}");
+            assert!(pred.r.iter().all(|&r| r == 0.0));
+        }
+        let pred = predict(&task, Form::Full).unwrap();
+        let trivial = task.len as f64 * (task.n_c as f64).ln();
+        assert!(rel(pred.risk, trivial) < 1e-15);
+    }
+    // otherwise the prediction beats the trivial configuration
+    for (name, cfg) in tiny_tasks() {
+        let task = cfg.build().unwrap();
+        let pred = predict(&task, Form::Full).unwrap();
+        assert!(
+            pred.risk < task.len as f64 * (task.n_c as f64).ln(),
+            "{name}"
+        );
+    }
+}
