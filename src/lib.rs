@@ -15,7 +15,9 @@
 //! - [`plots`]: PNG + SVG figures of the experiments;
 //! - [`npy`]: NumPy `.npy` export of arrays.
 
+pub mod collapse;
 pub mod error;
+pub mod metrics;
 pub mod network;
 pub mod npy;
 pub mod plots;
