@@ -14,6 +14,7 @@
 //! - [`cli`]: the `fcollapse` command line.
 
 pub mod error;
+pub mod limit;
 pub mod network;
 pub mod task;
 
