@@ -215,7 +215,10 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
         *gu += task.lambda_u * u;
     }
     g_w.extend_from_slice(&g_u);
-    (data * inv_k + p.penalty(task.lambda_w, task.lambda_u), g_w)
+    (
+        data / k_n as f64 + p.penalty(task.lambda_w, task.lambda_u),
+        g_w,
+    )
 }
 
 /// The same `R(W,U)` as [`risk`], evaluated directly for tests: `beta` in
