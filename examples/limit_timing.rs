@@ -34,6 +34,10 @@ struct Args {
     /// Also compare with the naive evaluation.
     #[arg(long)]
     check: bool,
+    /// Write the weights, the risk and the gradient to this JSON file (for a
+    /// cross-check against an independent implementation).
+    #[arg(long)]
+    dump: Option<std::path::PathBuf>,
 }
 
 fn main() -> feature_collapse::Result<()> {
@@ -59,12 +63,13 @@ fn main() -> feature_collapse::Result<()> {
     let p = Params::random(&task, 1.0, &mut ChaCha8Rng::seed_from_u64(0));
     let mut times = Vec::with_capacity(a.reps);
     let mut r = 0.0;
+    let mut grad = Vec::new();
     for rep in 0..=a.reps {
         let t0 = Instant::now();
         let (risk, g) = limit::risk_grad(&task, &p);
         let dt = t0.elapsed().as_secs_f64();
-        std::hint::black_box(g);
         r = risk;
+        grad = std::hint::black_box(g);
         if rep > 0 {
             times.push(dt);
         }
@@ -75,6 +80,14 @@ fn main() -> feature_collapse::Result<()> {
         let rn = limit::risk_naive(&task, &p);
         (r - rn).abs() / rn.abs()
     });
+    if let Some(path) = &a.dump {
+        let json = serde_json::json!({
+            "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim,
+            "eps": task.layer_norm, "mu": task.mu, "lambda_w": task.lambda_w,
+            "lambda_u": task.lambda_u, "w": p.w, "u": p.u, "risk": r, "grad": grad,
+        });
+        std::fs::write(path, json.to_string()).map_err(|e| feature_collapse::Error::io(path, e))?;
+    }
     println!(
         "{}",
         serde_json::json!({

@@ -132,15 +132,12 @@ pub fn risk(task: &Task, p: &Params) -> f64 {
     let phi = features(p, task.layer_norm);
     let table = Table::new(task, p, &phi);
     let chunks = chunk_ranges(task.k);
-    let parts: Vec<f64> = chunks
-        .par_iter()
-        .map(|&(lo, hi)| {
-            let mut scratch = Scratch::new(task, false);
-            (lo..hi)
-                .map(|k| class_sum::<false>(&table, k, &mut scratch, &mut []))
-                .sum::<f64>()
-        })
-        .collect();
+    let parts: Vec<f64> = map_chunks(task, &chunks, |lo, hi| {
+        let mut scratch = Scratch::new(task, false);
+        (lo..hi)
+            .map(|k| class_sum::<false>(&table, k, &mut scratch, &mut []))
+            .sum::<f64>()
+    });
     let data: f64 = parts.iter().sum();
     data / task.k as f64 + p.penalty(task.lambda_w, task.lambda_u)
 }
@@ -163,17 +160,14 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
     let mut g_total = vec![0.0; size];
     let mut data = 0.0;
     for wave in chunks.chunks(wave_len(task.k)) {
-        let parts: Vec<(f64, Vec<f64>)> = wave
-            .par_iter()
-            .map(|&(lo, hi)| {
-                let mut scratch = Scratch::new(task, true);
-                let mut g = vec![0.0; size];
-                let r = (lo..hi)
-                    .map(|k| class_sum::<true>(&table, k, &mut scratch, &mut g))
-                    .sum::<f64>();
-                (r, g)
-            })
-            .collect();
+        let parts: Vec<(f64, Vec<f64>)> = map_chunks(task, wave, |lo, hi| {
+            let mut scratch = Scratch::new(task, true);
+            let mut g = vec![0.0; size];
+            let r = (lo..hi)
+                .map(|k| class_sum::<true>(&table, k, &mut scratch, &mut g))
+                .sum::<f64>();
+            (r, g)
+        });
         for (r, g) in parts {
             data += r;
             for (acc, x) in g_total.iter_mut().zip(&g) {
@@ -315,6 +309,23 @@ fn chunk_ranges(k: usize) -> Vec<(usize, usize)> {
         .step_by(len)
         .map(|lo| (lo, (lo + len).min(k)))
         .collect()
+}
+
+/// Below this [`work`] the chunks run on the calling thread (rayon's start-up
+/// would cost more than it saves); the result is the same either way.
+const PARALLEL_WORK: f64 = 2e5;
+
+/// `f(lo, hi)` for every chunk, in chunk order; in parallel for large tasks.
+fn map_chunks<T, F>(task: &Task, chunks: &[(usize, usize)], f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize, usize) -> T + Sync,
+{
+    if work(task) < PARALLEL_WORK {
+        chunks.iter().map(|&(lo, hi)| f(lo, hi)).collect()
+    } else {
+        chunks.par_iter().map(|&(lo, hi)| f(lo, hi)).collect()
+    }
 }
 
 /// Number of chunks computed at once by [`risk_grad`] (bounds its memory; does
