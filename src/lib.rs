@@ -15,12 +15,15 @@
 //! - [`plots`]: PNG + SVG figures of the experiments;
 //! - [`npy`]: NumPy `.npy` export of arrays.
 
+pub mod cli;
 pub mod collapse;
 pub mod error;
+pub mod limit;
 pub mod metrics;
 pub mod network;
 pub mod npy;
 pub mod plots;
 pub mod task;
+pub mod verify;
 
 pub use error::{Error, Result};

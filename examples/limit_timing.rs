@@ -1,0 +1,103 @@
+//! Times one exact limit risk + gradient (`limit::risk_grad`) on the full latent
+//! set and prints one JSON line (median seconds over `--reps`, after one warm-up).
+//!
+//! `cargo run --release --example limit_timing -- --sc 3 --len 4 [--layer-norm] [--zipf] [--check]`
+//!
+//! `--check` also evaluates `limit::risk_naive` and reports the relative difference.
+
+use clap::Parser;
+use feature_collapse::limit;
+use feature_collapse::network::Params;
+use feature_collapse::task::{Freq, TaskConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 3)]
+    nc: usize,
+    #[arg(long, default_value_t = 3)]
+    sc: usize,
+    #[arg(long, default_value_t = 4)]
+    len: usize,
+    #[arg(long, default_value_t = 4)]
+    dim: usize,
+    /// LayerNorm with eps = 0 (as the reference's default).
+    #[arg(long)]
+    layer_norm: bool,
+    /// Zipf frequencies (exponent 1) instead of uniform.
+    #[arg(long)]
+    zipf: bool,
+    #[arg(long, default_value_t = 7)]
+    reps: usize,
+    /// Also compare with the naive evaluation.
+    #[arg(long)]
+    check: bool,
+    /// Write the weights, the risk and the gradient to this JSON file (for a
+    /// cross-check against an independent implementation).
+    #[arg(long)]
+    dump: Option<std::path::PathBuf>,
+}
+
+fn main() -> feature_collapse::Result<()> {
+    let a = Args::parse();
+    let task = TaskConfig {
+        n_c: a.nc,
+        s_c: a.sc,
+        len: a.len,
+        dim: a.dim,
+        classes: None,
+        freq: if a.zipf {
+            Freq::Zipf { exponent: 1.0 }
+        } else {
+            Freq::Uniform
+        },
+        layer_norm: a.layer_norm.then_some(0.0),
+        lambda_w: 0.01,
+        lambda_u: 0.01,
+        seed: 0,
+    }
+    .build()?;
+    limit::check_budget(&task, limit::DEFAULT_WORK_BUDGET)?;
+    let p = Params::random(&task, 1.0, &mut ChaCha8Rng::seed_from_u64(0));
+    let mut times = Vec::with_capacity(a.reps);
+    let mut r = 0.0;
+    let mut grad = Vec::new();
+    for rep in 0..=a.reps {
+        let t0 = Instant::now();
+        let (risk, g) = limit::risk_grad(&task, &p);
+        let dt = t0.elapsed().as_secs_f64();
+        r = risk;
+        grad = std::hint::black_box(g);
+        if rep > 0 {
+            times.push(dt);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let naive_rel = a.check.then(|| {
+        let rn = limit::risk_naive(&task, &p);
+        (r - rn).abs() / rn.abs()
+    });
+    if let Some(path) = &a.dump {
+        let json = serde_json::json!({
+            "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim,
+            "eps": task.layer_norm, "mu": task.mu, "lambda_w": task.lambda_w,
+            "lambda_u": task.lambda_u, "w": p.w, "u": p.u, "risk": r, "grad": grad,
+        });
+        std::fs::write(path, json.to_string()).map_err(|e| feature_collapse::Error::io(path, e))?;
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim, "classes": task.k,
+            "token_choices_per_class": task.s_c.pow(task.len as u32),
+            "layer_norm": a.layer_norm, "zipf": a.zipf,
+            "threads": rayon::current_num_threads(),
+            "secs_risk_and_grad_median": median, "risk": r,
+            "naive_rel_diff": naive_rel,
+        })
+    );
+    Ok(())
+}
