@@ -125,10 +125,18 @@ impl TaskArgs {
         };
         match (self.freq, self.zipf_exponent) {
             (Some(FreqArg::Uniform), Some(s)) => {
-                return Err(Error::invalid("zipf_exponent", s, "given with --freq uniform; use --freq zipf"))
+                return Err(Error::invalid(
+                    "zipf_exponent",
+                    s,
+                    "given with --freq uniform; use --freq zipf",
+                ))
             }
             (Some(FreqArg::Uniform), None) => c.freq = Freq::Uniform,
-            (Some(FreqArg::Zipf), s) => c.freq = Freq::Zipf { exponent: s.unwrap_or(exponent) },
+            (Some(FreqArg::Zipf), s) => {
+                c.freq = Freq::Zipf {
+                    exponent: s.unwrap_or(exponent),
+                }
+            }
             (None, Some(s)) => c.freq = Freq::Zipf { exponent: s },
             (None, None) => {}
         }
@@ -203,7 +211,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub task: TaskArgs,
     /// Number of random L-BFGS starts per theorem.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub restarts: usize,
     /// Gradient-norm tolerance of a converged restart.
     #[arg(long, default_value_t = 1e-9)]
@@ -283,7 +291,11 @@ fn describe(task: &Task) -> String {
         task.len,
         task.dim,
         task.k,
-        if task.full_latent { " (full latent set)" } else { " (drawn)" },
+        if task.full_latent {
+            " (full latent set)"
+        } else {
+            " (drawn)"
+        },
         freq,
         ln,
         task.lambda_w,
@@ -373,7 +385,11 @@ fn json_report(r: &TheoremReport) -> serde_json::Value {
 
 fn print_report(r: &TheoremReport) {
     println!("Theorem {}: {}", r.theorem, r.statement);
-    println!("  instance   {} ({} parameters)", describe(&r.task), r.n_params);
+    println!(
+        "  instance   {} ({} parameters)",
+        describe(&r.task),
+        r.n_params
+    );
     print_prediction_line(&r.prediction);
     if let Some(h) = &r.hessian {
         println!(
@@ -391,7 +407,10 @@ fn print_report(r: &TheoremReport) {
         r.best_risk,
         iters[iters.len() / 2]
     );
-    println!("  {:<62} {:>11}  {:<10} result", "check", "value", "criterion");
+    println!(
+        "  {:<62} {:>11}  {:<10} result",
+        "check", "value", "criterion"
+    );
     for c in &r.checks {
         println!(
             "  {:<62} {:>11.3e}  {:<10} {}",
@@ -409,7 +428,11 @@ fn print_report(r: &TheoremReport) {
 }
 
 fn print_prediction_line(p: &Prediction) {
-    let r = if p.r.iter().all(|v| (v - p.r[0]).abs() <= 1e-14 * p.r[0].abs().max(1.0)) {
+    let r = if p
+        .r
+        .iter()
+        .all(|v| (v - p.r[0]).abs() <= 1e-14 * p.r[0].abs().max(1.0))
+    {
         format!("rho = {:.12}", p.r[0])
     } else {
         let shown: Vec<String> = p.r.iter().take(6).map(|v| format!("{v:.6}")).collect();
@@ -420,7 +443,7 @@ fn print_prediction_line(p: &Prediction) {
         )
     };
     println!(
-        "  prediction type {:?} ({:?} form): {}, b = {:.12}, R = {:.15}",
+        "  prediction type {:?} ({} form): {}, b = {:.12}, R = {:.15}",
         p.kind, p.form, r, p.u_norm, p.risk
     );
 }
@@ -452,7 +475,10 @@ fn run_predict(a: &PredictArgs) -> Result<i32> {
     } else {
         println!("task       {}", describe(&task));
         print_prediction_line(&pred);
-        println!("  word norm (a, sqrt(d) or mean r_beta) = {:.12}", pred.word_norm);
+        println!(
+            "  word norm (a, sqrt(d) or mean r_beta) = {:.12}",
+            pred.word_norm
+        );
         if let Some(e) = pred.risk_error {
             println!("  risk is a Monte-Carlo estimate, standard error {e:.2e}");
         }

@@ -23,9 +23,9 @@ use crate::collapse::{self, CollapseType, Form, Prediction};
 use crate::error::{Error, Result};
 use crate::limit::{self, LimitProblem};
 use crate::metrics::{self, FamilyDistance};
-use crate::network::Params;
+use crate::network::{features, Params};
 use crate::task::{Freq, Task, TaskConfig};
-use argmin::core::{Executor, State, TerminationReason, TerminationStatus};
+use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -33,6 +33,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The three theorems of the paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,8 +89,9 @@ impl Theorem {
     }
 
     /// The default small instance: `n_c = 3`, full latent set, `lambda = 0.01`;
-    /// theorem 1 `s_c = 2, L = 3, d = 4`; theorem 2 Zipf(1) `s_c = 3, L = 2, d = 4`;
-    /// theorem 3 LayerNorm (`eps = 0`), Zipf(1), `lambda_W = 0`, `s_c = 3, L = 2, d = 4`.
+    /// `L = 3`, `d = 4`;
+    /// theorem 1 `s_c = 2`; theorem 2 Zipf(1), `s_c = 3`; theorem 3 LayerNorm (`eps = 0`),
+    /// Zipf(1), `lambda_W = 0`, `s_c = 3`.
     pub fn default_task(self) -> TaskConfig {
         let base = TaskConfig {
             n_c: 3,
@@ -107,13 +109,11 @@ impl Theorem {
             Theorem::One => base,
             Theorem::Two => TaskConfig {
                 s_c: 3,
-                len: 2,
                 freq: Freq::Zipf { exponent: 1.0 },
                 ..base
             },
             Theorem::Three => TaskConfig {
                 s_c: 3,
-                len: 2,
                 freq: Freq::Zipf { exponent: 1.0 },
                 layer_norm: Some(0.0),
                 lambda_w: 0.0,
@@ -127,17 +127,37 @@ impl Theorem {
         match self {
             Theorem::One => {
                 if task.layer_norm.is_some() {
-                    return Err(Error::invalid("layer_norm", "on", "theorem 1 is without LayerNorm (use --theorem 3)"));
+                    return Err(Error::invalid(
+                        "layer_norm",
+                        "on",
+                        "theorem 1 is without LayerNorm (use --theorem 3)",
+                    ));
                 }
                 if !task.freq.is_uniform() {
-                    return Err(Error::invalid("freq", "zipf", "theorem 1 needs uniform mu (use --theorem 2 for Zipf)"));
+                    return Err(Error::invalid(
+                        "freq",
+                        "zipf",
+                        "theorem 1 needs uniform mu (use --theorem 2 for Zipf)",
+                    ));
                 }
-                positive("lambda_w", task.lambda_w, "theorem 1 needs weight decay on W")?;
-                positive("lambda_u", task.lambda_u, "theorem 1 needs weight decay on U")?;
+                positive(
+                    "lambda_w",
+                    task.lambda_w,
+                    "theorem 1 needs weight decay on W",
+                )?;
+                positive(
+                    "lambda_u",
+                    task.lambda_u,
+                    "theorem 1 needs weight decay on U",
+                )?;
             }
             Theorem::Two => {
                 if task.layer_norm.is_some() {
-                    return Err(Error::invalid("layer_norm", "on", "theorem 2 is without LayerNorm (use --theorem 3)"));
+                    return Err(Error::invalid(
+                        "layer_norm",
+                        "on",
+                        "theorem 2 is without LayerNorm (use --theorem 3)",
+                    ));
                 }
                 if task.freq.is_uniform() || task.s_c < 2 {
                     return Err(Error::invalid(
@@ -146,12 +166,24 @@ impl Theorem {
                         "theorem 2 needs non-uniform mu (--freq zipf with exponent > 0, s_c >= 2)",
                     ));
                 }
-                positive("lambda_w", task.lambda_w, "theorem 2 needs weight decay on W")?;
-                positive("lambda_u", task.lambda_u, "theorem 2 needs weight decay on U")?;
+                positive(
+                    "lambda_w",
+                    task.lambda_w,
+                    "theorem 2 needs weight decay on W",
+                )?;
+                positive(
+                    "lambda_u",
+                    task.lambda_u,
+                    "theorem 2 needs weight decay on U",
+                )?;
             }
             Theorem::Three => {
                 if task.layer_norm.is_none() {
-                    return Err(Error::invalid("layer_norm", "off", "theorem 3 is about LayerNorm (add --layer-norm)"));
+                    return Err(Error::invalid(
+                        "layer_norm",
+                        "off",
+                        "theorem 3 is about LayerNorm (add --layer-norm)",
+                    ));
                 }
                 if task.lambda_w != 0.0 {
                     return Err(Error::invalid(
@@ -160,7 +192,11 @@ impl Theorem {
                         "theorem 3 has no weight decay on W (LayerNorm makes R scale-free in w_t); use --lambda-w 0",
                     ));
                 }
-                positive("lambda_u", task.lambda_u, "theorem 3 needs weight decay on U")?;
+                positive(
+                    "lambda_u",
+                    task.lambda_u,
+                    "theorem 3 needs weight decay on U",
+                )?;
             }
         }
         Ok(())
@@ -233,7 +269,7 @@ pub struct VerifyConfig {
 impl Default for VerifyConfig {
     fn default() -> Self {
         VerifyConfig {
-            restarts: 8,
+            restarts: 16,
             seed: 0,
             grad_tol: 1e-9,
             max_iters: 5000,
@@ -250,16 +286,28 @@ impl VerifyConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         if self.restarts == 0 {
-            return Err(Error::invalid("restarts", 0, "needs at least 1 random start"));
+            return Err(Error::invalid(
+                "restarts",
+                0,
+                "needs at least 1 random start",
+            ));
         }
         if !(self.grad_tol > 0.0 && self.grad_tol.is_finite()) {
-            return Err(Error::invalid("grad_tol", self.grad_tol, "must be finite and > 0"));
+            return Err(Error::invalid(
+                "grad_tol",
+                self.grad_tol,
+                "must be finite and > 0",
+            ));
         }
         if self.max_iters == 0 {
             return Err(Error::invalid("max_iters", 0, "must be >= 1"));
         }
         if !(self.init_scale > 0.0 && self.init_scale.is_finite()) {
-            return Err(Error::invalid("init_scale", self.init_scale, "must be finite and > 0"));
+            return Err(Error::invalid(
+                "init_scale",
+                self.init_scale,
+                "must be finite and > 0",
+            ));
         }
         Ok(())
     }
@@ -348,17 +396,87 @@ fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1.0)
 }
 
+/// The limit-risk problem with a cap on the number of evaluations and a guard
+/// against non-finite values: argmin's More–Thuente line search has no iteration
+/// cap of its own and can cycle at a LayerNorm singularity, so past the cap (or on
+/// a NaN/inf risk) every evaluation fails, which ends the run with a solver exit.
+struct CappedProblem<'a> {
+    inner: LimitProblem<'a>,
+    evals: AtomicU64,
+    cap: u64,
+}
+
+impl CappedProblem<'_> {
+    fn tick(&self) -> std::result::Result<(), argmin::core::Error> {
+        if self.evals.fetch_add(1, Ordering::Relaxed) >= self.cap {
+            return Err(argmin::core::Error::msg(format!(
+                "evaluation cap of {} reached",
+                self.cap
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn finite(v: f64) -> std::result::Result<f64, argmin::core::Error> {
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(argmin::core::Error::msg("non-finite risk"))
+    }
+}
+
+impl CostFunction for CappedProblem<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, x: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
+        self.tick()?;
+        finite(self.inner.cost(x)?)
+    }
+}
+
+impl Gradient for CappedProblem<'_> {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, x: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
+        self.tick()?;
+        let g = self.inner.gradient(x)?;
+        finite(g.iter().sum())?;
+        Ok(g)
+    }
+}
+
 /// Runs L-BFGS (argmin, More–Thuente line search) on the exact limit risk from
 /// `start` until `||grad R|| <= cfg.grad_tol`. When a round ends early (line search
 /// at round-off, stalled cost) above the tolerance, up to two more rounds restart
 /// from the last point with a fresh memory; the iteration cap counts all rounds.
-pub fn minimise(task: &Task, start: &Params, cfg: &VerifyConfig) -> Result<(Vec<f64>, u64, String, bool)> {
+pub fn minimise(
+    task: &Task,
+    start: &Params,
+    cfg: &VerifyConfig,
+) -> Result<(Vec<f64>, u64, String, bool)> {
     let mut x = start.to_flat();
     let mut iters_total = 0u64;
     let mut reason = String::new();
     let mut hit_cap = false;
-    for _round in 0..3 {
-        let problem = LimitProblem { task, shape: start.clone() };
+    for _round in 0..5 {
+        if let (Some(eps), true) = (task.layer_norm, task.lambda_w == 0.0) {
+            // R is invariant under w_t -> phi(w_t) when eps = 0 and lambda_W = 0:
+            // move every w_t back to unit variance and zero mean, which keeps
+            // the scale-free directions well conditioned for L-BFGS.
+            let nw = start.w.len();
+            let w = start.with_flat(&x).w;
+            let normalised = features(&Params { w, ..start.clone() }, Some(eps));
+            x[..nw].copy_from_slice(&normalised);
+        }
+        let problem = CappedProblem {
+            inner: LimitProblem {
+                task,
+                shape: start.clone(),
+            },
+            evals: AtomicU64::new(0),
+            cap: 50 * cfg.max_iters,
+        };
         let linesearch = MoreThuenteLineSearch::new();
         let solver = LBFGS::new(linesearch, cfg.lbfgs_memory)
             .with_tolerance_grad(cfg.grad_tol)
@@ -370,14 +488,23 @@ pub fn minimise(task: &Task, start: &Params, cfg: &VerifyConfig) -> Result<(Vec<
             hit_cap = true;
             break;
         }
-        let res = Executor::new(problem, solver)
+        let res = match Executor::new(problem, solver)
             .configure(|s| s.param(x.clone()).max_iters(remaining))
             .ctrlc(false)
             .run()
-            .map_err(|e| Error::Optimiser(e.to_string()))?;
+        {
+            Ok(res) => res,
+            Err(e) => {
+                // an evaluation failed outside the line search: the run failed
+                reason = format!("evaluation failed: {e}");
+                break;
+            }
+        };
         let state = res.state();
         iters_total += state.get_iter();
-        if let Some(p) = state.get_best_param() {
+        // The last iterate, not the best-cost one: at round-off level an earlier
+        // iterate can have a lower cost and a larger gradient.
+        if let Some(p) = state.get_param() {
             x = p.clone();
         }
         reason = match state.get_termination_status() {
@@ -412,7 +539,10 @@ pub fn hessian_fd(task: &Task, p: &Params) -> DMatrix<f64> {
             xm[i] -= h;
             let gp = limit::risk_grad(task, &p.with_flat(&xp)).1;
             let gm = limit::risk_grad(task, &p.with_flat(&xm)).1;
-            gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect()
+            gp.iter()
+                .zip(&gm)
+                .map(|(a, b)| (a - b) / (2.0 * h))
+                .collect()
         })
         .collect();
     let h = DMatrix::from_fn(n, n, |r, c| cols[c][r]);
@@ -444,7 +574,9 @@ pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
     let basis: Vec<Vec<f64>> = if task.layer_norm.is_some() {
         complement_of_ones(d)
     } else {
-        (0..d).map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect()
+        (0..d)
+            .map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+            .collect()
     };
     let x0 = p.to_flat();
     let n = x0.len();
@@ -469,7 +601,9 @@ pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
             scale[tok * d..(tok + 1) * d].copy_from_slice(p.w_row(tok));
             cols.push(scale);
             let mut shift = vec![0.0; n];
-            shift[tok * d..(tok + 1) * d].iter_mut().for_each(|v| *v = 1.0);
+            shift[tok * d..(tok + 1) * d]
+                .iter_mut()
+                .for_each(|v| *v = 1.0);
             cols.push(shift);
         }
     }
@@ -539,7 +673,12 @@ pub fn exact_form(task: &Task) -> Form {
 
 /// Verifies `theorem` on `task` (which must satisfy its hypotheses). `progress`
 /// receives one short line per stage (for a progress display); pass `|_| {}` to mute.
-pub fn verify_theorem(theorem: Theorem, task: &Task, cfg: &VerifyConfig, mut progress: impl FnMut(&str)) -> Result<TheoremReport> {
+pub fn verify_theorem(
+    theorem: Theorem,
+    task: &Task,
+    cfg: &VerifyConfig,
+    mut progress: impl FnMut(&str),
+) -> Result<TheoremReport> {
     let started = std::time::Instant::now();
     cfg.validate()?;
     theorem.check_task(task)?;
@@ -643,7 +782,10 @@ pub fn verify_theorem(theorem: Theorem, task: &Task, cfg: &VerifyConfig, mut pro
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let best = restarts.iter().min_by(|a, b| a.risk.total_cmp(&b.risk)).expect("restarts >= 1");
+    let best = restarts
+        .iter()
+        .min_by(|a, b| a.risk.total_cmp(&b.risk))
+        .expect("restarts >= 1");
     let best_risk = best.risk;
     let n_conv = restarts.iter().filter(|r| r.converged).count();
     checks.push(check(

@@ -28,7 +28,12 @@ fn json_lines(o: &Output) -> Vec<serde_json::Value> {
 fn verify_default_passes_all_three_theorems() {
     let o = fcollapse(&["verify"]);
     let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(0), "stdout:\n{out}\nstderr:\n{}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stdout:\n{out}\nstderr:\n{}",
+        stderr(&o)
+    );
     for t in 1..=3 {
         assert!(out.contains(&format!("Theorem {t}:")), "{out}");
     }
@@ -39,8 +44,24 @@ fn verify_default_passes_all_three_theorems() {
 #[test]
 fn verify_json_carries_the_summary_fields() {
     let o = fcollapse(&[
-        "verify", "--theorem", "2", "--nc", "3", "--sc", "3", "--len", "3", "--dim", "4", "--lambda", "0.01",
-        "--freq", "zipf", "--restarts", "3", "--json",
+        "verify",
+        "--theorem",
+        "2",
+        "--nc",
+        "3",
+        "--sc",
+        "3",
+        "--len",
+        "3",
+        "--dim",
+        "4",
+        "--lambda",
+        "0.01",
+        "--freq",
+        "zipf",
+        "--restarts",
+        "3",
+        "--json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
     let lines = json_lines(&o);
@@ -50,19 +71,32 @@ fn verify_json_carries_the_summary_fields() {
     assert_eq!(v["passed"], true);
     let pred = v["predicted_risk"].as_f64().unwrap();
     let best = v["best_risk"].as_f64().unwrap();
-    assert!((pred - best).abs() <= 1e-8 * pred.abs().max(1.0), "{pred} vs {best}");
+    assert!(
+        (pred - best).abs() <= 1e-8 * pred.abs().max(1.0),
+        "{pred} vs {best}"
+    );
     assert!(v["grad_norm_at_prediction"].as_f64().unwrap() < 1e-10);
     assert!(v["hessian_min_eig"].as_f64().unwrap() > -1e-6);
     assert!(v["collapse_distance"].as_f64().unwrap() < 1e-4);
     assert!(v["type_i_grad_norm"].as_f64().unwrap() > 1e-4);
     let r = v["prediction"]["r"].as_array().unwrap();
     assert_eq!(r.len(), 3);
-    assert!(r[0].as_f64().unwrap() > r[2].as_f64().unwrap(), "frequent tokens get larger norms");
+    assert!(
+        r[0].as_f64().unwrap() > r[2].as_f64().unwrap(),
+        "frequent tokens get larger norms"
+    );
 }
 
 #[test]
 fn predict_preset_mean_field_json() {
-    let o = fcollapse(&["predict", "--preset", "fig3", "--form", "mean-field", "--json"]);
+    let o = fcollapse(&[
+        "predict",
+        "--preset",
+        "fig3",
+        "--form",
+        "mean-field",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = &json_lines(&o)[0];
     let a = v["word_norm"].as_f64().unwrap();
@@ -92,7 +126,10 @@ fn bad_input_gets_one_line_and_exit_code_2() {
         (&["predict", "--lambda-u", "NaN"], "lambda_u"),
         (&["predict", "--classes", "0"], "classes"),
         (&["predict", "--zipf-exponent", "-1"], "zipf_exponent"),
-        (&["verify", "--theorem", "1", "--sc", "4", "--len", "9"], "operations"),
+        (
+            &["verify", "--theorem", "1", "--sc", "4", "--len", "9"],
+            "operations",
+        ),
         (&["verify", "--theorem", "1", "--freq", "zipf"], "freq"),
         (&["verify", "--restarts", "0"], "restarts"),
     ];
@@ -100,7 +137,11 @@ fn bad_input_gets_one_line_and_exit_code_2() {
         let o = fcollapse(args);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: one line expected, got {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line expected, got {err}"
+        );
         assert!(err.starts_with("error: "), "{args:?}: {err}");
         assert!(err.contains(name), "{args:?}: should name {name}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");

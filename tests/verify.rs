@@ -1,0 +1,128 @@
+//! Library-level theorem checks on instances other than the CLI defaults, and
+//! checks that the verifier can fail.
+
+use feature_collapse::task::{Freq, TaskConfig};
+use feature_collapse::verify::{verify_theorem, Theorem, VerifyConfig};
+
+fn cfg(restarts: usize) -> VerifyConfig {
+    VerifyConfig {
+        restarts,
+        ..VerifyConfig::default()
+    }
+}
+
+fn assert_passed(t: Theorem, task: TaskConfig) {
+    let task = task.build().unwrap();
+    let r = verify_theorem(t, &task, &cfg(6), |_| {}).unwrap();
+    let failed: Vec<_> = r.checks.iter().filter(|c| !c.passed).collect();
+    assert!(
+        r.passed,
+        "theorem {}: failed checks {failed:#?}",
+        t.number()
+    );
+    assert!((r.best_risk - r.predicted_risk).abs() <= 1e-8 * r.predicted_risk.abs().max(1.0));
+}
+
+#[test]
+fn theorem_1_four_concepts() {
+    let task = TaskConfig {
+        n_c: 4,
+        s_c: 2,
+        len: 2,
+        dim: 5,
+        lambda_w: 0.005,
+        lambda_u: 0.02,
+        ..TaskConfig::default()
+    };
+    assert_passed(Theorem::One, task);
+}
+
+#[test]
+fn theorem_2_steeper_zipf() {
+    let task = TaskConfig {
+        n_c: 3,
+        s_c: 4,
+        len: 2,
+        dim: 3,
+        freq: Freq::Zipf { exponent: 2.0 },
+        ..TaskConfig::default()
+    };
+    assert_passed(Theorem::Two, task);
+}
+
+#[test]
+fn theorem_3_uniform_mu_and_larger_d() {
+    let task = TaskConfig {
+        n_c: 3,
+        s_c: 2,
+        len: 3,
+        dim: 5,
+        layer_norm: Some(0.0),
+        lambda_w: 0.0,
+        lambda_u: 0.02,
+        ..TaskConfig::default()
+    };
+    assert_passed(Theorem::Three, task);
+}
+
+#[test]
+fn iteration_cap_is_a_failed_verification() {
+    let task = Theorem::One.default_task().build().unwrap();
+    let c = VerifyConfig {
+        max_iters: 3,
+        ..cfg(2)
+    };
+    let r = verify_theorem(Theorem::One, &task, &c, |_| {}).unwrap();
+    assert!(!r.passed);
+    assert!(r.restarts.iter().all(|x| !x.converged));
+    assert!(r
+        .restarts
+        .iter()
+        .all(|x| x.termination.contains("Maximum number of iterations")));
+}
+
+#[test]
+fn too_much_weight_decay_gives_the_trivial_configuration_and_fails() {
+    // lambda above the threshold L kappa (n_c-1)/n_c / sqrt(n_w K L): the minimiser is W = U = 0
+    let task = TaskConfig {
+        lambda_w: 1.0,
+        lambda_u: 1.0,
+        ..Theorem::One.default_task()
+    }
+    .build()
+    .unwrap();
+    let r = verify_theorem(Theorem::One, &task, &cfg(2), |_| {}).unwrap();
+    let trivial = r
+        .checks
+        .iter()
+        .find(|c| c.name.starts_with("prediction is non-trivial"))
+        .unwrap();
+    assert!(!trivial.passed);
+    assert!((r.predicted_risk - (task.k as f64).ln()).abs() < 1e-12);
+    assert!(!r.passed);
+}
+
+#[test]
+fn hypotheses_are_checked() {
+    let zipf = TaskConfig {
+        freq: Freq::Zipf { exponent: 1.0 },
+        ..Theorem::One.default_task()
+    }
+    .build()
+    .unwrap();
+    assert!(verify_theorem(Theorem::One, &zipf, &cfg(1), |_| {}).is_err());
+    let uniform = TaskConfig {
+        freq: Freq::Uniform,
+        ..Theorem::Two.default_task()
+    }
+    .build()
+    .unwrap();
+    assert!(verify_theorem(Theorem::Two, &uniform, &cfg(1), |_| {}).is_err());
+    let decay_w = TaskConfig {
+        lambda_w: 0.01,
+        ..Theorem::Three.default_task()
+    }
+    .build()
+    .unwrap();
+    assert!(verify_theorem(Theorem::Three, &decay_w, &cfg(1), |_| {}).is_err());
+}
