@@ -320,7 +320,7 @@ fn run_verify(a: &VerifyArgs) -> Result<i32> {
         ..VerifyConfig::default()
     };
     cfg.validate()?;
-    if !(a.budget > 0.0) {
+    if a.budget.is_nan() || a.budget <= 0.0 {
         return Err(Error::invalid("budget", a.budget, "must be > 0"));
     }
     // Validate every instance before running anything.
