@@ -205,8 +205,8 @@ pub fn empirical_risk_grad(task: &Task, p: &Params, data: &Sentences) -> (f64, V
         let h = scores(p, &phi, x);
         let lse = log_sum_exp(&h);
         loss += lse - h[y];
-        for j in 0..p.k {
-            let mut g = (h[j] - lse).exp();
+        for (j, &hj) in h.iter().enumerate() {
+            let mut g = (hj - lse).exp();
             if j == y {
                 g -= 1.0;
             }

@@ -436,8 +436,8 @@ mod tests {
             counts[t as usize % task.s_c] += 1;
         }
         let total = s.tokens.len() as f64;
-        for b in 0..3 {
-            let f = counts[b] as f64 / total;
+        for (b, &count) in counts.iter().enumerate() {
+            let f = count as f64 / total;
             assert!(
                 (f - task.mu[b]).abs() < 0.01,
                 "rank {b}: {f} vs {}",
