@@ -16,5 +16,6 @@
 pub mod error;
 pub mod network;
 pub mod task;
+pub mod train;
 
 pub use error::{Error, Result};
