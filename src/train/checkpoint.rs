@@ -20,7 +20,18 @@ use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// File name of the checkpoint inside the output directory.
+/// File name of the checkpoint inside the output directory. Layout:
+///
+/// ```text
+/// magic      8 bytes  b"FCCKPT01" (CHECKPOINT_MAGIC)
+/// hdr_len    u64 LE   length of the JSON header in bytes
+/// header     JSON     task, train config, epoch, step inside the epoch, shuffle-rng
+///                     word position, training seconds, sizes, FNV-1a 64 checksum
+/// payload    f32 LE   W (n_w x d, row-major) then U (K x L d, row-major)
+/// ```
+///
+/// Written to a `.tmp` file, fsynced, renamed over the old one (then the directory is
+/// fsynced), so a crash leaves either the old or the new checkpoint.
 pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 /// First 8 bytes of a checkpoint file.
 pub const CHECKPOINT_MAGIC: &[u8; 8] = b"FCCKPT01";

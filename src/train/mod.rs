@@ -41,26 +41,29 @@
 //! # Files (when an output directory is given to [`Trainer::train`])
 //!
 //! - `log.jsonl`: one JSON line per evaluation ([`EvalRecord`]), appended;
-//! - `checkpoint.bin`: the latest checkpoint (see [`checkpoint`]), written atomically
+//! - `checkpoint.bin`: the latest checkpoint (format: see [`CHECKPOINT_FILE`]), written atomically
 //!   every `checkpoint_every` epochs, at the end, and on Ctrl-C.
 
 mod checkpoint;
+mod config;
+mod interrupt;
 mod kernel;
 
 pub use checkpoint::{CHECKPOINT_FILE, CHECKPOINT_MAGIC};
+pub use config::{EvalRecord, TrainConfig, TrainSummary};
 
 use crate::error::{Error, Result};
 use crate::network::{standard_normal, Params};
 use crate::task::{Sentences, Task};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use interrupt::{ctrl_c_flag, CtrlCGuard};
 use kernel::{Shape, Work};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// ChaCha stream of the training and test sets.
@@ -71,128 +74,6 @@ pub const INIT_STREAM: u64 = 2;
 pub const SHUFFLE_STREAM: u64 = 3;
 /// Name of the evaluation log inside the output directory.
 pub const LOG_FILE: &str = "log.jsonl";
-
-/// Settings of an SGD run (the task itself carries `lambda_w`, `lambda_u`, LayerNorm).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    /// Training sentences per class `n_spl` (>= 1).
-    pub n_spl: usize,
-    /// Test sentences per class (>= 1; the paper uses 5).
-    pub n_test: usize,
-    /// Number of epochs to train for (>= 1), counted from the start of the run.
-    pub epochs: usize,
-    /// Learning rate (finite, > 0).
-    pub lr: f64,
-    /// Mini-batch size (>= 1).
-    pub batch: usize,
-    /// Evaluate (and log) at epoch 1, every `eval_every` epochs and at the end; 0: at the end only.
-    pub eval_every: usize,
-    /// Write a checkpoint every `checkpoint_every` epochs; 0: only at the end (and on Ctrl-C).
-    pub checkpoint_every: usize,
-    /// Seed of data, initialisation and shuffles (see the module docs).
-    pub seed: u64,
-    /// Worker threads; 0 = all available cores. Does not change the results.
-    pub threads: usize,
-}
-
-impl Default for TrainConfig {
-    /// The paper's figure-3 protocol: `n_spl = 5`, 1200 epochs, `lr = 0.1`, batch 100.
-    fn default() -> Self {
-        TrainConfig {
-            n_spl: 5,
-            n_test: 5,
-            epochs: 1200,
-            lr: 0.1,
-            batch: 100,
-            eval_every: 10,
-            checkpoint_every: 100,
-            seed: 0,
-            threads: 0,
-        }
-    }
-}
-
-impl TrainConfig {
-    /// Checks every field; errors name the offending field.
-    pub fn validate(&self) -> Result<()> {
-        if self.n_spl == 0 {
-            return Err(Error::invalid(
-                "n_spl",
-                0,
-                "needs at least 1 sentence per class",
-            ));
-        }
-        if self.n_test == 0 {
-            return Err(Error::invalid(
-                "n_test",
-                0,
-                "needs at least 1 test sentence per class",
-            ));
-        }
-        if self.epochs == 0 {
-            return Err(Error::invalid("epochs", 0, "must be >= 1"));
-        }
-        if !self.lr.is_finite() || self.lr <= 0.0 {
-            return Err(Error::invalid("lr", self.lr, "must be finite and > 0"));
-        }
-        if self.batch == 0 {
-            return Err(Error::invalid("batch", 0, "must be >= 1"));
-        }
-        if self.threads > 1024 {
-            return Err(Error::invalid(
-                "threads",
-                self.threads,
-                "must be <= 1024 (0 = all cores)",
-            ));
-        }
-        Ok(())
-    }
-
-    /// The thread count actually used (`threads`, or all cores when 0).
-    pub fn resolved_threads(&self) -> usize {
-        if self.threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            self.threads
-        }
-    }
-}
-
-/// One evaluation, written as a line of `log.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EvalRecord {
-    /// Epochs completed.
-    pub epoch: usize,
-    /// Mean over the batches of the last epoch of the batch-mean cross entropy
-    /// (before each step's update, as the reference reports it).
-    pub loss: f64,
-    pub train_accuracy: f64,
-    pub test_accuracy: f64,
-    /// Training seconds so far (evaluation, logging and checkpoints excluded).
-    pub secs: f64,
-    /// `secs / epoch`.
-    pub secs_per_epoch: f64,
-    /// Extra measurements added by the `on_eval` callback of [`Trainer::train`] —
-    /// **the place for collapse metrics** (`metrics::collapse_metrics(task, &params)`).
-    /// Flattened into the JSON line.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
-/// What [`Trainer::train`] returns.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSummary {
-    /// Epochs completed (the configured total).
-    pub epochs: usize,
-    /// The last evaluation (at the final epoch).
-    pub last: EvalRecord,
-    /// Training seconds over the whole run, resumed parts included.
-    pub train_secs: f64,
-    /// `train_secs / epochs`.
-    pub secs_per_epoch: f64,
-    /// The final checkpoint, when an output directory was given.
-    pub checkpoint: Option<PathBuf>,
-}
 
 /// The f32 SGD trainer. See the module docs for the protocol.
 pub struct Trainer {
@@ -706,48 +587,6 @@ fn append_log(dir: &Path, rec: &EvalRecord) -> Result<()> {
         .map_err(|e| Error::io(&path, e))?;
     f.write_all(line.as_bytes())
         .map_err(|e| Error::io(&path, e))
-}
-
-// ---- Ctrl-C ------------------------------------------------------------------------
-
-/// Set by the Ctrl-C handler while a training with an output directory runs.
-static CTRL_C: AtomicBool = AtomicBool::new(false);
-/// Number of running trainings that handle Ctrl-C themselves.
-static ARMED: AtomicUsize = AtomicUsize::new(0);
-static HANDLER: OnceLock<bool> = OnceLock::new();
-
-/// The process-wide stop flag set by Ctrl-C.
-fn ctrl_c_flag() -> &'static AtomicBool {
-    &CTRL_C
-}
-
-/// While alive, Ctrl-C requests a checkpointed stop instead of killing the process.
-struct CtrlCGuard;
-
-impl CtrlCGuard {
-    fn arm() -> Self {
-        HANDLER.get_or_init(|| {
-            ctrlc::set_handler(|| {
-                if ARMED.load(Ordering::SeqCst) == 0 || CTRL_C.swap(true, Ordering::SeqCst) {
-                    // Nobody to checkpoint, or a second Ctrl-C: leave now.
-                    std::process::exit(130);
-                }
-            })
-            .is_ok()
-        });
-        if ARMED.fetch_add(1, Ordering::SeqCst) == 0 {
-            CTRL_C.store(false, Ordering::SeqCst);
-        }
-        CtrlCGuard
-    }
-}
-
-impl Drop for CtrlCGuard {
-    fn drop(&mut self) {
-        if ARMED.fetch_sub(1, Ordering::SeqCst) == 1 {
-            CTRL_C.store(false, Ordering::SeqCst);
-        }
-    }
 }
 
 #[cfg(test)]
