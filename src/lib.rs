@@ -24,6 +24,7 @@ pub mod network;
 pub mod npy;
 pub mod plots;
 pub mod task;
+pub mod train;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -1,0 +1,436 @@
+//! The f32 compute kernels of one SGD step and of evaluation.
+//!
+//! Shapes (`B` = rows of the batch, `Ld = L * d`):
+//!
+//! | buffer | shape | meaning |
+//! |---|---|---|
+//! | `x` | `B x Ld` | gathered features `phi(w_{x_{i,l}})`, position blocks side by side |
+//! | `h` | `B x K` | scores `X U^T`, then overwritten by `G = (softmax(h) - onehot(y)) / B` |
+//! | `dx` | `B x Ld` | `G U`, then (LayerNorm) `dR/dw` per occurrence |
+//! | `rstd` | `B x L` | `1 / sqrt(var + eps)` of each gathered row (LayerNorm only) |
+//!
+//! All three products go through [`gemm::gemm`] with `Parallelism::Rayon(threads)`;
+//! `gemm` splits the output into tiles across threads and never splits the inner
+//! dimension across threads, so results do not depend on the thread count (checked by
+//! a test). Every element-wise loop here works row by row (or element by element), so
+//! its result does not depend on how rayon splits the rows either; the only reduction
+//! across rows (the batch loss) is summed sequentially in row order.
+
+use crate::task::Sentences;
+use rayon::prelude::*;
+
+/// Rows handed to one rayon task by the element-wise loops.
+const ROWS_PER_TASK: usize = 16;
+
+/// Preallocated per-step work buffers (sized for the largest batch).
+#[derive(Debug, Clone)]
+pub(crate) struct Work {
+    pub x: Vec<f32>,
+    pub h: Vec<f32>,
+    pub dx: Vec<f32>,
+    pub rstd: Vec<f32>,
+    pub row_loss: Vec<f64>,
+}
+
+impl Work {
+    pub fn new(batch: usize, k: usize, len: usize, dim: usize) -> Self {
+        Work {
+            x: vec![0.0; batch * len * dim],
+            h: vec![0.0; batch * k],
+            dx: vec![0.0; batch * len * dim],
+            rstd: vec![0.0; batch * len],
+            row_loss: vec![0.0; batch],
+        }
+    }
+}
+
+/// Static sizes and hyper-parameters of a step, in f32.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub k: usize,
+    pub len: usize,
+    pub dim: usize,
+    pub threads: usize,
+    /// LayerNorm `eps` (f32) if LayerNorm is on.
+    pub ln_eps: Option<f32>,
+    pub lr: f32,
+    pub lambda_w: f32,
+    pub lambda_u: f32,
+}
+
+impl Shape {
+    fn ld(&self) -> usize {
+        self.len * self.dim
+    }
+    fn par(&self) -> gemm::Parallelism {
+        gemm::Parallelism::Rayon(self.threads)
+    }
+}
+
+/// `phi(v)` into `out`, returning `1/sqrt(var + eps)`: LayerNorm without affine
+/// parameters, biased variance, `out = (v - mean) / sqrt(var + eps)`.
+#[inline]
+fn layer_norm_row(v: &[f32], out: &mut [f32], eps: f32) -> f32 {
+    let inv_d = 1.0 / v.len() as f32;
+    let mean = v.iter().sum::<f32>() * inv_d;
+    let var = v.iter().map(|&a| (a - mean) * (a - mean)).sum::<f32>() * inv_d;
+    let rstd = 1.0 / (var + eps).sqrt();
+    for (o, &a) in out.iter_mut().zip(v) {
+        *o = (a - mean) * rstd;
+    }
+    rstd
+}
+
+/// LayerNorm backward in place: `g <- rstd * (g - mean(g) - xhat * mean(g ⊙ xhat))`
+/// where `xhat = phi(v)` is the forward output.
+#[inline]
+fn layer_norm_backward_row(xhat: &[f32], g: &mut [f32], rstd: f32) {
+    let inv_d = 1.0 / g.len() as f32;
+    let gm = g.iter().sum::<f32>() * inv_d;
+    let gx = g.iter().zip(xhat).map(|(&a, &b)| a * b).sum::<f32>() * inv_d;
+    for (gi, &xi) in g.iter_mut().zip(xhat) {
+        *gi = rstd * (*gi - gm - xi * gx);
+    }
+}
+
+/// Gathers `X[r] = [phi(w_{x_{i_r,0}}) .. phi(w_{x_{i_r,L-1}})]` for the sentences `rows`.
+pub(crate) fn gather(
+    s: &Shape,
+    w: &[f32],
+    data: &Sentences,
+    rows: &[usize],
+    x: &mut [f32],
+    rstd: &mut [f32],
+) {
+    let (ld, d, len) = (s.ld(), s.dim, s.len);
+    let b = rows.len();
+    x[..b * ld]
+        .par_chunks_mut(ld * ROWS_PER_TASK)
+        .zip(rstd[..b * len].par_chunks_mut(len * ROWS_PER_TASK))
+        .zip(rows.par_chunks(ROWS_PER_TASK))
+        .for_each(|((xc, rc), ic)| {
+            for ((xr, rr), &i) in xc.chunks_mut(ld).zip(rc.chunks_mut(len)).zip(ic) {
+                let sent = data.sentence(i);
+                for ((xb, r), &t) in xr.chunks_mut(d).zip(rr.iter_mut()).zip(sent) {
+                    let wt = &w[t as usize * d..(t as usize + 1) * d];
+                    match s.ln_eps {
+                        None => xb.copy_from_slice(wt),
+                        Some(eps) => *r = layer_norm_row(wt, xb, eps),
+                    }
+                }
+            }
+        });
+}
+
+/// `H = X U^T` for `b` rows: `h[r*K + j] = <x_r, u_j>`.
+pub(crate) fn scores(s: &Shape, u: &[f32], x: &[f32], h: &mut [f32], b: usize) {
+    let (ld, k) = (s.ld() as isize, s.k);
+    debug_assert!(x.len() >= b * s.ld() && h.len() >= b * k && u.len() == k * s.ld());
+    // SAFETY: dst is b x K row-major inside `h`; lhs is b x Ld row-major inside `x`;
+    // rhs(p, j) = u[j * Ld + p] lies inside `u`; all three are distinct allocations.
+    unsafe {
+        gemm::gemm(
+            b,
+            k,
+            s.ld(),
+            h.as_mut_ptr(),
+            1,
+            k as isize,
+            false,
+            x.as_ptr(),
+            1,
+            ld,
+            u.as_ptr(),
+            ld,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            s.par(),
+        );
+    }
+}
+
+/// Turns scores into the loss gradient in place: `h[r] <- (softmax(h[r]) - e_{y_r}) / b`,
+/// storing `CE_r = log sum_j exp(h_rj) - h_{r y_r}` in `row_loss[r]`. Returns the mean
+/// CE over the `b` rows (summed in row order, in f64).
+pub(crate) fn softmax_xent(
+    s: &Shape,
+    data: &Sentences,
+    rows: &[usize],
+    h: &mut [f32],
+    row_loss: &mut [f64],
+) -> f64 {
+    let k = s.k;
+    let b = rows.len();
+    let inv_b = 1.0 / b as f32;
+    h[..b * k]
+        .par_chunks_mut(k * ROWS_PER_TASK)
+        .zip(row_loss[..b].par_chunks_mut(ROWS_PER_TASK))
+        .zip(rows.par_chunks(ROWS_PER_TASK))
+        .for_each(|((hc, lc), ic)| {
+            for ((hr, lr), &i) in hc.chunks_mut(k).zip(lc.iter_mut()).zip(ic) {
+                let y = data.labels[i] as usize;
+                let m = hr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let hy = hr[y];
+                let mut sum = 0.0f32;
+                for v in hr.iter_mut() {
+                    let e = (*v - m).exp();
+                    *v = e;
+                    sum += e;
+                }
+                *lr = (m + sum.ln() - hy) as f64;
+                let scale = inv_b / sum;
+                for v in hr.iter_mut() {
+                    *v *= scale;
+                }
+                hr[y] -= inv_b;
+            }
+        });
+    row_loss[..b].iter().sum::<f64>() / b as f64
+}
+
+/// Forward and backward pass without any update: fills `work.x` (features),
+/// `work.h` (`G`), `work.dx` (`dR/dw` per occurrence, through LayerNorm backward if
+/// on) and returns the batch-mean cross entropy.
+fn forward_backward(
+    s: &Shape,
+    w: &[f32],
+    u: &[f32],
+    work: &mut Work,
+    data: &Sentences,
+    rows: &[usize],
+) -> f64 {
+    let b = rows.len();
+    let (ld, k, d) = (s.ld(), s.k, s.dim);
+    let Work {
+        x,
+        h,
+        dx,
+        rstd,
+        row_loss,
+    } = work;
+    gather(s, w, data, rows, x, rstd);
+    scores(s, u, x, h, b);
+    let loss = softmax_xent(s, data, rows, h, row_loss);
+    // dX = G U: b x Ld = (b x K)(K x Ld).
+    // SAFETY: all pointers address row-major blocks inside their own buffers.
+    unsafe {
+        gemm::gemm(
+            b,
+            ld,
+            k,
+            dx.as_mut_ptr(),
+            1,
+            ld as isize,
+            false,
+            h.as_ptr(),
+            1,
+            k as isize,
+            u.as_ptr(),
+            1,
+            ld as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            s.par(),
+        );
+    }
+    if s.ln_eps.is_some() {
+        dx[..b * ld]
+            .par_chunks_mut(d * ROWS_PER_TASK)
+            .zip(x[..b * ld].par_chunks(d * ROWS_PER_TASK))
+            .zip(rstd[..b * s.len].par_chunks(ROWS_PER_TASK))
+            .for_each(|((gc, xc), rc)| {
+                for ((g, xh), &r) in gc.chunks_mut(d).zip(xc.chunks(d)).zip(rc) {
+                    layer_norm_backward_row(xh, g, r);
+                }
+            });
+    }
+    loss
+}
+
+/// `dst <- alpha dst + beta G^T X` (`K x Ld = (K x b)(b x Ld)`, `G^T(j, r) = h[r K + j]`).
+#[allow(clippy::too_many_arguments)] // a thin gemm wrapper
+fn gt_x(
+    s: &Shape,
+    dst: &mut [f32],
+    read_dst: bool,
+    alpha: f32,
+    beta: f32,
+    h: &[f32],
+    x: &[f32],
+    b: usize,
+) {
+    let (ld, k) = (s.ld(), s.k);
+    debug_assert!(dst.len() == k * ld && h.len() >= b * k && x.len() >= b * ld);
+    // SAFETY: dst is K x Ld row-major, lhs(j, r) = h[r K + j], rhs is b x Ld row-major;
+    // distinct buffers.
+    unsafe {
+        gemm::gemm(
+            k,
+            ld,
+            b,
+            dst.as_mut_ptr(),
+            1,
+            ld as isize,
+            read_dst,
+            h.as_ptr(),
+            k as isize,
+            1,
+            x.as_ptr(),
+            1,
+            ld as isize,
+            alpha,
+            beta,
+            false,
+            false,
+            false,
+            s.par(),
+        );
+    }
+}
+
+/// One SGD step on the sentences `rows` of `data`; returns the mean CE of the batch.
+///
+/// Order of operations (all f32):
+/// 1. `X = gather(phi(W))`, 2. `H = X U^T`, 3. `G = (softmax(H) - Y) / B`,
+/// 4. `dX = G U` (old `U`), then LayerNorm backward on its rows (if on),
+/// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one fused `gemm` with `alpha`, `beta`),
+/// 6. `W <- (1 - lr lambda_W) W` on every row, then `w_t <- w_t - lr dX_{r,l}` for every
+///    occurrence `x_{r,l} = t`, in row-major occurrence order.
+///
+/// Steps 5 and 6 are `theta - lr (grad + lambda theta)` rewritten as
+/// `(1 - lr lambda) theta - lr grad`, the same maths as PyTorch's `SGD(weight_decay)`.
+pub(crate) fn sgd_step(
+    s: &Shape,
+    w: &mut [f32],
+    u: &mut [f32],
+    work: &mut Work,
+    data: &Sentences,
+    rows: &[usize],
+) -> f64 {
+    let b = rows.len();
+    let loss = forward_backward(s, w, u, work, data, rows);
+    gt_x(
+        s,
+        u,
+        true,
+        1.0 - s.lr * s.lambda_u,
+        -s.lr,
+        &work.h,
+        &work.x,
+        b,
+    );
+    if s.lambda_w != 0.0 {
+        let decay = 1.0 - s.lr * s.lambda_w;
+        w.par_chunks_mut(s.dim * 64).for_each(|c| {
+            for v in c {
+                *v *= decay;
+            }
+        });
+    }
+    scatter(s, s.lr, w, data, rows, &work.dx[..b * s.ld()]);
+    loss
+}
+
+/// The gradient of the batch-mean cross entropy (no weight decay) into `gw` (`n_w x d`)
+/// and `gu` (`K x Ld`), by the same kernels as [`sgd_step`]; returns the loss.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gradient(
+    s: &Shape,
+    w: &[f32],
+    u: &[f32],
+    work: &mut Work,
+    data: &Sentences,
+    rows: &[usize],
+    gw: &mut [f32],
+    gu: &mut [f32],
+) -> f64 {
+    let b = rows.len();
+    let loss = forward_backward(s, w, u, work, data, rows);
+    gt_x(s, gu, false, 0.0, 1.0, &work.h, &work.x, b);
+    gw.fill(0.0);
+    scatter(s, -1.0, gw, data, rows, &work.dx[..b * s.ld()]);
+    loss
+}
+
+/// `w_t <- w_t - lr * dx_{r,l}` for every occurrence, in occurrence order. Columns are
+/// split across threads (each column sees every occurrence in the same order), so the
+/// result is independent of the thread count.
+fn scatter(s: &Shape, lr: f32, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
+    let (d, len) = (s.dim, s.len);
+    let apply = |c0: usize, c1: usize, w: &mut [f32]| {
+        for (r, &i) in rows.iter().enumerate() {
+            for (l, &t) in data.sentence(i).iter().enumerate() {
+                let g = &dx[(r * len + l) * d + c0..(r * len + l) * d + c1];
+                let wt = &mut w[t as usize * d + c0..t as usize * d + c1];
+                for (a, &gv) in wt.iter_mut().zip(g) {
+                    *a -= lr * gv;
+                }
+            }
+        }
+    };
+    let work = rows.len() * len * d;
+    if s.threads <= 1 || work < 32_768 || d < 32 {
+        apply(0, d, w);
+        return;
+    }
+    // Two (or `threads`) column bands, each a multiple of 16 floats wide.
+    let nb = s.threads.min(d / 16);
+    let band = d.div_ceil(nb).div_ceil(16) * 16;
+    let wp = SendPtr(w.as_mut_ptr());
+    let wlen = w.len();
+    (0..nb).into_par_iter().for_each(|bi| {
+        let c0 = (bi * band).min(d);
+        let c1 = ((bi + 1) * band).min(d);
+        if c0 < c1 {
+            // SAFETY: bands [c0, c1) of distinct `bi` are disjoint column ranges, so the
+            // threads write disjoint elements of `w`; `w` outlives the parallel loop.
+            let w = unsafe { std::slice::from_raw_parts_mut(wp.get(), wlen) };
+            apply(c0, c1, w);
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used to hand disjoint column bands of one buffer to rayon tasks.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+impl SendPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Predicted class (first argmax of the scores) for each sentence of `data`,
+/// computed in blocks with freshly allocated buffers (evaluation only).
+pub(crate) fn predict(s: &Shape, w: &[f32], u: &[f32], data: &Sentences) -> Vec<u32> {
+    const BLOCK: usize = 512;
+    let n = data.n();
+    let blk = BLOCK.min(n.max(1));
+    let mut x = vec![0.0f32; blk * s.ld()];
+    let mut rstd = vec![0.0f32; blk * s.len];
+    let mut h = vec![0.0f32; blk * s.k];
+    let mut pred = Vec::with_capacity(n);
+    let idx: Vec<usize> = (0..n).collect();
+    for rows in idx.chunks(blk) {
+        gather(s, w, data, rows, &mut x, &mut rstd);
+        scores(s, u, &x, &mut h, rows.len());
+        for hr in h[..rows.len() * s.k].chunks(s.k) {
+            let mut best = 0;
+            for (j, &v) in hr.iter().enumerate() {
+                if v > hr[best] {
+                    best = j;
+                }
+            }
+            pred.push(best as u32);
+        }
+    }
+    pred
+}

@@ -1,0 +1,593 @@
+//! Finite-sample SGD training of the network of THEORY §2, in f32, with the exact
+//! protocol of the paper's experiments (THEORY §6) and of the PyTorch reference
+//! `shared/reference/sgd_reference.py`.
+//!
+//! # Protocol
+//!
+//! - Embedding `W` (`n_w x d`, row-major): entries standard normal `/ 1000`.
+//!   Classifier `U` (`K x Ld`, row-major, no bias): entries uniform in
+//!   `±1/sqrt(L d)`, `/ 1000` (PyTorch's `Embedding`/`Linear` defaults divided by 1000).
+//! - Features `phi(w)`: identity, or LayerNorm without affine parameters
+//!   `phi(v) = (v - mean(v)) / sqrt(var(v) + eps)` with the *biased* variance
+//!   (divide by `d`) and `eps = task.layer_norm` (PyTorch default `1e-5`).
+//! - Scores `h(x) = flatten(phi(W[x])) U^T`; loss: *mean* cross entropy over the batch.
+//! - Plain SGD, one update per mini-batch:
+//!   `theta <- theta - lr (grad + lambda theta)`, `lambda = task.lambda_w` for `W`,
+//!   `task.lambda_u` for `U`. The decay applies to the *whole* `W` at every step (as
+//!   PyTorch's dense embedding gradient does), not only to the rows in the batch.
+//! - Mini-batches of `batch` sentences taken in order from a permutation of the
+//!   training set redrawn at every epoch (the last batch may be smaller).
+//! - Training set: `n_spl` sentences per class; test set: `n_test` (paper: 5) per class.
+//!
+//! # Seeds
+//!
+//! All randomness comes from [`ChaCha8Rng::seed_from_u64`]`(config.seed)` on three
+//! separate ChaCha streams (so it never overlaps the task's own latent draw, which
+//! uses stream 0 of `task.seed`):
+//!
+//! | stream | use |
+//! |---|---|
+//! | [`DATA_STREAM`] = 1 | training set (`task.sample_sentences(n_spl)`), then test set (`n_test`) |
+//! | [`INIT_STREAM`] = 2 | `W` (row-major, Box–Muller normals), then `U` (row-major, uniform) |
+//! | [`SHUFFLE_STREAM`] = 3 | one Fisher–Yates shuffle of `0..n` per epoch, starting from the identity |
+//!
+//! # Determinism
+//!
+//! For a given seed the weights are bit-identical whatever the number of threads: the
+//! products use `gemm`, which parallelises over output tiles only, and every other
+//! parallel loop is row-wise or has a fixed reduction order (see `kernel`). A run
+//! interrupted and resumed from a checkpoint ends bit-identical to an uninterrupted one.
+//!
+//! # Files (when an output directory is given to [`Trainer::train`])
+//!
+//! - `log.jsonl`: one JSON line per evaluation ([`EvalRecord`]), appended;
+//! - `checkpoint.bin`: the latest checkpoint (format: see [`CHECKPOINT_FILE`]), written atomically
+//!   every `checkpoint_every` epochs, at the end, and on Ctrl-C.
+
+mod checkpoint;
+mod config;
+mod interrupt;
+mod kernel;
+
+pub use checkpoint::{CHECKPOINT_FILE, CHECKPOINT_MAGIC};
+pub use config::{EvalRecord, TrainConfig, TrainSummary};
+
+use crate::error::{Error, Result};
+use crate::network::{standard_normal, Params};
+use crate::task::{Sentences, Task};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use interrupt::{ctrl_c_flag, CtrlCGuard};
+use kernel::{Shape, Work};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// ChaCha stream of the training and test sets.
+pub const DATA_STREAM: u64 = 1;
+/// ChaCha stream of the initial weights.
+pub const INIT_STREAM: u64 = 2;
+/// ChaCha stream of the per-epoch shuffles.
+pub const SHUFFLE_STREAM: u64 = 3;
+/// Name of the evaluation log inside the output directory.
+pub const LOG_FILE: &str = "log.jsonl";
+
+/// The f32 SGD trainer. See the module docs for the protocol.
+pub struct Trainer {
+    task: Task,
+    config: TrainConfig,
+    train: Sentences,
+    test: Sentences,
+    /// Row-major `n_w x d`.
+    w: Vec<f32>,
+    /// Row-major `K x (L d)`.
+    u: Vec<f32>,
+    shape: Shape,
+    work: Work,
+    perm: Vec<usize>,
+    shuffle_rng: ChaCha8Rng,
+    /// Word position of `shuffle_rng` before the current (or, between epochs, the next)
+    /// epoch's shuffle.
+    epoch_rng_pos: u128,
+    /// Completed epochs.
+    epoch: usize,
+    /// Completed steps of the current epoch (0 between epochs).
+    step_in_epoch: usize,
+    /// Sum of the step losses of the current epoch.
+    epoch_loss_sum: f64,
+    /// Mean loss of the last completed epoch.
+    last_loss: f64,
+    /// Training seconds so far.
+    train_secs: f64,
+    pool: Arc<rayon::ThreadPool>,
+    stop: Option<Arc<AtomicBool>>,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("epoch", &self.epoch)
+            .field("step_in_epoch", &self.step_in_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+fn build_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("fc-train-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::invalid("threads", threads, e))
+}
+
+fn rng(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(stream);
+    r
+}
+
+/// Training and test sets from the data stream of `seed`.
+fn sample_data(task: &Task, cfg: &TrainConfig) -> (Sentences, Sentences) {
+    let mut r = rng(cfg.seed, DATA_STREAM);
+    let train = task.sample_sentences(cfg.n_spl, &mut r);
+    let test = task.sample_sentences(cfg.n_test, &mut r);
+    (train, test)
+}
+
+/// Initial `(W, U)` from the init stream of `seed`.
+fn init_weights(task: &Task, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut r = rng(seed, INIT_STREAM);
+    let w = (0..task.n_w * task.dim)
+        .map(|_| (standard_normal(&mut r) / 1000.0) as f32)
+        .collect();
+    let bound = 1.0 / ((task.len * task.dim) as f64).sqrt();
+    let u = (0..task.k * task.len * task.dim)
+        .map(|_| (r.random_range(-bound..bound) / 1000.0) as f32)
+        .collect();
+    (w, u)
+}
+
+impl Trainer {
+    /// A fresh trainer: samples the data, initialises the weights, builds the thread pool.
+    pub fn new(task: &Task, config: &TrainConfig) -> Result<Self> {
+        config.validate()?;
+        let (w, u) = init_weights(task, config.seed);
+        Self::assemble(task.clone(), config.clone(), w, u)
+    }
+
+    fn assemble(task: Task, config: TrainConfig, w: Vec<f32>, u: Vec<f32>) -> Result<Self> {
+        let n_sent = task.k.checked_mul(config.n_spl.max(config.n_test));
+        if n_sent
+            .and_then(|n| n.checked_mul(task.len))
+            .is_none_or(|n| n > u32::MAX as usize)
+        {
+            return Err(Error::invalid(
+                "n_spl",
+                config.n_spl,
+                "K * n_spl * L exceeds 2^32 tokens",
+            ));
+        }
+        let threads = config.resolved_threads();
+        let pool = build_pool(threads)?;
+        let (train, test) = sample_data(&task, &config);
+        let n = train.n();
+        let batch = config.batch.min(n);
+        let shape = Shape {
+            k: task.k,
+            len: task.len,
+            dim: task.dim,
+            threads,
+            ln_eps: task.layer_norm.map(|e| e as f32),
+            lr: config.lr as f32,
+            lambda_w: task.lambda_w as f32,
+            lambda_u: task.lambda_u as f32,
+        };
+        let shuffle_rng = rng(config.seed, SHUFFLE_STREAM);
+        Ok(Trainer {
+            work: Work::new(batch, task.k, task.len, task.dim),
+            perm: (0..n).collect(),
+            epoch_rng_pos: shuffle_rng.get_word_pos(),
+            shuffle_rng,
+            task,
+            config,
+            train,
+            test,
+            w,
+            u,
+            shape,
+            epoch: 0,
+            step_in_epoch: 0,
+            epoch_loss_sum: 0.0,
+            last_loss: f64::NAN,
+            train_secs: 0.0,
+            pool,
+            stop: None,
+        })
+    }
+
+    /// Reloads `dir/checkpoint.bin` and continues exactly where it stopped: the data are
+    /// resampled from the seed, the weights, epoch, position inside the epoch and shuffle
+    /// state are restored.
+    pub fn resume(dir: &Path) -> Result<Self> {
+        let ck = checkpoint::read(&dir.join(CHECKPOINT_FILE))?;
+        ck.config.validate()?;
+        let mut t = Self::assemble(ck.task, ck.config, ck.w, ck.u)?;
+        t.epoch = ck.epoch;
+        t.step_in_epoch = ck.step_in_epoch;
+        t.epoch_loss_sum = ck.epoch_loss_sum;
+        t.last_loss = ck.last_loss;
+        t.train_secs = ck.train_secs;
+        t.epoch_rng_pos = ck.epoch_rng_pos;
+        t.shuffle_rng.set_word_pos(ck.epoch_rng_pos);
+        if t.step_in_epoch > 0 {
+            // Redo the current epoch's shuffle: same permutation, same rng state after it.
+            t.shuffle();
+        }
+        Ok(t)
+    }
+
+    /// Changes the number of epochs to train for (e.g. to extend a resumed run).
+    pub fn set_epochs(&mut self, epochs: usize) -> Result<()> {
+        if epochs == 0 {
+            return Err(Error::invalid("epochs", 0, "must be >= 1"));
+        }
+        self.config.epochs = epochs;
+        Ok(())
+    }
+
+    /// Changes the number of worker threads (results do not depend on it).
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        let cfg = TrainConfig {
+            threads,
+            ..self.config.clone()
+        };
+        cfg.validate()?;
+        let resolved = cfg.resolved_threads();
+        self.pool = build_pool(resolved)?;
+        self.shape.threads = resolved;
+        self.config.threads = threads;
+        Ok(())
+    }
+
+    /// Uses `flag` instead of the process-wide Ctrl-C flag to request a stop
+    /// (checked after every step by [`Trainer::train`]).
+    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    pub fn train_data(&self) -> &Sentences {
+        &self.train
+    }
+    pub fn test_data(&self) -> &Sentences {
+        &self.test
+    }
+    /// Completed epochs.
+    pub fn epochs_done(&self) -> usize {
+        self.epoch
+    }
+    /// `W`, row-major `n_w x d`.
+    pub fn w(&self) -> &[f32] {
+        &self.w
+    }
+    /// `U`, row-major `K x (L d)`.
+    pub fn u(&self) -> &[f32] {
+        &self.u
+    }
+    /// Training seconds so far (evaluation excluded).
+    pub fn train_secs(&self) -> f64 {
+        self.train_secs
+    }
+
+    /// The weights as f64 [`Params`] (for `network`, `metrics`, ...).
+    pub fn params_f64(&self) -> Params {
+        Params {
+            n_w: self.task.n_w,
+            k: self.task.k,
+            len: self.task.len,
+            dim: self.task.dim,
+            w: self.w.iter().map(|&v| v as f64).collect(),
+            u: self.u.iter().map(|&v| v as f64).collect(),
+        }
+    }
+
+    /// Replaces the weights (f64, rounded to f32), e.g. to start from a given point.
+    pub fn set_params(&mut self, p: &Params) -> Result<()> {
+        if p.w.len() != self.w.len() || p.u.len() != self.u.len() {
+            return Err(Error::invalid(
+                "params",
+                format!("{} + {} values", p.w.len(), p.u.len()),
+                format!("expected {} + {}", self.w.len(), self.u.len()),
+            ));
+        }
+        for (a, &b) in self.w.iter_mut().zip(&p.w) {
+            *a = b as f32;
+        }
+        for (a, &b) in self.u.iter_mut().zip(&p.u) {
+            *a = b as f32;
+        }
+        Ok(())
+    }
+
+    /// One SGD step on the training sentences `batch_indices` (at most `config.batch`
+    /// of them, each `< n`); returns the batch-mean cross entropy before the update.
+    ///
+    /// # Panics
+    /// If the batch is empty, larger than the configured batch, or an index is out of range.
+    pub fn step(&mut self, batch_indices: &[usize]) -> f32 {
+        assert!(
+            !batch_indices.is_empty()
+                && batch_indices.len() * self.task.len * self.task.dim <= self.work.x.len(),
+            "batch of {} sentences: must be 1..={}",
+            batch_indices.len(),
+            self.work.x.len() / (self.task.len * self.task.dim)
+        );
+        assert!(
+            batch_indices.iter().all(|&i| i < self.train.n()),
+            "sentence index out of range"
+        );
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| {
+            kernel::sgd_step(
+                &self.shape,
+                &mut self.w,
+                &mut self.u,
+                &mut self.work,
+                &self.train,
+                batch_indices,
+            ) as f32
+        })
+    }
+
+    /// Gradient of the batch-mean cross entropy over the training sentences
+    /// `batch_indices`, without weight decay, at the current weights, computed by the
+    /// f32 step kernels; returns `(loss, [dW ; dU])` widened to f64 (for checks).
+    pub fn batch_gradient(&self, batch_indices: &[usize]) -> (f64, Vec<f64>) {
+        let t = &self.task;
+        let mut work = Work::new(batch_indices.len(), t.k, t.len, t.dim);
+        let mut gw = vec![0.0f32; self.w.len()];
+        let mut gu = vec![0.0f32; self.u.len()];
+        let loss = self.pool.install(|| {
+            kernel::gradient(
+                &self.shape,
+                &self.w,
+                &self.u,
+                &mut work,
+                &self.train,
+                batch_indices,
+                &mut gw,
+                &mut gu,
+            )
+        });
+        let g = gw.iter().chain(&gu).map(|&v| v as f64).collect();
+        (loss, g)
+    }
+
+    fn shuffle(&mut self) {
+        for (i, p) in self.perm.iter_mut().enumerate() {
+            *p = i;
+        }
+        for i in (1..self.perm.len()).rev() {
+            let j = self.shuffle_rng.random_range(0..=i);
+            self.perm.swap(i, j);
+        }
+    }
+
+    /// Steps per epoch: `ceil(n / batch)`.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train.n().div_ceil(self.config.batch)
+    }
+
+    /// Runs (the rest of) the current epoch, stopping early after a step when `stop`
+    /// is set. Returns the epoch's mean batch loss if the epoch completed.
+    fn run_epoch(&mut self, stop: Option<&AtomicBool>) -> Option<f64> {
+        if self.step_in_epoch == 0 {
+            self.epoch_rng_pos = self.shuffle_rng.get_word_pos();
+            self.shuffle();
+            self.epoch_loss_sum = 0.0;
+        }
+        let steps = self.steps_per_epoch();
+        let n = self.train.n();
+        let batch = self.config.batch;
+        while self.step_in_epoch < steps {
+            let a = self.step_in_epoch * batch;
+            let rows = &self.perm[a..(a + batch).min(n)];
+            let loss = kernel::sgd_step(
+                &self.shape,
+                &mut self.w,
+                &mut self.u,
+                &mut self.work,
+                &self.train,
+                rows,
+            );
+            self.epoch_loss_sum += loss as f32 as f64;
+            self.step_in_epoch += 1;
+            if self.step_in_epoch < steps && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                return None;
+            }
+        }
+        self.step_in_epoch = 0;
+        self.epoch += 1;
+        self.epoch_rng_pos = self.shuffle_rng.get_word_pos();
+        self.last_loss = self.epoch_loss_sum / steps as f64;
+        Some(self.last_loss)
+    }
+
+    /// One full epoch (reshuffle, then `ceil(n / batch)` steps); returns the mean of
+    /// the batch losses. Finishes the current epoch if one is under way.
+    pub fn epoch(&mut self) -> f32 {
+        let pool = Arc::clone(&self.pool);
+        let t = Instant::now();
+        let loss = pool.install(|| self.run_epoch(None)).expect("no stop flag");
+        self.train_secs += t.elapsed().as_secs_f64();
+        loss as f32
+    }
+
+    /// Fraction of `data` classified correctly (argmax of the scores, first on ties).
+    pub fn accuracy(&self, data: &Sentences) -> f64 {
+        let pred = self
+            .pool
+            .install(|| kernel::predict(&self.shape, &self.w, &self.u, data));
+        let ok = pred
+            .iter()
+            .zip(&data.labels)
+            .filter(|(p, y)| p == y)
+            .count();
+        ok as f64 / data.n().max(1) as f64
+    }
+
+    fn evaluate(&self) -> EvalRecord {
+        EvalRecord {
+            epoch: self.epoch,
+            loss: self.last_loss,
+            train_accuracy: self.accuracy(&self.train),
+            test_accuracy: self.accuracy(&self.test),
+            secs: self.train_secs,
+            secs_per_epoch: self.train_secs / self.epoch.max(1) as f64,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    /// Writes a checkpoint of the current state to `dir/checkpoint.bin` atomically.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<PathBuf> {
+        checkpoint::write(self, dir)
+    }
+
+    /// Trains until `config.epochs` epochs are done.
+    ///
+    /// - Evaluates at epoch 1, every `eval_every` epochs and at the end; each evaluation
+    ///   builds an [`EvalRecord`], passes it to `on_eval` together with the trainer
+    ///   (**hook for collapse metrics**: fill `record.extra`), then appends it to
+    ///   `out_dir/log.jsonl`.
+    /// - Writes `out_dir/checkpoint.bin` every `checkpoint_every` epochs and at the end.
+    /// - Ctrl-C (when `out_dir` is given) or the flag of [`Trainer::set_stop_flag`] stops
+    ///   after the current step, writes a checkpoint and returns [`Error::Interrupted`];
+    ///   a second Ctrl-C exits at once with code 130.
+    /// - `progress`: an indicatif bar with ETA on stderr, if stderr is a terminal.
+    ///
+    /// Timing counts training steps only (as the reference does).
+    pub fn train(
+        &mut self,
+        out_dir: Option<&Path>,
+        progress: bool,
+        mut on_eval: impl FnMut(&mut EvalRecord, &Trainer),
+    ) -> Result<TrainSummary> {
+        if let Some(dir) = out_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let _armed = out_dir.map(|_| CtrlCGuard::arm());
+        let stop_flag = self.stop.clone();
+        let stop: Option<&AtomicBool> = match (&stop_flag, out_dir) {
+            (Some(f), _) => Some(f),
+            (None, Some(_)) => Some(ctrl_c_flag()),
+            (None, None) => None,
+        };
+        let total = self.config.epochs;
+        let bar = if progress && std::io::stderr().is_terminal() {
+            let b = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} epochs [{elapsed_precise} < {eta_precise}] {msg}",
+                )
+                .expect("valid template"),
+            );
+            b.set_position(self.epoch as u64);
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let pool = Arc::clone(&self.pool);
+        let mut last: Option<EvalRecord> = None;
+        while self.epoch < total {
+            let t = Instant::now();
+            let done = pool.install(|| self.run_epoch(stop));
+            self.train_secs += t.elapsed().as_secs_f64();
+            let Some(loss) = done else {
+                bar.abandon_with_message("interrupted");
+                let path = match out_dir {
+                    Some(dir) => self.save_checkpoint(dir)?,
+                    None => PathBuf::new(),
+                };
+                return Err(Error::Interrupted { path });
+            };
+            let ep = self.epoch;
+            bar.set_position(ep as u64);
+            let every = self.config.eval_every;
+            if ep == total || (every > 0 && (ep == 1 || ep.is_multiple_of(every))) {
+                let mut rec = self.evaluate();
+                on_eval(&mut rec, self);
+                if let Some(dir) = out_dir {
+                    append_log(dir, &rec)?;
+                }
+                bar.set_message(format!(
+                    "loss {:.4} train {:.3} test {:.3}",
+                    rec.loss, rec.train_accuracy, rec.test_accuracy
+                ));
+                last = Some(rec);
+            } else {
+                bar.set_message(format!("loss {loss:.4}"));
+            }
+            let ck = self.config.checkpoint_every;
+            if let Some(dir) = out_dir {
+                if ep < total && ck > 0 && ep.is_multiple_of(ck) {
+                    self.save_checkpoint(dir)?;
+                }
+            }
+            if ep < total && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                bar.abandon_with_message("interrupted");
+                let path = match out_dir {
+                    Some(dir) => self.save_checkpoint(dir)?,
+                    None => PathBuf::new(),
+                };
+                return Err(Error::Interrupted { path });
+            }
+        }
+        bar.finish();
+        let last = match last {
+            Some(r) => r,
+            None => {
+                // Already complete on entry (e.g. resumed from a final checkpoint).
+                let mut rec = self.evaluate();
+                on_eval(&mut rec, self);
+                rec
+            }
+        };
+        let checkpoint = match out_dir {
+            Some(dir) => Some(self.save_checkpoint(dir)?),
+            None => None,
+        };
+        Ok(TrainSummary {
+            epochs: self.epoch,
+            train_secs: self.train_secs,
+            secs_per_epoch: self.train_secs / self.epoch.max(1) as f64,
+            last,
+            checkpoint,
+        })
+    }
+}
+
+fn append_log(dir: &Path, rec: &EvalRecord) -> Result<()> {
+    let path = dir.join(LOG_FILE);
+    let mut line = serde_json::to_string(rec)?;
+    line.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    f.write_all(line.as_bytes())
+        .map_err(|e| Error::io(&path, e))
+}
+
+#[cfg(test)]
+mod tests;
