@@ -6,11 +6,14 @@
 
 use crate::collapse::{self, Form, Prediction};
 use crate::error::{Error, Result};
+use crate::experiments::{self, Preset, ReproduceOptions};
 use crate::limit;
 use crate::task::{Freq, Task, TaskConfig};
+use crate::train::TrainConfig;
 use crate::verify::{self, Theorem, TheoremReport, VerifyConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 /// Numerical verifier for the theory of "Feature Collapse" (Laurent, von Brecht, Bresson, ICLR 2024).
 #[derive(Debug, Parser)]
@@ -26,6 +29,10 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Print the predicted collapsed constants (a, b, r_beta, risk) for a configuration.
     Predict(PredictArgs),
+    /// Train the network by finite-sample SGD as the paper did, measure collapse, compare with the limit.
+    Train(TrainArgs),
+    /// Run the paper's four experiments and the norm table; write docs/reproduction.md.
+    Reproduce(ReproduceArgs),
 }
 
 /// Task flags shared by the subcommands; each overrides the theorem default or the preset.
@@ -82,8 +89,9 @@ pub enum FreqArg {
 }
 
 impl TaskArgs {
-    /// Applies the explicit flags on top of `base`.
-    pub fn apply(&self, mut c: TaskConfig) -> Result<TaskConfig> {
+    /// Applies the explicit flags on top of `base`; `--layer-norm` without `--eps`
+    /// uses `default_eps` (0 for the theory, 1e-5 for training).
+    pub fn apply(&self, mut c: TaskConfig, default_eps: f64) -> Result<TaskConfig> {
         if let Some(v) = self.nc {
             c.n_c = v;
         }
@@ -141,54 +149,12 @@ impl TaskArgs {
             (None, None) => {}
         }
         if self.layer_norm || self.eps.is_some() {
-            c.layer_norm = Some(self.eps.or(c.layer_norm).unwrap_or(0.0));
+            c.layer_norm = Some(self.eps.or(c.layer_norm).unwrap_or(default_eps));
         }
         if let Some(v) = self.seed {
             c.seed = v;
         }
         Ok(c)
-    }
-}
-
-/// The paper's experiment settings (THEORY §6) as task presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Preset {
-    /// Uniform mu, no LayerNorm.
-    Fig3,
-    /// Zipf mu, no LayerNorm, n_spl = 500.
-    Fig4a,
-    /// Zipf mu, no LayerNorm, n_spl = 5.
-    Fig4b,
-    /// Zipf mu, LayerNorm (eps 1e-5), no weight decay on W.
-    Fig4c,
-}
-
-impl Preset {
-    /// Task of the preset: `n_c = 3, n_w = 1200, L = 15, K = 1000, d = 100`, lambda 0.001.
-    pub fn task(self) -> TaskConfig {
-        let base = TaskConfig {
-            n_c: 3,
-            s_c: 400,
-            len: 15,
-            dim: 100,
-            classes: Some(1000),
-            freq: Freq::Uniform,
-            layer_norm: None,
-            lambda_w: 1e-3,
-            lambda_u: 1e-3,
-            seed: 0,
-        };
-        let zipf = Freq::Zipf { exponent: 1.0 };
-        match self {
-            Preset::Fig3 => base,
-            Preset::Fig4a | Preset::Fig4b => TaskConfig { freq: zipf, ..base },
-            Preset::Fig4c => TaskConfig {
-                freq: zipf,
-                layer_norm: Some(1e-5),
-                lambda_w: 0.0,
-                ..base
-            },
-        }
     }
 }
 
@@ -271,6 +237,8 @@ pub fn run() -> Result<i32> {
     match cli.command {
         Command::Verify(a) => run_verify(&a),
         Command::Predict(a) => run_predict(&a),
+        Command::Train(a) => run_train(&a),
+        Command::Reproduce(a) => run_reproduce(&a),
     }
 }
 
@@ -326,7 +294,7 @@ fn run_verify(a: &VerifyArgs) -> Result<i32> {
     // Validate every instance before running anything.
     let mut jobs = Vec::new();
     for &t in &theorems {
-        let task = a.task.apply(t.default_task())?.build()?;
+        let task = a.task.apply(t.default_task(), 0.0)?.build()?;
         t.check_task(&task)?;
         limit::check_budget(&task, cfg.budget)?;
         jobs.push((t, task));
@@ -450,7 +418,7 @@ fn print_prediction_line(p: &Prediction) {
 
 fn run_predict(a: &PredictArgs) -> Result<i32> {
     let base = a.preset.map(Preset::task).unwrap_or_default();
-    let cfg = a.task.apply(base)?;
+    let cfg = a.task.apply(base, 0.0)?;
     // The theory's LayerNorm has eps = 0: predictions ignore eps.
     let task = cfg.build()?;
     let form = match a.form {
@@ -484,4 +452,187 @@ fn run_predict(a: &PredictArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A paper experiment's settings (default fig3); explicit flags override it.
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Training sentences per class n_spl.
+    #[arg(long)]
+    pub nspl: Option<usize>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Learning rate.
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Mini-batch size.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Evaluate (accuracy, collapse metrics) every E epochs.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Checkpoint every N epochs (0: only at the end and on Ctrl-C).
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Worker threads (0: all cores); results do not depend on it.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output directory (default runs/<preset>-seed<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run whose checkpoint is in DIR (ends bit-identical to an uninterrupted run).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Also draw the figures (PCA scatters, accuracy, norms) into the output directory.
+    #[arg(long)]
+    pub plots: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// Scaled-down shapes and epochs (seconds; for tests).
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory of the runs (checkpoints, logs, .npy).
+    #[arg(long, default_value = "runs/reproduce")]
+    pub out: PathBuf,
+    /// The report to write; figures go to its folder's figures/.
+    #[arg(long, default_value = "docs/reproduction.md")]
+    pub report: PathBuf,
+    /// Seed of every experiment.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Resume runs that have a checkpoint in their directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn run_train(a: &TrainArgs) -> Result<i32> {
+    let progress = !a.quiet && !a.json;
+    let (task, cfg, out, name, resume) = if let Some(dir) = &a.resume {
+        let t = crate::train::Trainer::resume(dir)?;
+        let mut cfg = t.config().clone();
+        if let Some(e) = a.epochs {
+            cfg.epochs = e;
+        }
+        (
+            t.task().clone(),
+            cfg,
+            dir.clone(),
+            "resumed".to_string(),
+            true,
+        )
+    } else {
+        let preset = a.preset.unwrap_or(Preset::Fig3);
+        let task = a.task.apply(preset.task(), 1e-5)?.build()?;
+        let base = preset.train();
+        let cfg = TrainConfig {
+            n_spl: a.nspl.unwrap_or(base.n_spl),
+            epochs: a.epochs.unwrap_or(base.epochs),
+            lr: a.lr.unwrap_or(base.lr),
+            batch: a.batch.unwrap_or(base.batch),
+            eval_every: a.eval_every.unwrap_or(base.eval_every),
+            checkpoint_every: a.checkpoint_every.unwrap_or(base.checkpoint_every),
+            threads: a.threads.unwrap_or(base.threads),
+            seed: task.seed,
+            ..base
+        };
+        cfg.validate()?;
+        let name = if a.preset.is_some() {
+            preset.name()
+        } else {
+            "train"
+        };
+        let out = a
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("runs/{name}-seed{}", task.seed)));
+        (task, cfg, out, name.to_string(), false)
+    };
+    let run = experiments::run_training(&name, &task, &cfg, &out, progress, resume)?;
+    if a.plots {
+        experiments::figures(&run, &out, "fig")?;
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string(&experiments::summary_json(&run))?
+        );
+    } else {
+        let m = &run.metrics;
+        println!("run        {} -> {}", describe(&run.task), out.display());
+        println!(
+            "accuracy   train {:.4}  test {:.4}  (peak test {:.4} at epoch {})",
+            run.train_accuracy,
+            run.test_accuracy,
+            run.peak_test_accuracy.0,
+            run.peak_test_accuracy.1
+        );
+        println!(
+            "collapse   spread ratio {:.3e}  direction spread {:.3e}  norm CV {:.3}  pca_w {:.3?}  pca_u {:.3?}",
+            m.within_spread_w, m.direction_spread_w, m.norm_cv_w, m.pca_w, m.pca_u
+        );
+        println!(
+            "norms      word {:.4} ± {:.4}  u {:.4}",
+            m.word_norm_mean, m.word_norm_std, m.u_norm_mean
+        );
+        for p in &run.predictions {
+            println!(
+                "predicted  type {:?} ({} form): word norm {:.4}, b {:.4}",
+                p.kind, p.form, p.word_norm, p.u_norm
+            );
+        }
+        println!(
+            "speed      {:.4} s per epoch, {} epochs",
+            run.secs_per_epoch, run.config.epochs
+        );
+    }
+    Ok(0)
+}
+
+fn run_reproduce(a: &ReproduceArgs) -> Result<i32> {
+    let opts = ReproduceOptions {
+        quick: a.quick,
+        out: a.out.clone(),
+        report: a.report.clone(),
+        seed: a.seed,
+        progress: !a.quiet,
+        resume: a.resume,
+    };
+    let outcomes = experiments::reproduce(&opts)?;
+    for o in &outcomes {
+        println!(
+            "{:<6} paper: {:<66} ours: {} [{}]",
+            o.name,
+            o.paper,
+            o.ours,
+            if a.quick {
+                "not judged"
+            } else if o.reproduced {
+                "reproduced"
+            } else {
+                "NOT reproduced"
+            }
+        );
+    }
+    println!("report written to {}", a.report.display());
+    Ok(if a.quick || outcomes.iter().all(|o| o.reproduced) {
+        0
+    } else {
+        1
+    })
 }

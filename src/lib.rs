@@ -18,6 +18,7 @@
 pub mod cli;
 pub mod collapse;
 pub mod error;
+pub mod experiments;
 pub mod limit;
 pub mod metrics;
 pub mod network;
