@@ -2,24 +2,14 @@
 //! `cargo run --release --example collapse_predictions`
 use feature_collapse::collapse::{build, equiangular_frame, predict, Form};
 use feature_collapse::metrics::{collapse_metrics, family_distance, pca_points_u};
+use feature_collapse::experiments::Preset;
 use feature_collapse::network::Params;
 use feature_collapse::task::{Freq, TaskConfig};
 use rand::SeedableRng;
 use std::time::Instant;
 
 fn main() {
-    let paper = TaskConfig {
-        n_c: 3,
-        s_c: 400,
-        len: 15,
-        dim: 100,
-        classes: Some(1000),
-        freq: Freq::Uniform,
-        layer_norm: None,
-        lambda_w: 0.001,
-        lambda_u: 0.001,
-        seed: 0,
-    };
+    let paper = Preset::Fig3.task();
     let cases = [
         ("fig3 uniform", paper.clone()),
         (

@@ -549,22 +549,6 @@ pub fn hessian_fd(task: &Task, p: &Params) -> DMatrix<f64> {
     (&h + h.transpose()) * 0.5
 }
 
-/// Orthonormal basis of `1_d`'s orthogonal complement (Helmert vectors), `(d-1) x d` row-major.
-fn complement_of_ones(d: usize) -> Vec<Vec<f64>> {
-    (1..d)
-        .map(|k| {
-            let s = ((k * (k + 1)) as f64).sqrt();
-            (0..d)
-                .map(|i| match i.cmp(&k) {
-                    std::cmp::Ordering::Less => 1.0 / s,
-                    std::cmp::Ordering::Equal => -(k as f64) / s,
-                    std::cmp::Ordering::Greater => 0.0,
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// Tangent vectors of the symmetry orbit through `p`, one column each:
 /// infinitesimal rotations `Omega = q_a q_b^T - q_b q_a^T` applied to every `w_t` and
 /// `u_{j,l}` (`q` an orthonormal basis of `R^d`, or of `1_d^perp` with LayerNorm), and
@@ -572,7 +556,7 @@ fn complement_of_ones(d: usize) -> Vec<Vec<f64>> {
 pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
     let d = p.dim;
     let basis: Vec<Vec<f64>> = if task.layer_norm.is_some() {
-        complement_of_ones(d)
+        collapse::ones_complement_basis(d)
     } else {
         (0..d)
             .map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
