@@ -155,6 +155,7 @@ pub fn check_budget(task: &Task, budget: f64) -> Result<()> {
 /// about [`work`]. The caller checks [`check_budget`] first. Deterministic and
 /// independent of the rayon thread count.
 pub fn risk(task: &Task, p: &Params) -> f64 {
+    assert_shape(task, p);
     let phi = features(p, task.layer_norm);
     let table = Table::new(task, p, &phi);
     let chunks = chunk_ranges(task.k);
@@ -179,6 +180,7 @@ pub fn risk(task: &Task, p: &Params) -> f64 {
 /// doc); cost about [`work`]. The caller checks [`check_budget`] first.
 /// Deterministic and independent of the rayon thread count.
 pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
+    assert_shape(task, p);
     let phi = features(p, task.layer_norm);
     let table = Table::new(task, p, &phi);
     let chunks = chunk_ranges(task.k);
@@ -247,6 +249,7 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
 /// `prod_l mu_{beta_l}`, mean over classes, plus the weight-decay penalty.
 /// Cost `O(K * s_c^L * K L d)`, sequential.
 pub fn risk_naive(task: &Task, p: &Params) -> f64 {
+    assert_shape(task, p);
     let phi = features(p, task.layer_norm);
     let (len, s_c) = (task.len, task.s_c);
     let leaves = n_leaves(task);
@@ -319,6 +322,27 @@ impl argmin::core::Gradient for LimitProblem<'_> {
 
 // ---------------------------------------------------------------------------
 // Internals.
+
+/// Panics with a clear message when `p` is not shaped for `task`.
+fn assert_shape(task: &Task, p: &Params) {
+    assert!(
+        p.n_w == task.n_w
+            && p.k == task.k
+            && p.len == task.len
+            && p.dim == task.dim
+            && p.w.len() == task.n_w * task.dim
+            && p.u.len() == task.k * task.len * task.dim,
+        "parameters shaped (n_w {}, K {}, L {}, d {}) do not fit the task (n_w {}, K {}, L {}, d {})",
+        p.n_w,
+        p.k,
+        p.len,
+        p.dim,
+        task.n_w,
+        task.k,
+        task.len,
+        task.dim
+    );
+}
 
 /// `s_c^L` as a `usize` (callers have checked the budget, so it fits).
 fn n_leaves(task: &Task) -> usize {
