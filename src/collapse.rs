@@ -118,7 +118,9 @@ fn helmert(i: usize, j: usize) -> f64 {
 /// The Helmert vectors `H_1..H_{d-1}` of `R^d`, an orthonormal basis of the
 /// orthogonal complement of `1_d` (one `Vec` of length `d` each).
 pub fn ones_complement_basis(d: usize) -> Vec<Vec<f64>> {
-    (1..d).map(|i| (0..d).map(|j| helmert(i, j)).collect()).collect()
+    (1..d)
+        .map(|i| (0..d).map(|j| helmert(i, j)).collect())
+        .collect()
 }
 
 /// An equiangular frame `f_1..f_{n_c}` of `R^d`, row-major `n_c x d`:

@@ -19,21 +19,22 @@
 //! A restart that stops on its iteration cap (`MaxItersReached`) or above the
 //! gradient tolerance is a failed check, never a silent pass.
 
+mod hessian;
+mod optimise;
+
+pub use hessian::{hessian_fd, hessian_report, symmetry_tangents, HessianReport};
+pub use optimise::{minimise, Minimised};
+
 use crate::collapse::{self, CollapseType, Form, Prediction};
 use crate::error::{Error, Result};
-use crate::limit::{self, LimitProblem};
+use crate::limit;
 use crate::metrics::{self, FamilyDistance};
-use crate::network::{features, Params};
+use crate::network::Params;
 use crate::task::{Freq, Task, TaskConfig};
-use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
-use nalgebra::{DMatrix, SymmetricEigen};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The three theorems of the paper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -347,19 +348,6 @@ pub struct Check {
     pub passed: bool,
 }
 
-/// Hessian summary at the predicted configuration.
-#[derive(Debug, Clone, Serialize)]
-pub struct HessianReport {
-    pub min_eig: f64,
-    pub max_eig: f64,
-    /// Eigenvalues with `|lambda| <= 1e-7 max|lambda|`.
-    pub near_zero: usize,
-    /// Dimension of the span of the symmetry directions at the point.
-    pub symmetry_dim: usize,
-    /// Smallest eigenvalue of the Hessian restricted to the complement of the symmetry directions.
-    pub transverse_min_eig: f64,
-}
-
 /// Everything measured for one theorem.
 #[derive(Debug, Clone, Serialize)]
 pub struct TheoremReport {
@@ -388,252 +376,12 @@ pub struct TheoremReport {
     pub seconds: f64,
 }
 
-fn norm(v: &[f64]) -> f64 {
+pub(crate) fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 fn rel(a: f64, b: f64) -> f64 {
     (a - b).abs() / b.abs().max(1.0)
-}
-
-/// The limit-risk problem with a cap on the number of evaluations and a guard
-/// against non-finite values: argmin's More–Thuente line search has no iteration
-/// cap of its own and can cycle at a LayerNorm singularity, so past the cap (or on
-/// a NaN/inf risk) every evaluation fails, which ends the run with a solver exit.
-struct CappedProblem<'a> {
-    inner: LimitProblem<'a>,
-    evals: AtomicU64,
-    cap: u64,
-}
-
-impl CappedProblem<'_> {
-    fn tick(&self) -> std::result::Result<(), argmin::core::Error> {
-        if self.evals.fetch_add(1, Ordering::Relaxed) >= self.cap {
-            return Err(argmin::core::Error::msg(format!(
-                "evaluation cap of {} reached",
-                self.cap
-            )));
-        }
-        Ok(())
-    }
-}
-
-fn finite(v: f64) -> std::result::Result<f64, argmin::core::Error> {
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(argmin::core::Error::msg("non-finite risk"))
-    }
-}
-
-impl CostFunction for CappedProblem<'_> {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, x: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
-        self.tick()?;
-        finite(self.inner.cost(x)?)
-    }
-}
-
-impl Gradient for CappedProblem<'_> {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, x: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
-        self.tick()?;
-        let g = self.inner.gradient(x)?;
-        finite(g.iter().sum())?;
-        Ok(g)
-    }
-}
-
-/// Runs L-BFGS (argmin, More–Thuente line search) on the exact limit risk from
-/// `start` until `||grad R|| <= cfg.grad_tol`. When a round ends early (line search
-/// at round-off, stalled cost) above the tolerance, up to two more rounds restart
-/// from the last point with a fresh memory; the iteration cap counts all rounds.
-pub fn minimise(
-    task: &Task,
-    start: &Params,
-    cfg: &VerifyConfig,
-) -> Result<(Vec<f64>, u64, String, bool)> {
-    let mut x = start.to_flat();
-    let mut iters_total = 0u64;
-    let mut reason = String::new();
-    let mut hit_cap = false;
-    for _round in 0..5 {
-        if let (Some(eps), true) = (task.layer_norm, task.lambda_w == 0.0) {
-            // R is invariant under w_t -> phi(w_t) when eps = 0 and lambda_W = 0:
-            // move every w_t back to unit variance and zero mean, which keeps
-            // the scale-free directions well conditioned for L-BFGS.
-            let nw = start.w.len();
-            let w = start.with_flat(&x).w;
-            let normalised = features(&Params { w, ..start.clone() }, Some(eps));
-            x[..nw].copy_from_slice(&normalised);
-        }
-        let problem = CappedProblem {
-            inner: LimitProblem {
-                task,
-                shape: start.clone(),
-            },
-            evals: AtomicU64::new(0),
-            cap: 50 * cfg.max_iters,
-        };
-        let linesearch = MoreThuenteLineSearch::new();
-        let solver = LBFGS::new(linesearch, cfg.lbfgs_memory)
-            .with_tolerance_grad(cfg.grad_tol)
-            .map_err(|e| Error::Optimiser(e.to_string()))?
-            .with_tolerance_cost(0.0)
-            .map_err(|e| Error::Optimiser(e.to_string()))?;
-        let remaining = cfg.max_iters.saturating_sub(iters_total);
-        if remaining == 0 {
-            hit_cap = true;
-            break;
-        }
-        let res = match Executor::new(problem, solver)
-            .configure(|s| s.param(x.clone()).max_iters(remaining))
-            .ctrlc(false)
-            .run()
-        {
-            Ok(res) => res,
-            Err(e) => {
-                // an evaluation failed outside the line search: the run failed
-                reason = format!("evaluation failed: {e}");
-                break;
-            }
-        };
-        let state = res.state();
-        iters_total += state.get_iter();
-        // The last iterate, not the best-cost one: at round-off level an earlier
-        // iterate can have a lower cost and a larger gradient.
-        if let Some(p) = state.get_param() {
-            x = p.clone();
-        }
-        reason = match state.get_termination_status() {
-            TerminationStatus::Terminated(r) => {
-                if *r == TerminationReason::MaxItersReached {
-                    hit_cap = true;
-                }
-                r.text().to_string()
-            }
-            TerminationStatus::NotTerminated => "not terminated".to_string(),
-        };
-        let (_, g) = limit::risk_grad(task, &start.with_flat(&x));
-        if norm(&g) <= cfg.grad_tol || hit_cap {
-            break;
-        }
-    }
-    Ok((x, iters_total, reason, hit_cap))
-}
-
-/// Hessian of the exact limit risk at `p` by central differences of the exact
-/// gradient, step `h = 1e-5 max(1, |x_i|)`, symmetrised.
-pub fn hessian_fd(task: &Task, p: &Params) -> DMatrix<f64> {
-    let x0 = p.to_flat();
-    let n = x0.len();
-    let cols: Vec<Vec<f64>> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let h = 1e-5 * x0[i].abs().max(1.0);
-            let mut xp = x0.clone();
-            xp[i] += h;
-            let mut xm = x0.clone();
-            xm[i] -= h;
-            let gp = limit::risk_grad(task, &p.with_flat(&xp)).1;
-            let gm = limit::risk_grad(task, &p.with_flat(&xm)).1;
-            gp.iter()
-                .zip(&gm)
-                .map(|(a, b)| (a - b) / (2.0 * h))
-                .collect()
-        })
-        .collect();
-    let h = DMatrix::from_fn(n, n, |r, c| cols[c][r]);
-    (&h + h.transpose()) * 0.5
-}
-
-/// Tangent vectors of the symmetry orbit through `p`, one column each:
-/// infinitesimal rotations `Omega = q_a q_b^T - q_b q_a^T` applied to every `w_t` and
-/// `u_{j,l}` (`q` an orthonormal basis of `R^d`, or of `1_d^perp` with LayerNorm), and
-/// with LayerNorm the scale `w_t` and shift `1_d` of each `w_t` separately.
-pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
-    let d = p.dim;
-    let basis: Vec<Vec<f64>> = if task.layer_norm.is_some() {
-        collapse::ones_complement_basis(d)
-    } else {
-        (0..d)
-            .map(|i| (0..d).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
-            .collect()
-    };
-    let x0 = p.to_flat();
-    let n = x0.len();
-    let mut cols: Vec<Vec<f64>> = Vec::new();
-    for a in 0..basis.len() {
-        for b in a + 1..basis.len() {
-            // v -> v Omega for every d-block of the flat vector
-            let mut t = vec![0.0; n];
-            for (blk, out) in x0.chunks(d).zip(t.chunks_mut(d)) {
-                let va: f64 = blk.iter().zip(&basis[a]).map(|(x, y)| x * y).sum();
-                let vb: f64 = blk.iter().zip(&basis[b]).map(|(x, y)| x * y).sum();
-                for c in 0..d {
-                    out[c] = va * basis[b][c] - vb * basis[a][c];
-                }
-            }
-            cols.push(t);
-        }
-    }
-    if task.layer_norm.is_some() {
-        for tok in 0..p.n_w {
-            let mut scale = vec![0.0; n];
-            scale[tok * d..(tok + 1) * d].copy_from_slice(p.w_row(tok));
-            cols.push(scale);
-            let mut shift = vec![0.0; n];
-            shift[tok * d..(tok + 1) * d]
-                .iter_mut()
-                .for_each(|v| *v = 1.0);
-            cols.push(shift);
-        }
-    }
-    DMatrix::from_fn(n, cols.len(), |r, c| cols[c][r])
-}
-
-/// Hessian eigen-summary, including the spectrum transverse to the symmetry orbit.
-pub fn hessian_report(task: &Task, p: &Params) -> HessianReport {
-    let h = hessian_fd(task, p);
-    let n = h.nrows();
-    let eig = SymmetricEigen::new(h.clone()).eigenvalues;
-    let min_eig = eig.min();
-    let max_eig = eig.max();
-    let scale = eig.amax().max(1e-300);
-    let near_zero = eig.iter().filter(|v| v.abs() <= 1e-7 * scale).count();
-    // Orthonormal basis of the symmetry span, then of its complement.
-    let t = symmetry_tangents(task, p);
-    let (sym_dim, q_perp) = if t.ncols() == 0 {
-        (0, DMatrix::identity(n, n))
-    } else {
-        let svd = (&t * t.transpose()).symmetric_eigen();
-        let top = svd.eigenvalues.amax().max(1e-300);
-        let mut perp = Vec::new();
-        let mut dim = 0;
-        for (i, &s) in svd.eigenvalues.iter().enumerate() {
-            if s > 1e-10 * top {
-                dim += 1;
-            } else {
-                perp.push(svd.eigenvectors.column(i).into_owned());
-            }
-        }
-        (dim, DMatrix::from_columns(&perp))
-    };
-    let transverse_min_eig = if q_perp.ncols() == 0 {
-        f64::INFINITY
-    } else {
-        let ht = q_perp.transpose() * &h * &q_perp;
-        SymmetricEigen::new(ht).eigenvalues.min()
-    };
-    HessianReport {
-        min_eig,
-        max_eig,
-        near_zero,
-        symmetry_dim: sym_dim,
-        transverse_min_eig,
-    }
 }
 
 fn check(name: &str, value: f64, criterion: String, passed: bool) -> Check {
@@ -748,7 +496,12 @@ pub fn verify_theorem(
             let seed = cfg.seed.wrapping_add(i as u64);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let start = Params::random(task, cfg.init_scale, &mut rng);
-            let (x, iterations, termination, hit_cap) = minimise(task, &start, cfg)?;
+            let Minimised {
+                x,
+                iterations,
+                termination,
+                hit_cap,
+            } = minimise(task, &start, cfg)?;
             let p = start.with_flat(&x);
             let (risk, g) = limit::risk_grad(task, &p);
             let grad_norm = norm(&g);
