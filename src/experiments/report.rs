@@ -241,12 +241,15 @@ fn render_report(
     let _ = writeln!(s, "# Reproduction of the paper's experiments\n");
     let _ = writeln!(
         s,
-        "Written by `fcollapse reproduce{}` (seed {}), wall time **{:.1} min** on {} ({} threads).\n",
+        "Written by `fcollapse reproduce{}{}` (seed {}) on {} ({} threads): SGD training time **{:.1} min** \
+         summed over the runs (resumed parts included), wall time of this invocation {:.1} min.\n",
         if opts.quick { " --quick" } else { "" },
+        if opts.resume { " --resume" } else { "" },
         opts.seed,
-        wall / 60.0,
         cpu,
-        threads
+        threads,
+        runs.iter().map(|(_, r, _)| r.secs_per_epoch * r.config.epochs as f64).sum::<f64>() / 60.0,
+        wall / 60.0,
     );
     if opts.quick {
         let _ = writeln!(
