@@ -1,8 +1,8 @@
 //! Predictions of `collapse::predict` at the paper's shapes, with timings.
 //! `cargo run --release --example collapse_predictions`
 use feature_collapse::collapse::{build, equiangular_frame, predict, Form};
-use feature_collapse::metrics::{collapse_metrics, family_distance, pca_points_u};
 use feature_collapse::experiments::Preset;
+use feature_collapse::metrics::{collapse_metrics, family_distance, pca_points_u};
 use feature_collapse::network::Params;
 use feature_collapse::task::{Freq, TaskConfig};
 use rand::SeedableRng;
