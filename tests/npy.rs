@@ -151,7 +151,9 @@ fn bad_writes_and_reads_are_errors() {
         matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData),
         "{err}"
     );
-    assert!(err.to_string().contains("<f8"), "{err}");
+    // the cause (found dtype) is in the error chain that the CLI prints
+    let cause = std::error::Error::source(&err).map(|c| c.to_string()).unwrap_or_default();
+    assert!(cause.contains("<f8"), "{err}: {cause}");
 
     // Truncated data.
     let bytes = std::fs::read(&p).unwrap();
