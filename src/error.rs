@@ -61,6 +61,17 @@ impl Error {
         }
     }
 
+    /// The message with its whole chain of causes, `msg: cause: cause ...` (what the CLI prints).
+    pub fn report(&self) -> String {
+        let mut msg = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            msg.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        msg
+    }
+
     /// Process exit code for this error: 2 for bad input, 3 for run-time failures,
     /// 130 for an interrupted run.
     pub fn exit_code(&self) -> i32 {

@@ -6,13 +6,7 @@ fn main() -> ExitCode {
     match feature_collapse::cli::run() {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
-            let mut msg = format!("error: {e}");
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            eprintln!("{msg}");
+            eprintln!("error: {}", e.report());
             ExitCode::from(e.exit_code() as u8)
         }
     }

@@ -152,8 +152,7 @@ fn bad_writes_and_reads_are_errors() {
         "{err}"
     );
     // the cause (found dtype) is in the error chain that the CLI prints
-    let cause = std::error::Error::source(&err).map(|c| c.to_string()).unwrap_or_default();
-    assert!(cause.contains("<f8"), "{err}: {cause}");
+    assert!(err.report().contains("<f8"), "{}", err.report());
 
     // Truncated data.
     let bytes = std::fs::read(&p).unwrap();
@@ -177,7 +176,7 @@ fn bad_writes_and_reads_are_errors() {
     h.extend_from_slice(&2.0f64.to_le_bytes());
     std::fs::write(&p, &h).unwrap();
     let err = read_npy_f64(&p).unwrap_err();
-    assert!(err.to_string().contains("Fortran"), "{err}");
+    assert!(err.report().contains("Fortran"), "{}", err.report());
 
     // Writing into a missing directory is an I/O error naming the path.
     let err = write_npy_f64(&dir.join("no/such/dir/x.npy"), &[1], &[1.0]).unwrap_err();
