@@ -122,35 +122,122 @@ pub(crate) fn gather(
         });
 }
 
+/// Largest inner dimension of one `gemm` call in [`scores`]. `gemm` cuts the inner
+/// dimension into blocks of at least 512 (fewer when its panel is small), so calls
+/// with `k <= 512` are never cut: splitting the inner dimension ourselves, at fixed
+/// places, makes every score the same sum in the same order whatever the panels.
+const MAX_KC: usize = 512;
+
+/// Below this many classes, `H = X U^T` is split into class panels run concurrently
+/// (gemm's own threading gains little on such a thin output).
+const SMALL_K: usize = 256;
+
 /// `H = X U^T` for `b` rows: `h[r*K + j] = <x_r, u_j>`.
+///
+/// The inner dimension `Ld` is cut into `ceil(Ld / 512)` equal chunks accumulated in
+/// order; with fewer than [`SMALL_K`] classes the classes are split into one panel
+/// per thread (at least 16 classes each). Neither choice changes the result.
 pub(crate) fn scores(s: &Shape, u: &[f32], x: &[f32], h: &mut [f32], b: usize) {
-    let (ld, k) = (s.ld() as isize, s.k);
-    debug_assert!(x.len() >= b * s.ld() && h.len() >= b * k && u.len() == k * s.ld());
-    // SAFETY: dst is b x K row-major inside `h`; lhs is b x Ld row-major inside `x`;
-    // rhs(p, j) = u[j * Ld + p] lies inside `u`; all three are distinct allocations.
-    unsafe {
-        gemm::gemm(
-            b,
-            k,
-            s.ld(),
-            h.as_mut_ptr(),
-            1,
-            k as isize,
-            false,
-            x.as_ptr(),
-            1,
-            ld,
-            u.as_ptr(),
-            ld,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            s.par(),
-        );
+    let (ld, k) = (s.ld(), s.k);
+    assert!(x.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
+    let panels = if k < SMALL_K {
+        s.threads.min(k / 16).max(1)
+    } else {
+        1
+    };
+    let par = if panels > 1 {
+        gemm::Parallelism::None
+    } else {
+        s.par()
+    };
+    let chunks = ld.div_ceil(MAX_KC);
+    let kc = ld.div_ceil(chunks);
+    let hp = SendPtr(h.as_mut_ptr());
+    let run = |p: usize| {
+        let (j0, j1) = (k * p / panels, k * (p + 1) / panels);
+        for c in 0..chunks {
+            let (p0, p1) = (c * kc, ((c + 1) * kc).min(ld));
+            // SAFETY: dst = columns j0..j1 of the b x K row-major `h` (disjoint across
+            // panels); lhs = columns p0..p1 of the b x Ld row-major `x`;
+            // rhs(q, j) = u[(j0 + j) * Ld + p0 + q] inside `u`. Checked sizes above.
+            unsafe {
+                gemm::gemm(
+                    b,
+                    j1 - j0,
+                    p1 - p0,
+                    hp.get().add(j0),
+                    1,
+                    k as isize,
+                    c > 0,
+                    x.as_ptr().add(p0),
+                    1,
+                    ld as isize,
+                    u.as_ptr().add(j0 * ld + p0),
+                    ld as isize,
+                    1,
+                    if c > 0 { 1.0 } else { 0.0 },
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+    };
+    if panels == 1 {
+        run(0);
+    } else {
+        (0..panels).into_par_iter().for_each(run);
     }
+}
+
+/// `e^x` for `x <= 0` (inputs below -87 give `e^-87`), to about 1 ulp, in a form the
+/// compiler vectorises: `x = n ln2 + r` with `|r| <= ln2 / 2`, `e^r` by the degree-7
+/// minimax polynomial of Cephes' `expf`, times `2^n` built from its exponent bits.
+#[inline(always)]
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: (t + ROUND) - ROUND rounds t to an integer
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// Largest element (8 interleaved partial maxima, combined in a fixed order).
+fn max_f32(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = a.max(x);
+        }
+    }
+    let tail = it
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+    acc.iter().fold(tail, |a, &x| a.max(x))
+}
+
+/// Sum with 8 interleaved partial sums, combined in a fixed order (deterministic).
+fn sum_f32(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    let tail: f32 = it.remainder().iter().sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// Turns scores into the loss gradient in place: `h[r] <- (softmax(h[r]) - e_{y_r}) / b`,
@@ -173,14 +260,12 @@ pub(crate) fn softmax_xent(
         .for_each(|((hc, lc), ic)| {
             for ((hr, lr), &i) in hc.chunks_mut(k).zip(lc.iter_mut()).zip(ic) {
                 let y = data.labels[i] as usize;
-                let m = hr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let m = max_f32(hr);
                 let hy = hr[y];
-                let mut sum = 0.0f32;
                 for v in hr.iter_mut() {
-                    let e = (*v - m).exp();
-                    *v = e;
-                    sum += e;
+                    *v = exp_nonpositive(*v - m);
                 }
+                let sum = sum_f32(hr);
                 *lr = (m + sum.ln() - hy) as f64;
                 let scale = inv_b / sum;
                 for v in hr.iter_mut() {

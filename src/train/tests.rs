@@ -436,3 +436,17 @@ fn small_shape_learns_the_training_set() {
         s.last
     );
 }
+
+#[test]
+fn fast_exp_is_accurate() {
+    let mut worst = 0.0f64;
+    for i in 0..=200_000 {
+        let x = -87.0 * i as f64 / 200_000.0;
+        let got = kernel::exp_nonpositive(x as f32) as f64;
+        let want = (x as f32 as f64).exp();
+        worst = worst.max((got - want).abs() / want);
+    }
+    assert!(worst < 3e-7, "max relative error {worst:e}");
+    assert_eq!(kernel::exp_nonpositive(0.0), 1.0);
+    assert!(kernel::exp_nonpositive(-1e4) < 1e-37);
+}
