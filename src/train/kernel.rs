@@ -387,7 +387,7 @@ fn gt_x(
 /// 4. `dX = G U` (old `U`), then LayerNorm backward on its rows (if on),
 /// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one fused `gemm` with `alpha`, `beta`),
 /// 6. `W <- (1 - lr lambda_W) W` on every row, then `w_t <- w_t - lr dX_{r,l}` for every
-///    occurrence `x_{r,l} = t`, in row-major occurrence order.
+///    occurrence `x_{r,l} = t`, in row-major occurrence order (5 and 6 run concurrently).
 ///
 /// Steps 5 and 6 are `theta - lr (grad + lambda theta)` rewritten as
 /// `(1 - lr lambda) theta - lr grad`, the same maths as PyTorch's `SGD(weight_decay)`.
@@ -401,25 +401,23 @@ pub(crate) fn sgd_step(
 ) -> f64 {
     let b = rows.len();
     let loss = forward_backward(s, w, u, work, data, rows);
-    gt_x(
-        s,
-        u,
-        true,
-        1.0 - s.lr * s.lambda_u,
-        -s.lr,
-        &work.h,
-        &work.x,
-        b,
-    );
-    if s.lambda_w != 0.0 {
-        let decay = 1.0 - s.lr * s.lambda_w;
-        w.par_chunks_mut(s.dim * 64).for_each(|c| {
-            for v in c {
-                *v *= decay;
+    let (h, x, dx) = (&work.h, &work.x, &work.dx[..b * s.ld()]);
+    // The U update (a gemm) and the W update touch disjoint data: run them side by
+    // side, so that the thread done first with its part helps with the other.
+    rayon::join(
+        || gt_x(s, u, true, 1.0 - s.lr * s.lambda_u, -s.lr, h, x, b),
+        || {
+            if s.lambda_w != 0.0 {
+                let decay = 1.0 - s.lr * s.lambda_w;
+                w.par_chunks_mut(s.dim * 64).for_each(|c| {
+                    for v in c {
+                        *v *= decay;
+                    }
+                });
             }
-        });
-    }
-    scatter(s, s.lr, w, data, rows, &work.dx[..b * s.ld()]);
+            scatter(s, s.lr, w, data, rows, dx);
+        },
+    );
     loss
 }
 
