@@ -128,6 +128,11 @@ pub(crate) fn gather(
 /// places, makes every score the same sum in the same order whatever the panels.
 const MAX_KC: usize = 512;
 
+/// gemm computes products with at most 16 x 16 outputs by a different kernel
+/// (horizontal dot products) than larger ones, so a product is only ever split into
+/// pieces with more outputs than this: all pieces then use the same kernel as the whole.
+const MIN_SPLIT_OUTPUT: usize = 256;
+
 /// Below this many classes, `H = X U^T` is split into class panels run concurrently
 /// (gemm's own threading gains little on such a thin output).
 const SMALL_K: usize = 256;
@@ -136,12 +141,14 @@ const SMALL_K: usize = 256;
 ///
 /// The inner dimension `Ld` is cut into `ceil(Ld / 512)` equal chunks accumulated in
 /// order; with fewer than [`SMALL_K`] classes the classes are split into one panel
-/// per thread (at least 16 classes each). Neither choice changes the result.
+/// per thread (at least 16 classes and more than [`MIN_SPLIT_OUTPUT`] outputs each).
+/// Neither choice changes the result.
 pub(crate) fn scores(s: &Shape, u: &[f32], x: &[f32], h: &mut [f32], b: usize) {
     let (ld, k) = (s.ld(), s.k);
     assert!(x.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
     let panels = if k < SMALL_K {
-        s.threads.min(k / 16).max(1)
+        let min_cols = 16.max(MIN_SPLIT_OUTPUT / b.max(1) + 1);
+        s.threads.min(k / min_cols).max(1)
     } else {
         1
     };
@@ -241,18 +248,18 @@ fn sum_f32(v: &[f32]) -> f32 {
 }
 
 /// Turns scores into the loss gradient in place: `h[r] <- (softmax(h[r]) - e_{y_r}) / b`,
-/// storing `CE_r = log sum_j exp(h_rj) - h_{r y_r}` in `row_loss[r]`. Returns the mean
-/// CE over the `b` rows (summed in row order, in f64).
+/// storing `CE_r = log sum_j exp(h_rj) - h_{r y_r}` in `row_loss[r]`; `inv_b` is one
+/// over the size of the whole batch.
 pub(crate) fn softmax_xent(
     s: &Shape,
     data: &Sentences,
     rows: &[usize],
     h: &mut [f32],
     row_loss: &mut [f64],
-) -> f64 {
+    inv_b: f32,
+) {
     let k = s.k;
     let b = rows.len();
-    let inv_b = 1.0 / b as f32;
     h[..b * k]
         .par_chunks_mut(k * ROWS_PER_TASK)
         .zip(row_loss[..b].par_chunks_mut(ROWS_PER_TASK))
@@ -274,12 +281,19 @@ pub(crate) fn softmax_xent(
                 hr[y] -= inv_b;
             }
         });
-    row_loss[..b].iter().sum::<f64>() / b as f64
 }
 
 /// Forward and backward pass without any update: fills `work.x` (features),
 /// `work.h` (`G`), `work.dx` (`dR/dw` per occurrence, through LayerNorm backward if
-/// on) and returns the batch-mean cross entropy.
+/// on) and returns the batch-mean cross entropy (row losses summed in row order).
+///
+/// Every phase is row-wise, so with fewer than [`SMALL_K`] classes the batch is cut
+/// into one row panel per thread (at least 8 rows and more than [`MIN_SPLIT_OUTPUT`]
+/// outputs per product each) and each panel runs the whole
+/// pass single-threaded: no synchronisation between phases, and thin products that
+/// gemm does not thread well are avoided. The results do not depend on the panels:
+/// `X U^T` is accumulated over fixed inner chunks (see [`scores`]) and `G U` has an
+/// inner dimension `K < 512` that gemm never cuts.
 fn forward_backward(
     s: &Shape,
     w: &[f32],
@@ -289,7 +303,18 @@ fn forward_backward(
     rows: &[usize],
 ) -> f64 {
     let b = rows.len();
-    let (ld, k, d) = (s.ld(), s.k, s.dim);
+    let inv_b = 1.0 / b as f32;
+    let (ld, k, len) = (s.ld(), s.k, s.len);
+    let panels = if k < SMALL_K {
+        // Each panel keeps >= 8 rows and outputs of more than 256 entries (see
+        // `MIN_SPLIT_OUTPUT`), so it takes the same gemm code path as the whole batch.
+        let min_rows = 8
+            .max(MIN_SPLIT_OUTPUT / k + 1)
+            .max(MIN_SPLIT_OUTPUT / ld + 1);
+        s.threads.min(b / min_rows).max(1)
+    } else {
+        1
+    };
     let Work {
         x,
         h,
@@ -297,11 +322,68 @@ fn forward_backward(
         rstd,
         row_loss,
     } = work;
+    if panels == 1 {
+        rows_pass(s, w, u, data, rows, inv_b, x, h, dx, rstd, row_loss);
+    } else {
+        let one = Shape { threads: 1, ..*s };
+        let (xp, hp, dxp, rp) = (
+            SendPtr(x.as_mut_ptr()),
+            SendPtr(h.as_mut_ptr()),
+            SendPtr(dx.as_mut_ptr()),
+            SendPtr(rstd.as_mut_ptr()),
+        );
+        let lp = SendPtr(row_loss.as_mut_ptr());
+        assert!(x.len() >= b * ld && dx.len() >= b * ld && h.len() >= b * k);
+        assert!(rstd.len() >= b * len && row_loss.len() >= b);
+        (0..panels).into_par_iter().for_each(|p| {
+            let (r0, r1) = (b * p / panels, b * (p + 1) / panels);
+            let n = r1 - r0;
+            // SAFETY: the row ranges [r0, r1) of distinct panels are disjoint, and every
+            // buffer holds at least `b` rows (asserted above), so these are disjoint,
+            // in-bounds sub-slices of buffers that outlive the parallel loop.
+            unsafe {
+                rows_pass(
+                    &one,
+                    w,
+                    u,
+                    data,
+                    &rows[r0..r1],
+                    inv_b,
+                    std::slice::from_raw_parts_mut(xp.get().add(r0 * ld), n * ld),
+                    std::slice::from_raw_parts_mut(hp.get().add(r0 * k), n * k),
+                    std::slice::from_raw_parts_mut(dxp.get().add(r0 * ld), n * ld),
+                    std::slice::from_raw_parts_mut(rp.get().add(r0 * len), n * len),
+                    std::slice::from_raw_parts_mut(lp.get().add(r0), n),
+                );
+            }
+        });
+    }
+    row_loss[..b].iter().sum::<f64>() / b as f64
+}
+
+/// The forward and backward pass for the sentences `rows` into row-aligned buffers.
+#[allow(clippy::too_many_arguments)]
+fn rows_pass(
+    s: &Shape,
+    w: &[f32],
+    u: &[f32],
+    data: &Sentences,
+    rows: &[usize],
+    inv_b: f32,
+    x: &mut [f32],
+    h: &mut [f32],
+    dx: &mut [f32],
+    rstd: &mut [f32],
+    row_loss: &mut [f64],
+) {
+    let b = rows.len();
+    let (ld, k, d) = (s.ld(), s.k, s.dim);
     gather(s, w, data, rows, x, rstd);
     scores(s, u, x, h, b);
-    let loss = softmax_xent(s, data, rows, h, row_loss);
+    softmax_xent(s, data, rows, h, row_loss, inv_b);
     // dX = G U: b x Ld = (b x K)(K x Ld).
-    // SAFETY: all pointers address row-major blocks inside their own buffers.
+    assert!(dx.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
+    // SAFETY: dst, lhs, rhs are row-major blocks inside their own buffers (sizes checked).
     unsafe {
         gemm::gemm(
             b,
@@ -336,7 +418,6 @@ fn forward_backward(
                 }
             });
     }
-    loss
 }
 
 /// `dst <- alpha dst + beta G^T X` (`K x Ld = (K x b)(b x Ld)`, `G^T(j, r) = h[r K + j]`).
@@ -480,13 +561,14 @@ fn scatter(s: &Shape, lr: f32, w: &mut [f32], data: &Sentences, rows: &[usize], 
     });
 }
 
+/// A raw pointer that may cross to rayon tasks (each task touches a disjoint part).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: only used to hand disjoint column bands of one buffer to rayon tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to hand disjoint parts of one buffer to rayon tasks.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
         self.0
     }
 }
