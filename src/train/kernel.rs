@@ -122,50 +122,144 @@ pub(crate) fn gather(
         });
 }
 
+/// Largest inner dimension of one `gemm` call in [`scores`]. `gemm` cuts the inner
+/// dimension into blocks of at least 512 (fewer when its panel is small), so calls
+/// with `k <= 512` are never cut: splitting the inner dimension ourselves, at fixed
+/// places, makes every score the same sum in the same order whatever the panels.
+const MAX_KC: usize = 512;
+
+/// gemm computes products with at most 16 x 16 outputs by a different kernel
+/// (horizontal dot products) than larger ones, so a product is only ever split into
+/// pieces with more outputs than this: all pieces then use the same kernel as the whole.
+const MIN_SPLIT_OUTPUT: usize = 256;
+
+/// Below this many classes, `H = X U^T` is split into class panels run concurrently
+/// (gemm's own threading gains little on such a thin output).
+const SMALL_K: usize = 256;
+
 /// `H = X U^T` for `b` rows: `h[r*K + j] = <x_r, u_j>`.
+///
+/// The inner dimension `Ld` is cut into `ceil(Ld / 512)` equal chunks accumulated in
+/// order; with fewer than [`SMALL_K`] classes the classes are split into one panel
+/// per thread (at least 16 classes and more than [`MIN_SPLIT_OUTPUT`] outputs each).
+/// Neither choice changes the result.
 pub(crate) fn scores(s: &Shape, u: &[f32], x: &[f32], h: &mut [f32], b: usize) {
-    let (ld, k) = (s.ld() as isize, s.k);
-    debug_assert!(x.len() >= b * s.ld() && h.len() >= b * k && u.len() == k * s.ld());
-    // SAFETY: dst is b x K row-major inside `h`; lhs is b x Ld row-major inside `x`;
-    // rhs(p, j) = u[j * Ld + p] lies inside `u`; all three are distinct allocations.
-    unsafe {
-        gemm::gemm(
-            b,
-            k,
-            s.ld(),
-            h.as_mut_ptr(),
-            1,
-            k as isize,
-            false,
-            x.as_ptr(),
-            1,
-            ld,
-            u.as_ptr(),
-            ld,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            s.par(),
-        );
+    let (ld, k) = (s.ld(), s.k);
+    assert!(x.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
+    let panels = if k < SMALL_K {
+        let min_cols = 16.max(MIN_SPLIT_OUTPUT / b.max(1) + 1);
+        s.threads.min(k / min_cols).max(1)
+    } else {
+        1
+    };
+    let par = if panels > 1 {
+        gemm::Parallelism::None
+    } else {
+        s.par()
+    };
+    let chunks = ld.div_ceil(MAX_KC);
+    let kc = ld.div_ceil(chunks);
+    let hp = SendPtr(h.as_mut_ptr());
+    let run = |p: usize| {
+        let (j0, j1) = (k * p / panels, k * (p + 1) / panels);
+        for c in 0..chunks {
+            let (p0, p1) = (c * kc, ((c + 1) * kc).min(ld));
+            // SAFETY: dst = columns j0..j1 of the b x K row-major `h` (disjoint across
+            // panels); lhs = columns p0..p1 of the b x Ld row-major `x`;
+            // rhs(q, j) = u[(j0 + j) * Ld + p0 + q] inside `u`. Checked sizes above.
+            unsafe {
+                gemm::gemm(
+                    b,
+                    j1 - j0,
+                    p1 - p0,
+                    hp.get().add(j0),
+                    1,
+                    k as isize,
+                    c > 0,
+                    x.as_ptr().add(p0),
+                    1,
+                    ld as isize,
+                    u.as_ptr().add(j0 * ld + p0),
+                    ld as isize,
+                    1,
+                    if c > 0 { 1.0 } else { 0.0 },
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    par,
+                );
+            }
+        }
+    };
+    if panels == 1 {
+        run(0);
+    } else {
+        (0..panels).into_par_iter().for_each(run);
     }
 }
 
+/// `e^x` for `x <= 0` (inputs below -87 give `e^-87`), to about 1 ulp, in a form the
+/// compiler vectorises: `x = n ln2 + r` with `|r| <= ln2 / 2`, `e^r` by the degree-7
+/// minimax polynomial of Cephes' `expf`, times `2^n` built from its exponent bits.
+#[inline(always)]
+pub(crate) fn exp_nonpositive(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: (t + ROUND) - ROUND rounds t to an integer
+    let x = x.max(-87.0);
+    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// Largest element (8 interleaved partial maxima, combined in a fixed order).
+fn max_f32(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = a.max(x);
+        }
+    }
+    let tail = it
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+    acc.iter().fold(tail, |a, &x| a.max(x))
+}
+
+/// Sum with 8 interleaved partial sums, combined in a fixed order (deterministic).
+fn sum_f32(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut it = v.chunks_exact(8);
+    for c in &mut it {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += x;
+        }
+    }
+    let tail: f32 = it.remainder().iter().sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 /// Turns scores into the loss gradient in place: `h[r] <- (softmax(h[r]) - e_{y_r}) / b`,
-/// storing `CE_r = log sum_j exp(h_rj) - h_{r y_r}` in `row_loss[r]`. Returns the mean
-/// CE over the `b` rows (summed in row order, in f64).
+/// storing `CE_r = log sum_j exp(h_rj) - h_{r y_r}` in `row_loss[r]`; `inv_b` is one
+/// over the size of the whole batch.
 pub(crate) fn softmax_xent(
     s: &Shape,
     data: &Sentences,
     rows: &[usize],
     h: &mut [f32],
     row_loss: &mut [f64],
-) -> f64 {
+    inv_b: f32,
+) {
     let k = s.k;
     let b = rows.len();
-    let inv_b = 1.0 / b as f32;
     h[..b * k]
         .par_chunks_mut(k * ROWS_PER_TASK)
         .zip(row_loss[..b].par_chunks_mut(ROWS_PER_TASK))
@@ -173,14 +267,12 @@ pub(crate) fn softmax_xent(
         .for_each(|((hc, lc), ic)| {
             for ((hr, lr), &i) in hc.chunks_mut(k).zip(lc.iter_mut()).zip(ic) {
                 let y = data.labels[i] as usize;
-                let m = hr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let m = max_f32(hr);
                 let hy = hr[y];
-                let mut sum = 0.0f32;
                 for v in hr.iter_mut() {
-                    let e = (*v - m).exp();
-                    *v = e;
-                    sum += e;
+                    *v = exp_nonpositive(*v - m);
                 }
+                let sum = sum_f32(hr);
                 *lr = (m + sum.ln() - hy) as f64;
                 let scale = inv_b / sum;
                 for v in hr.iter_mut() {
@@ -189,12 +281,19 @@ pub(crate) fn softmax_xent(
                 hr[y] -= inv_b;
             }
         });
-    row_loss[..b].iter().sum::<f64>() / b as f64
 }
 
 /// Forward and backward pass without any update: fills `work.x` (features),
 /// `work.h` (`G`), `work.dx` (`dR/dw` per occurrence, through LayerNorm backward if
-/// on) and returns the batch-mean cross entropy.
+/// on) and returns the batch-mean cross entropy (row losses summed in row order).
+///
+/// Every phase is row-wise, so with fewer than [`SMALL_K`] classes the batch is cut
+/// into one row panel per thread (at least 8 rows and more than [`MIN_SPLIT_OUTPUT`]
+/// outputs per product each) and each panel runs the whole
+/// pass single-threaded: no synchronisation between phases, and thin products that
+/// gemm does not thread well are avoided. The results do not depend on the panels:
+/// `X U^T` is accumulated over fixed inner chunks (see [`scores`]) and `G U` has an
+/// inner dimension `K < 512` that gemm never cuts.
 fn forward_backward(
     s: &Shape,
     w: &[f32],
@@ -204,7 +303,18 @@ fn forward_backward(
     rows: &[usize],
 ) -> f64 {
     let b = rows.len();
-    let (ld, k, d) = (s.ld(), s.k, s.dim);
+    let inv_b = 1.0 / b as f32;
+    let (ld, k, len) = (s.ld(), s.k, s.len);
+    let panels = if k < SMALL_K {
+        // Each panel keeps >= 8 rows and outputs of more than 256 entries (see
+        // `MIN_SPLIT_OUTPUT`), so it takes the same gemm code path as the whole batch.
+        let min_rows = 8
+            .max(MIN_SPLIT_OUTPUT / k + 1)
+            .max(MIN_SPLIT_OUTPUT / ld + 1);
+        s.threads.min(b / min_rows).max(1)
+    } else {
+        1
+    };
     let Work {
         x,
         h,
@@ -212,11 +322,68 @@ fn forward_backward(
         rstd,
         row_loss,
     } = work;
+    if panels == 1 {
+        rows_pass(s, w, u, data, rows, inv_b, x, h, dx, rstd, row_loss);
+    } else {
+        let one = Shape { threads: 1, ..*s };
+        let (xp, hp, dxp, rp) = (
+            SendPtr(x.as_mut_ptr()),
+            SendPtr(h.as_mut_ptr()),
+            SendPtr(dx.as_mut_ptr()),
+            SendPtr(rstd.as_mut_ptr()),
+        );
+        let lp = SendPtr(row_loss.as_mut_ptr());
+        assert!(x.len() >= b * ld && dx.len() >= b * ld && h.len() >= b * k);
+        assert!(rstd.len() >= b * len && row_loss.len() >= b);
+        (0..panels).into_par_iter().for_each(|p| {
+            let (r0, r1) = (b * p / panels, b * (p + 1) / panels);
+            let n = r1 - r0;
+            // SAFETY: the row ranges [r0, r1) of distinct panels are disjoint, and every
+            // buffer holds at least `b` rows (asserted above), so these are disjoint,
+            // in-bounds sub-slices of buffers that outlive the parallel loop.
+            unsafe {
+                rows_pass(
+                    &one,
+                    w,
+                    u,
+                    data,
+                    &rows[r0..r1],
+                    inv_b,
+                    std::slice::from_raw_parts_mut(xp.get().add(r0 * ld), n * ld),
+                    std::slice::from_raw_parts_mut(hp.get().add(r0 * k), n * k),
+                    std::slice::from_raw_parts_mut(dxp.get().add(r0 * ld), n * ld),
+                    std::slice::from_raw_parts_mut(rp.get().add(r0 * len), n * len),
+                    std::slice::from_raw_parts_mut(lp.get().add(r0), n),
+                );
+            }
+        });
+    }
+    row_loss[..b].iter().sum::<f64>() / b as f64
+}
+
+/// The forward and backward pass for the sentences `rows` into row-aligned buffers.
+#[allow(clippy::too_many_arguments)]
+fn rows_pass(
+    s: &Shape,
+    w: &[f32],
+    u: &[f32],
+    data: &Sentences,
+    rows: &[usize],
+    inv_b: f32,
+    x: &mut [f32],
+    h: &mut [f32],
+    dx: &mut [f32],
+    rstd: &mut [f32],
+    row_loss: &mut [f64],
+) {
+    let b = rows.len();
+    let (ld, k, d) = (s.ld(), s.k, s.dim);
     gather(s, w, data, rows, x, rstd);
     scores(s, u, x, h, b);
-    let loss = softmax_xent(s, data, rows, h, row_loss);
+    softmax_xent(s, data, rows, h, row_loss, inv_b);
     // dX = G U: b x Ld = (b x K)(K x Ld).
-    // SAFETY: all pointers address row-major blocks inside their own buffers.
+    assert!(dx.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
+    // SAFETY: dst, lhs, rhs are row-major blocks inside their own buffers (sizes checked).
     unsafe {
         gemm::gemm(
             b,
@@ -251,7 +418,6 @@ fn forward_backward(
                 }
             });
     }
-    loss
 }
 
 /// `dst <- alpha dst + beta G^T X` (`K x Ld = (K x b)(b x Ld)`, `G^T(j, r) = h[r K + j]`).
@@ -302,7 +468,7 @@ fn gt_x(
 /// 4. `dX = G U` (old `U`), then LayerNorm backward on its rows (if on),
 /// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one fused `gemm` with `alpha`, `beta`),
 /// 6. `W <- (1 - lr lambda_W) W` on every row, then `w_t <- w_t - lr dX_{r,l}` for every
-///    occurrence `x_{r,l} = t`, in row-major occurrence order.
+///    occurrence `x_{r,l} = t`, in row-major occurrence order (5 and 6 run concurrently).
 ///
 /// Steps 5 and 6 are `theta - lr (grad + lambda theta)` rewritten as
 /// `(1 - lr lambda) theta - lr grad`, the same maths as PyTorch's `SGD(weight_decay)`.
@@ -316,25 +482,23 @@ pub(crate) fn sgd_step(
 ) -> f64 {
     let b = rows.len();
     let loss = forward_backward(s, w, u, work, data, rows);
-    gt_x(
-        s,
-        u,
-        true,
-        1.0 - s.lr * s.lambda_u,
-        -s.lr,
-        &work.h,
-        &work.x,
-        b,
-    );
-    if s.lambda_w != 0.0 {
-        let decay = 1.0 - s.lr * s.lambda_w;
-        w.par_chunks_mut(s.dim * 64).for_each(|c| {
-            for v in c {
-                *v *= decay;
+    let (h, x, dx) = (&work.h, &work.x, &work.dx[..b * s.ld()]);
+    // The U update (a gemm) and the W update touch disjoint data: run them side by
+    // side, so that the thread done first with its part helps with the other.
+    rayon::join(
+        || gt_x(s, u, true, 1.0 - s.lr * s.lambda_u, -s.lr, h, x, b),
+        || {
+            if s.lambda_w != 0.0 {
+                let decay = 1.0 - s.lr * s.lambda_w;
+                w.par_chunks_mut(s.dim * 64).for_each(|c| {
+                    for v in c {
+                        *v *= decay;
+                    }
+                });
             }
-        });
-    }
-    scatter(s, s.lr, w, data, rows, &work.dx[..b * s.ld()]);
+            scatter(s, s.lr, w, data, rows, dx);
+        },
+    );
     loss
 }
 
@@ -397,13 +561,14 @@ fn scatter(s: &Shape, lr: f32, w: &mut [f32], data: &Sentences, rows: &[usize], 
     });
 }
 
+/// A raw pointer that may cross to rayon tasks (each task touches a disjoint part).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: only used to hand disjoint column bands of one buffer to rayon tasks.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-impl SendPtr {
-    fn get(self) -> *mut f32 {
+struct SendPtr<T>(*mut T);
+// SAFETY: only used to hand disjoint parts of one buffer to rayon tasks.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+impl<T> SendPtr<T> {
+    fn get(self) -> *mut T {
         self.0
     }
 }

@@ -57,9 +57,13 @@ fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
 
 #[test]
 fn f32_gradient_matches_f64_reference() {
-    for ln in [None, Some(1e-5)] {
+    for (ln, threads) in [(None, 1), (Some(1e-5), 1), (None, 2), (Some(1e-5), 2)] {
         let task = tiny_task(ln, 0.0, 0.0);
-        let mut t = Trainer::new(&task, &tiny_config()).unwrap();
+        let cfg = TrainConfig {
+            threads,
+            ..tiny_config()
+        };
+        let mut t = Trainer::new(&task, &cfg).unwrap();
         set_random_weights(&mut t, 1);
         let rows: Vec<usize> = (0..t.train_data().n()).collect();
         let (loss32, g32) = t.batch_gradient(&rows);
@@ -435,4 +439,71 @@ fn small_shape_learns_the_training_set() {
         "ceiling {ceiling}: {:?}",
         s.last
     );
+}
+
+#[test]
+fn fast_exp_is_accurate() {
+    let mut worst = 0.0f64;
+    for i in 0..=200_000 {
+        let x = -87.0 * i as f64 / 200_000.0;
+        let got = kernel::exp_nonpositive(x as f32) as f64;
+        let want = (x as f32 as f64).exp();
+        worst = worst.max((got - want).abs() / want);
+    }
+    assert!(worst < 3e-7, "max relative error {worst:e}");
+    assert_eq!(kernel::exp_nonpositive(0.0), 1.0);
+    assert!(kernel::exp_nonpositive(-1e4) < 1e-37);
+}
+
+/// Small shapes, small and uneven batches: every panel split must leave the bits alone.
+#[test]
+fn small_shapes_do_not_depend_on_thread_count() {
+    for (k, len, dim, batch, n_spl, ln) in [
+        (20, 4, 16, 30, 10, Some(1e-5)),
+        (20, 4, 16, 30, 10, None),
+        (5, 3, 8, 7, 9, None),
+        (40, 3, 8, 64, 5, None),
+        (60, 2, 12, 50, 3, Some(1e-5)),
+    ] {
+        let task = TaskConfig {
+            n_c: 3,
+            s_c: 4,
+            len,
+            dim,
+            classes: Some(k),
+            freq: Freq::Zipf { exponent: 1.0 },
+            layer_norm: ln,
+            lambda_w: 1e-3,
+            lambda_u: 2e-3,
+            seed: 8,
+        }
+        .build()
+        .unwrap();
+        let run = |threads: usize| {
+            let cfg = TrainConfig {
+                n_spl,
+                n_test: 1,
+                epochs: 3,
+                lr: 0.5,
+                batch,
+                eval_every: 0,
+                checkpoint_every: 0,
+                seed: 1,
+                threads,
+            };
+            let mut t = Trainer::new(&task, &cfg).unwrap();
+            set_random_weights(&mut t, 6);
+            for _ in 0..3 {
+                t.epoch();
+            }
+            (bits(t.w()), bits(t.u()), t.accuracy(t.test_data()))
+        };
+        let one = run(1);
+        for th in [2, 3] {
+            assert!(
+                run(th) == one,
+                "K {k} L {len} d {dim} batch {batch}: threads {th} differ"
+            );
+        }
+    }
 }
