@@ -126,3 +126,29 @@ fn hypotheses_are_checked() {
     .unwrap();
     assert!(verify_theorem(Theorem::Three, &decay_w, &cfg(1), |_| {}).is_err());
 }
+
+#[test]
+fn restarts_whose_line_search_fails_still_converge() {
+    // Seeds 5 and 22 of this instance hit a failed More-Thuente line search early; the
+    // next L-BFGS round must continue from the best point reached, not from the start.
+    let task = TaskConfig {
+        s_c: 4,
+        len: 3,
+        dim: 3,
+        freq: Freq::Zipf { exponent: 1.5 },
+        ..Theorem::Two.default_task()
+    }
+    .build()
+    .unwrap();
+    for seed in [5, 22] {
+        let c = VerifyConfig {
+            seed,
+            restarts: 1,
+            hessian: false,
+            ..VerifyConfig::default()
+        };
+        let r = verify_theorem(Theorem::Two, &task, &c, |_| {}).unwrap();
+        let x = &r.restarts[0];
+        assert!(x.converged && x.reached_prediction, "seed {seed}: {x:?}");
+    }
+}

@@ -128,8 +128,10 @@ pub fn minimise(task: &Task, start: &Params, cfg: &VerifyConfig) -> Result<Minim
         let state = res.state();
         iters_total += state.get_iter();
         // The last iterate, not the best-cost one: at round-off level an earlier
-        // iterate can have a lower cost and a larger gradient.
-        if let Some(p) = state.get_param() {
+        // iterate can have a lower cost and a larger gradient. When the line search
+        // fails, argmin's L-BFGS leaves no current iterate: take the best one then
+        // (otherwise the next round would restart from this round's start).
+        if let Some(p) = state.get_param().or(state.get_best_param()) {
             x = p.clone();
         }
         reason = match state.get_termination_status() {
