@@ -9,12 +9,16 @@
 //! | `dx` | `B x Ld` | `G U`, then (LayerNorm) `dR/dw` per occurrence |
 //! | `rstd` | `B x L` | `1 / sqrt(var + eps)` of each gathered row (LayerNorm only) |
 //!
-//! All three products go through [`gemm::gemm`] with `Parallelism::Rayon(threads)`;
-//! `gemm` splits the output into tiles across threads and never splits the inner
-//! dimension across threads, so results do not depend on the thread count (checked by
-//! a test). Every element-wise loop here works row by row (or element by element), so
-//! its result does not depend on how rayon splits the rows either; the only reduction
-//! across rows (the batch loss) is summed sequentially in row order.
+//! All three products go through [`gemm::gemm`]. With many classes each product is one
+//! call with `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across
+//! threads and never splits the inner dimension across threads. With few classes
+//! (`K < 256`) the forward/backward pass runs in one row panel per thread, each panel
+//! single-threaded; pieces are kept on gemm's regular kernel and the inner dimension
+//! of `X U^T` is cut at fixed places by us. Either way the results do not depend on
+//! the thread count (checked by tests with 1, 2 and 3 threads). Every element-wise
+//! loop works row by row (or element by element), so its result does not depend on
+//! how rayon splits the rows either; the only reduction across rows (the batch loss)
+//! is summed sequentially in row order.
 
 use crate::task::Sentences;
 use rayon::prelude::*;
@@ -488,15 +492,24 @@ pub(crate) fn sgd_step(
     rayon::join(
         || gt_x(s, u, true, 1.0 - s.lr * s.lambda_u, -s.lr, h, x, b),
         || {
-            if s.lambda_w != 0.0 {
-                let decay = 1.0 - s.lr * s.lambda_w;
-                w.par_chunks_mut(s.dim * 64).for_each(|c| {
-                    for v in c {
-                        *v *= decay;
-                    }
-                });
+            let decay = 1.0 - s.lr * s.lambda_w;
+            if s.k < SMALL_K {
+                // Small products: one thread updates W while the other starts the gemm
+                // (fewer thread wake-ups than splitting both).
+                if s.lambda_w != 0.0 {
+                    w.iter_mut().for_each(|v| *v *= decay);
+                }
+                scatter(&Shape { threads: 1, ..*s }, s.lr, w, data, rows, dx);
+            } else {
+                if s.lambda_w != 0.0 {
+                    w.par_chunks_mut(s.dim * 64).for_each(|c| {
+                        for v in c {
+                            *v *= decay;
+                        }
+                    });
+                }
+                scatter(s, s.lr, w, data, rows, dx);
             }
-            scatter(s, s.lr, w, data, rows, dx);
         },
     );
     loss
