@@ -9,12 +9,16 @@
 //! | `dx` | `B x Ld` | `G U`, then (LayerNorm) `dR/dw` per occurrence |
 //! | `rstd` | `B x L` | `1 / sqrt(var + eps)` of each gathered row (LayerNorm only) |
 //!
-//! All three products go through [`gemm::gemm`] with `Parallelism::Rayon(threads)`;
-//! `gemm` splits the output into tiles across threads and never splits the inner
-//! dimension across threads, so results do not depend on the thread count (checked by
-//! a test). Every element-wise loop here works row by row (or element by element), so
-//! its result does not depend on how rayon splits the rows either; the only reduction
-//! across rows (the batch loss) is summed sequentially in row order.
+//! All three products go through [`gemm::gemm`]. With many classes each product is one
+//! call with `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across
+//! threads and never splits the inner dimension across threads. With few classes
+//! (`K < 256`) the forward/backward pass runs in one row panel per thread, each panel
+//! single-threaded; pieces are kept on gemm's regular kernel and the inner dimension
+//! of `X U^T` is cut at fixed places by us. Either way the results do not depend on
+//! the thread count (checked by tests with 1, 2 and 3 threads). Every element-wise
+//! loop works row by row (or element by element), so its result does not depend on
+//! how rayon splits the rows either; the only reduction across rows (the batch loss)
+//! is summed sequentially in row order.
 
 use crate::task::Sentences;
 use rayon::prelude::*;
@@ -488,15 +492,24 @@ pub(crate) fn sgd_step(
     rayon::join(
         || gt_x(s, u, true, 1.0 - s.lr * s.lambda_u, -s.lr, h, x, b),
         || {
-            if s.lambda_w != 0.0 {
-                let decay = 1.0 - s.lr * s.lambda_w;
-                w.par_chunks_mut(s.dim * 64).for_each(|c| {
-                    for v in c {
-                        *v *= decay;
-                    }
-                });
+            let decay = 1.0 - s.lr * s.lambda_w;
+            if s.k < SMALL_K {
+                // Small products: one thread updates W while the other starts the gemm
+                // (fewer thread wake-ups than splitting both).
+                if s.lambda_w != 0.0 {
+                    w.iter_mut().for_each(|v| *v *= decay);
+                }
+                scatter(&Shape { threads: 1, ..*s }, s.lr, w, data, rows, dx);
+            } else {
+                if s.lambda_w != 0.0 {
+                    w.par_chunks_mut(s.dim * 64).for_each(|c| {
+                        for v in c {
+                            *v *= decay;
+                        }
+                    });
+                }
+                scatter(s, s.lr, w, data, rows, dx);
             }
-            scatter(s, s.lr, w, data, rows, dx);
         },
     );
     loss
@@ -527,38 +540,76 @@ pub(crate) fn gradient(
 /// split across threads (each column sees every occurrence in the same order), so the
 /// result is independent of the thread count.
 fn scatter(s: &Shape, lr: f32, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
-    let (d, len) = (s.dim, s.len);
-    let apply = |c0: usize, c1: usize, w: &mut [f32]| {
-        for (r, &i) in rows.iter().enumerate() {
-            for (l, &t) in data.sentence(i).iter().enumerate() {
-                let g = &dx[(r * len + l) * d + c0..(r * len + l) * d + c1];
-                let wt = &mut w[t as usize * d + c0..t as usize * d + c1];
-                for (a, &gv) in wt.iter_mut().zip(g) {
-                    *a -= lr * gv;
-                }
-            }
-        }
-    };
-    let work = rows.len() * len * d;
+    let d = s.dim;
+    let wp = SendPtr(w.as_mut_ptr());
+    let n_w = w.len() / d;
+    let work = rows.len() * s.len * d;
     if s.threads <= 1 || work < 32_768 || d < 32 {
-        apply(0, d, w);
+        // SAFETY: single task over all columns of `w`, which it borrows mutably.
+        unsafe { w_update_band(s, lr, None, wp, n_w, data, rows, dx, 0, d) };
         return;
     }
-    // Two (or `threads`) column bands, each a multiple of 16 floats wide.
+    // `threads` column bands (at most d / 16 of them).
     let nb = s.threads.min(d / 16);
-    let band = d.div_ceil(nb).div_ceil(16) * 16;
-    let wp = SendPtr(w.as_mut_ptr());
-    let wlen = w.len();
     (0..nb).into_par_iter().for_each(|bi| {
-        let c0 = (bi * band).min(d);
-        let c1 = ((bi + 1) * band).min(d);
-        if c0 < c1 {
-            // SAFETY: bands [c0, c1) of distinct `bi` are disjoint column ranges, so the
-            // threads write disjoint elements of `w`; `w` outlives the parallel loop.
-            let w = unsafe { std::slice::from_raw_parts_mut(wp.get(), wlen) };
-            apply(c0, c1, w);
-        }
+        // SAFETY: the bands [d bi / nb, d (bi + 1) / nb) are disjoint column ranges of
+        // `w`, which is mutably borrowed for the whole parallel loop.
+        unsafe {
+            w_update_band(
+                s,
+                lr,
+                None,
+                wp,
+                n_w,
+                data,
+                rows,
+                dx,
+                d * bi / nb,
+                d * (bi + 1) / nb,
+            )
+        };
     });
+}
+
+/// On the columns `c0..c1` of `W` (`n_w x d` at `wp`): `W *= decay` (if given), then
+/// `w_t -= lr dx_{r,l}` for every occurrence in occurrence order.
+///
+/// # Safety
+/// `wp` must point to `n_w * d` valid floats, and no other thread may access columns
+/// `c0..c1` of them during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn w_update_band(
+    s: &Shape,
+    lr: f32,
+    decay: Option<f32>,
+    wp: SendPtr<f32>,
+    n_w: usize,
+    data: &Sentences,
+    rows: &[usize],
+    dx: &[f32],
+    c0: usize,
+    c1: usize,
+) {
+    let (d, len) = (s.dim, s.len);
+    assert!(c0 <= c1 && c1 <= d && dx.len() >= rows.len() * len * d);
+    // SAFETY (all blocks): row t's band is floats t d + c0 .. t d + c1 < n_w d, touched
+    // by this call only (caller's contract); t < n_w for every token of the task.
+    let band =
+        |t: usize| unsafe { std::slice::from_raw_parts_mut(wp.get().add(t * d + c0), c1 - c0) };
+    if let Some(f) = decay {
+        for t in 0..n_w {
+            band(t).iter_mut().for_each(|v| *v *= f);
+        }
+    }
+    for (r, &i) in rows.iter().enumerate() {
+        for (l, &t) in data.sentence(i).iter().enumerate() {
+            assert!((t as usize) < n_w);
+            let g = &dx[(r * len + l) * d + c0..(r * len + l) * d + c1];
+            for (a, &gv) in band(t as usize).iter_mut().zip(g) {
+                *a -= lr * gv;
+            }
+        }
+    }
 }
 
 /// A raw pointer that may cross to rayon tasks (each task touches a disjoint part).
