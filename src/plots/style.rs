@@ -169,9 +169,10 @@ pub(super) fn chart_builder<'a, 'b, DB: DrawingBackend>(
     b
 }
 
-/// Formats an axis tick value compactly (`0.3` rather than `0.30000000000000004`).
+/// Formats an axis tick value compactly (`0.3` rather than `0.30000000000000004`);
+/// a tick within `1e-12` of zero is round-off of the tick arithmetic and prints as `0`.
 fn fmt_tick(v: f64) -> String {
-    if v == 0.0 {
+    if v.abs() < 1e-12 {
         return "0".into();
     }
     let a = v.abs();
@@ -256,6 +257,7 @@ mod tests {
         assert_eq!(fmt_tick(-2.5), "-2.5");
         assert_eq!(fmt_tick(1e-7), "1e-7");
         assert_eq!(fmt_tick(0.0), "0");
+        assert_eq!(fmt_tick(-5.551115123125783e-17), "0");
     }
 
     #[test]
