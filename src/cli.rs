@@ -482,7 +482,7 @@ pub struct TrainArgs {
     /// Worker threads (0: all cores); results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Output directory (default runs/<preset>-seed<seed>).
+    /// Output directory (default `runs/PRESET-seedSEED`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run whose checkpoint is in DIR (ends bit-identical to an uninterrupted run).

@@ -1,6 +1,6 @@
 //! The paper's finite-sample experiments (THEORY §6): presets, one measured run
 //! (training + collapse metrics + limit predictions + figures + `.npy` export),
-//! and the whole reproduction with its report `docs/reproduction.md` (in [`report`]).
+//! and the whole reproduction with its report `docs/reproduction.md` (submodule `report`).
 
 mod report;
 
