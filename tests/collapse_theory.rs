@@ -548,18 +548,7 @@ fn pca_matches_a_direct_svd() {
 #[test]
 fn paper_shapes_predict_and_measure_quickly() {
     use std::time::Instant;
-    let paper = TaskConfig {
-        n_c: 3,
-        s_c: 400,
-        len: 15,
-        dim: 100,
-        classes: Some(1000),
-        freq: Freq::Uniform,
-        layer_norm: None,
-        lambda_w: 0.001,
-        lambda_u: 0.001,
-        seed: 0,
-    };
+    let paper = feature_collapse::experiments::Preset::Fig3.task();
     let fig4c = TaskConfig {
         freq: Freq::Zipf { exponent: 1.0 },
         layer_norm: Some(0.0),
