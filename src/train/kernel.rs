@@ -108,22 +108,28 @@ pub(crate) fn gather(
 ) {
     let (ld, d, len) = (s.ld(), s.dim, s.len);
     let b = rows.len();
+    let task = |((xc, rc), ic): ((&mut [f32], &mut [f32]), &[usize])| {
+        for ((xr, rr), &i) in xc.chunks_mut(ld).zip(rc.chunks_mut(len)).zip(ic) {
+            let sent = data.sentence(i);
+            for ((xb, r), &t) in xr.chunks_mut(d).zip(rr.iter_mut()).zip(sent) {
+                let wt = &w[t as usize * d..(t as usize + 1) * d];
+                match s.ln_eps {
+                    None => xb.copy_from_slice(wt),
+                    Some(eps) => *r = layer_norm_row(wt, xb, eps),
+                }
+            }
+        }
+    };
+    if s.threads <= 1 {
+        // One thread: no rayon tasks (the rows are independent, same result).
+        task(((&mut x[..b * ld], &mut rstd[..b * len]), rows));
+        return;
+    }
     x[..b * ld]
         .par_chunks_mut(ld * ROWS_PER_TASK)
         .zip(rstd[..b * len].par_chunks_mut(len * ROWS_PER_TASK))
         .zip(rows.par_chunks(ROWS_PER_TASK))
-        .for_each(|((xc, rc), ic)| {
-            for ((xr, rr), &i) in xc.chunks_mut(ld).zip(rc.chunks_mut(len)).zip(ic) {
-                let sent = data.sentence(i);
-                for ((xb, r), &t) in xr.chunks_mut(d).zip(rr.iter_mut()).zip(sent) {
-                    let wt = &w[t as usize * d..(t as usize + 1) * d];
-                    match s.ln_eps {
-                        None => xb.copy_from_slice(wt),
-                        Some(eps) => *r = layer_norm_row(wt, xb, eps),
-                    }
-                }
-            }
-        });
+        .for_each(task);
 }
 
 /// Largest inner dimension of one `gemm` call in [`scores`]. `gemm` cuts the inner
@@ -264,27 +270,33 @@ pub(crate) fn softmax_xent(
 ) {
     let k = s.k;
     let b = rows.len();
+    let task = |((hc, lc), ic): ((&mut [f32], &mut [f64]), &[usize])| {
+        for ((hr, lr), &i) in hc.chunks_mut(k).zip(lc.iter_mut()).zip(ic) {
+            let y = data.labels[i] as usize;
+            let m = max_f32(hr);
+            let hy = hr[y];
+            for v in hr.iter_mut() {
+                *v = exp_nonpositive(*v - m);
+            }
+            let sum = sum_f32(hr);
+            *lr = (m + sum.ln() - hy) as f64;
+            let scale = inv_b / sum;
+            for v in hr.iter_mut() {
+                *v *= scale;
+            }
+            hr[y] -= inv_b;
+        }
+    };
+    if s.threads <= 1 {
+        // One thread: no rayon tasks (the rows are independent, same result).
+        task(((&mut h[..b * k], &mut row_loss[..b]), rows));
+        return;
+    }
     h[..b * k]
         .par_chunks_mut(k * ROWS_PER_TASK)
         .zip(row_loss[..b].par_chunks_mut(ROWS_PER_TASK))
         .zip(rows.par_chunks(ROWS_PER_TASK))
-        .for_each(|((hc, lc), ic)| {
-            for ((hr, lr), &i) in hc.chunks_mut(k).zip(lc.iter_mut()).zip(ic) {
-                let y = data.labels[i] as usize;
-                let m = max_f32(hr);
-                let hy = hr[y];
-                for v in hr.iter_mut() {
-                    *v = exp_nonpositive(*v - m);
-                }
-                let sum = sum_f32(hr);
-                *lr = (m + sum.ln() - hy) as f64;
-                let scale = inv_b / sum;
-                for v in hr.iter_mut() {
-                    *v *= scale;
-                }
-                hr[y] -= inv_b;
-            }
-        });
+        .for_each(task);
 }
 
 /// Forward and backward pass without any update: fills `work.x` (features),
@@ -411,7 +423,15 @@ fn rows_pass(
             s.par(),
         );
     }
-    if s.ln_eps.is_some() {
+    if s.ln_eps.is_some() && s.threads <= 1 {
+        for ((g, xh), &r) in dx[..b * ld]
+            .chunks_mut(d)
+            .zip(x[..b * ld].chunks(d))
+            .zip(&rstd[..b * s.len])
+        {
+            layer_norm_backward_row(xh, g, r);
+        }
+    } else if s.ln_eps.is_some() {
         dx[..b * ld]
             .par_chunks_mut(d * ROWS_PER_TASK)
             .zip(x[..b * ld].par_chunks(d * ROWS_PER_TASK))
@@ -465,6 +485,60 @@ fn gt_x(
     }
 }
 
+/// Split of the U update's columns between two threads (see [`sgd_step`]): the first
+/// thread takes `U_SPLIT_NUM / U_SPLIT_DEN` of them (the second also updates W),
+/// rounded down to a multiple of `U_SPLIT_ALIGN`.
+const U_SPLIT_NUM: usize = 3;
+const U_SPLIT_DEN: usize = 5;
+const U_SPLIT_ALIGN: usize = 16;
+
+/// Columns `c0..c1` of `U <- alpha U + beta G^T X` (`U` is `K x Ld` row-major at `up`),
+/// single-threaded.
+///
+/// # Safety
+/// `up` must point to `K * Ld` valid floats, `c0 <= c1 <= Ld`, and no other thread may
+/// access columns `c0..c1` of them during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gt_x_cols(
+    s: &Shape,
+    up: SendPtr<f32>,
+    alpha: f32,
+    beta: f32,
+    h: &[f32],
+    x: &[f32],
+    b: usize,
+    c0: usize,
+    c1: usize,
+) {
+    let (ld, k) = (s.ld(), s.k);
+    assert!(c0 <= c1 && c1 <= ld && h.len() >= b * k && x.len() >= b * ld);
+    // SAFETY: dst(j, q) = u[j Ld + c0 + q], lhs(j, r) = h[r K + j],
+    // rhs(r, q) = x[r Ld + c0 + q]; all in bounds (checked above, caller's contract).
+    unsafe {
+        gemm::gemm(
+            k,
+            c1 - c0,
+            b,
+            up.get().add(c0),
+            1,
+            ld as isize,
+            true,
+            h.as_ptr(),
+            k as isize,
+            1,
+            x.as_ptr().add(c0),
+            1,
+            ld as isize,
+            alpha,
+            beta,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// One SGD step on the sentences `rows` of `data`; returns the mean CE of the batch.
 ///
 /// Order of operations (all f32):
@@ -487,6 +561,45 @@ pub(crate) fn sgd_step(
     let b = rows.len();
     let loss = forward_backward(s, w, u, work, data, rows);
     let (h, x, dx) = (&work.h, &work.x, &work.dx[..b * s.ld()]);
+    let ld = s.ld();
+    if s.k < SMALL_K && s.threads == 2 && s.k * ld >= 4 * U_SPLIT_ALIGN * MIN_SPLIT_OUTPUT {
+        // Two threads, few classes: one fork-join for the whole update. The first
+        // thread takes the columns `0..c` of the U update, the second the columns
+        // `c..Ld` and the W update, `c` chosen so both do about the same work. Every
+        // entry of U is the same sum in the same order as in one product (the inner
+        // dimension `b` is never cut, both pieces stay on gemm's regular kernel).
+        let c = (ld * U_SPLIT_NUM / U_SPLIT_DEN) / U_SPLIT_ALIGN * U_SPLIT_ALIGN;
+        let (alpha, beta) = (1.0 - s.lr * s.lambda_u, -s.lr);
+        let up = SendPtr(u.as_mut_ptr());
+        assert!(u.len() == s.k * ld && h.len() >= b * s.k && x.len() >= b * ld);
+        rayon::join(
+            // SAFETY: columns 0..c and c..Ld of the K x Ld row-major `u` are disjoint.
+            || unsafe { gt_x_cols(s, up, alpha, beta, h, x, b, 0, c) },
+            || {
+                // SAFETY: as above.
+                unsafe { gt_x_cols(s, up, alpha, beta, h, x, b, c, ld) };
+                let decay = 1.0 - s.lr * s.lambda_w;
+                let n_w = w.len() / s.dim;
+                let f = (s.lambda_w != 0.0).then_some(decay);
+                // SAFETY: single task over all columns of `w`, which it borrows mutably.
+                unsafe {
+                    w_update_band(
+                        s,
+                        s.lr,
+                        f,
+                        SendPtr(w.as_mut_ptr()),
+                        n_w,
+                        data,
+                        rows,
+                        dx,
+                        0,
+                        s.dim,
+                    )
+                };
+            },
+        );
+        return loss;
+    }
     // The U update (a gemm) and the W update touch disjoint data: run them side by
     // side, so that the thread done first with its part helps with the other.
     rayon::join(
@@ -496,10 +609,25 @@ pub(crate) fn sgd_step(
             if s.k < SMALL_K {
                 // Small products: one thread updates W while the other starts the gemm
                 // (fewer thread wake-ups than splitting both).
-                if s.lambda_w != 0.0 {
-                    w.iter_mut().for_each(|v| *v *= decay);
-                }
-                scatter(&Shape { threads: 1, ..*s }, s.lr, w, data, rows, dx);
+                // The decay is fused into the scatter pass (each row decayed just before
+                // its first update, untouched rows after): same operations, same order.
+                let n_w = w.len() / s.dim;
+                let f = (s.lambda_w != 0.0).then_some(decay);
+                // SAFETY: single task over all columns of `w`, which it borrows mutably.
+                unsafe {
+                    w_update_band(
+                        s,
+                        s.lr,
+                        f,
+                        SendPtr(w.as_mut_ptr()),
+                        n_w,
+                        data,
+                        rows,
+                        dx,
+                        0,
+                        s.dim,
+                    )
+                };
             } else {
                 if s.lambda_w != 0.0 {
                     w.par_chunks_mut(s.dim * 64).for_each(|c| {
@@ -596,18 +724,32 @@ unsafe fn w_update_band(
     // by this call only (caller's contract); t < n_w for every token of the task.
     let band =
         |t: usize| unsafe { std::slice::from_raw_parts_mut(wp.get().add(t * d + c0), c1 - c0) };
-    if let Some(f) = decay {
-        for t in 0..n_w {
-            band(t).iter_mut().for_each(|v| *v *= f);
-        }
-    }
+    // `W *= decay` is applied to each row just before its first update in the pass
+    // and to the rows never updated afterwards: every element sees the same
+    // operations in the same order as a separate decay pass first.
+    let mut decayed = vec![decay.is_none(); n_w];
     for (r, &i) in rows.iter().enumerate() {
         for (l, &t) in data.sentence(i).iter().enumerate() {
-            assert!((t as usize) < n_w);
+            let t = t as usize;
+            assert!(t < n_w);
             let g = &dx[(r * len + l) * d + c0..(r * len + l) * d + c1];
-            for (a, &gv) in band(t as usize).iter_mut().zip(g) {
-                *a -= lr * gv;
+            let row = band(t);
+            if !decayed[t] {
+                decayed[t] = true;
+                let f = decay.unwrap_or(1.0);
+                for (a, &gv) in row.iter_mut().zip(g) {
+                    *a = *a * f - lr * gv;
+                }
+            } else {
+                for (a, &gv) in row.iter_mut().zip(g) {
+                    *a -= lr * gv;
+                }
             }
+        }
+    }
+    if let Some(f) = decay {
+        for (t, _) in decayed.iter().enumerate().filter(|(_, &done)| !done) {
+            band(t).iter_mut().for_each(|v| *v *= f);
         }
     }
 }
