@@ -539,6 +539,29 @@ unsafe fn gt_x_cols(
     }
 }
 
+/// The whole `W` update on the calling thread: decay `W *= 1 - lr lambda_W` fused
+/// into the scatter of `-lr dX` (each row decayed just before its first update,
+/// untouched rows after: the same operations in the same order).
+fn w_update_single(s: &Shape, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
+    let n_w = w.len() / s.dim;
+    let f = (s.lambda_w != 0.0).then_some(1.0 - s.lr * s.lambda_w);
+    // SAFETY: single task over all columns of `w`, which it borrows mutably.
+    unsafe {
+        w_update_band(
+            s,
+            s.lr,
+            f,
+            SendPtr(w.as_mut_ptr()),
+            n_w,
+            data,
+            rows,
+            dx,
+            0,
+            s.dim,
+        )
+    };
+}
+
 /// One SGD step on the sentences `rows` of `data`; returns the mean CE of the batch.
 ///
 /// Order of operations (all f32):
@@ -578,24 +601,7 @@ pub(crate) fn sgd_step(
             || {
                 // SAFETY: as above.
                 unsafe { gt_x_cols(s, up, alpha, beta, h, x, b, c, ld) };
-                let decay = 1.0 - s.lr * s.lambda_w;
-                let n_w = w.len() / s.dim;
-                let f = (s.lambda_w != 0.0).then_some(decay);
-                // SAFETY: single task over all columns of `w`, which it borrows mutably.
-                unsafe {
-                    w_update_band(
-                        s,
-                        s.lr,
-                        f,
-                        SendPtr(w.as_mut_ptr()),
-                        n_w,
-                        data,
-                        rows,
-                        dx,
-                        0,
-                        s.dim,
-                    )
-                };
+                w_update_single(s, w, data, rows, dx);
             },
         );
         return loss;
@@ -611,23 +617,7 @@ pub(crate) fn sgd_step(
                 // (fewer thread wake-ups than splitting both).
                 // The decay is fused into the scatter pass (each row decayed just before
                 // its first update, untouched rows after): same operations, same order.
-                let n_w = w.len() / s.dim;
-                let f = (s.lambda_w != 0.0).then_some(decay);
-                // SAFETY: single task over all columns of `w`, which it borrows mutably.
-                unsafe {
-                    w_update_band(
-                        s,
-                        s.lr,
-                        f,
-                        SendPtr(w.as_mut_ptr()),
-                        n_w,
-                        data,
-                        rows,
-                        dx,
-                        0,
-                        s.dim,
-                    )
-                };
+                w_update_single(s, w, data, rows, dx);
             } else {
                 if s.lambda_w != 0.0 {
                     w.par_chunks_mut(s.dim * 64).for_each(|c| {
