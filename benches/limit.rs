@@ -27,6 +27,7 @@ fn instance(s_c: usize, len: usize, layer_norm: bool) -> (Task, Params) {
         lambda_w: 0.01,
         lambda_u: 0.01,
         seed: 0,
+        latent: None,
     }
     .build()
     .expect("valid task");
@@ -45,9 +46,9 @@ fn bench_limit(c: &mut Criterion) {
     for (s_c, len) in sizes {
         let (task, p) = instance(s_c, len, false);
         // Elements: K classes x s_c^L token choices x K scores.
-        let leaves = (task.k * s_c.pow(len as u32) * task.k) as u64;
+        let leaves = (task.k() * s_c.pow(len as u32) * task.k()) as u64;
         group.throughput(Throughput::Elements(leaves));
-        let id = format!("sc{s_c}_L{len}_K{}", task.k);
+        let id = format!("sc{s_c}_L{len}_K{}", task.k());
         group.bench_with_input(BenchmarkId::new("risk_grad", &id), &(), |b, _| {
             b.iter(|| black_box(limit::risk_grad(&task, black_box(&p))))
         });

@@ -22,6 +22,7 @@ fn trainer(k: usize, n_spl: usize) -> Trainer {
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 0,
+        latent: None,
     }
     .build()
     .expect("task");
@@ -41,7 +42,7 @@ fn trainer(k: usize, n_spl: usize) -> Trainer {
 
 fn bench_shape(c: &mut Criterion, name: &str, k: usize, n_spl: usize) {
     let mut t = trainer(k, n_spl);
-    let (len, dim) = (t.task().len, t.task().dim);
+    let (len, dim) = (t.task().len(), t.task().dim());
     let batch: Vec<usize> = (0..100).map(|i| (i * 37) % t.train_data().n()).collect();
     let step_flop = 3 * 2 * 100 * k * len * dim;
     let mut g = c.benchmark_group(format!("train_{name}"));

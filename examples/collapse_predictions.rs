@@ -70,7 +70,7 @@ fn main() {
     // metrics at the paper's shape, on the collapsed configuration and on random weights
     let task = paper.build().expect("task");
     let pred = predict(&task, Form::MeanField).expect("prediction");
-    let frame = equiangular_frame(task.n_c, task.dim, false).expect("frame");
+    let frame = equiangular_frame(task.n_c(), task.dim(), false).expect("frame");
     let collapsed = build(&task, &pred, &frame);
     let random = Params::random(&task, 1.0, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
     for (name, p) in [("collapsed", &collapsed), ("random", &random)] {

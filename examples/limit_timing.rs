@@ -57,6 +57,7 @@ fn main() -> feature_collapse::Result<()> {
         lambda_w: 0.01,
         lambda_u: 0.01,
         seed: 0,
+        latent: None,
     }
     .build()?;
     limit::check_budget(&task, limit::DEFAULT_WORK_BUDGET)?;
@@ -83,16 +84,16 @@ fn main() -> feature_collapse::Result<()> {
     if let Some(path) = &a.dump {
         let json = serde_json::json!({
             "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim,
-            "eps": task.layer_norm, "mu": task.mu, "lambda_w": task.lambda_w,
-            "lambda_u": task.lambda_u, "w": p.w, "u": p.u, "risk": r, "grad": grad,
+            "eps": task.layer_norm(), "mu": task.mu(), "lambda_w": task.lambda_w(),
+            "lambda_u": task.lambda_u(), "w": p.w, "u": p.u, "risk": r, "grad": grad,
         });
         std::fs::write(path, json.to_string()).map_err(|e| feature_collapse::Error::io(path, e))?;
     }
     println!(
         "{}",
         serde_json::json!({
-            "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim, "classes": task.k,
-            "token_choices_per_class": task.s_c.pow(task.len as u32),
+            "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim, "classes": task.k(),
+            "token_choices_per_class": task.s_c().pow(task.len() as u32),
             "layer_norm": a.layer_norm, "zipf": a.zipf,
             "threads": rayon::current_num_threads(),
             "secs_risk_and_grad_median": median, "risk": r,

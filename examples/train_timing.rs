@@ -141,6 +141,7 @@ fn main() -> feature_collapse::Result<()> {
         lambda_w: a.lambda_w,
         lambda_u: a.lambda_u,
         seed: a.seed,
+        latent: None,
     }
     .build()?;
     let cfg = TrainConfig {
@@ -187,9 +188,9 @@ fn main() -> feature_collapse::Result<()> {
     let steps = t.steps_per_epoch();
     let n = t.train_data().n();
     // 3 products of 2 * rows * K * L d flops; rows summed over the epoch = n.
-    let flop = 3.0 * 2.0 * (n * task.k * task.len * task.dim) as f64;
+    let flop = 3.0 * 2.0 * (n * task.k() * task.len() * task.dim()) as f64;
     let mut out = serde_json::json!({
-        "k": task.k, "n_w": task.n_w, "len": task.len, "dim": task.dim, "n_spl": a.nspl,
+        "k": task.k(), "n_w": task.n_w(), "len": task.len(), "dim": task.dim(), "n_spl": a.nspl,
         "batch": a.batch, "layer_norm": a.layer_norm, "threads": cfg.resolved_threads(),
         "epochs": a.epochs, "steps_per_epoch": steps,
         "secs_per_epoch": mean, "secs_per_epoch_median": sorted[sorted.len() / 2],

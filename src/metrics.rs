@@ -289,9 +289,9 @@ pub fn pca_projection(rows: &[f64], d: usize) -> (Vec<[f64; 3]>, [f64; 3]) {
 
 /// Rows `phi(w_t)` of the tokens of the first `min(3, n_c)` concepts, with their concepts.
 fn first_concepts_w(task: &Task, phi: &[f64]) -> (Vec<f64>, Vec<usize>) {
-    let n = task.n_c.min(3) * task.s_c;
-    let rows = phi[..n * task.dim].to_vec();
-    let labels = (0..n).map(|t| t / task.s_c).collect();
+    let n = task.n_c().min(3) * task.s_c();
+    let rows = phi[..n * task.dim()].to_vec();
+    let labels = (0..n).map(|t| t / task.s_c()).collect();
     (rows, labels)
 }
 
@@ -299,7 +299,7 @@ fn first_concepts_w(task: &Task, phi: &[f64]) -> (Vec<f64>, Vec<usize>) {
 fn first_concepts_u(task: &Task, p: &Params) -> (Vec<f64>, Vec<usize>) {
     let mut rows = Vec::new();
     let mut labels = Vec::new();
-    for (block, &alpha) in p.u.chunks(task.dim).zip(&task.z) {
+    for (block, &alpha) in p.u.chunks(task.dim()).zip(task.z()) {
         if alpha < 3 {
             rows.extend_from_slice(block);
             labels.push(alpha);
@@ -311,43 +311,43 @@ fn first_concepts_u(task: &Task, p: &Params) -> (Vec<f64>, Vec<usize>) {
 /// 3-D PCA coordinates of `phi(w_t)` for the tokens of the first three concepts,
 /// with their concept labels (for scatter plots; see [`pca_projection`]).
 pub fn pca_points_w(task: &Task, p: &Params) -> (Vec<[f64; 3]>, Vec<usize>) {
-    let phi = features(p, task.layer_norm);
+    let phi = features(p, task.layer_norm());
     let (rows, labels) = first_concepts_w(task, &phi);
-    (pca_projection(&rows, task.dim).0, labels)
+    (pca_projection(&rows, task.dim()).0, labels)
 }
 
 /// 3-D PCA coordinates of the blocks `u_{k,l}` with `z_{k,l}` among the first
 /// three concepts, with their labels `z_{k,l}`.
 pub fn pca_points_u(task: &Task, p: &Params) -> (Vec<[f64; 3]>, Vec<usize>) {
     let (rows, labels) = first_concepts_u(task, p);
-    (pca_projection(&rows, task.dim).0, labels)
+    (pca_projection(&rows, task.dim()).0, labels)
 }
 
 /// All collapse measures of `(W, U)` for `task` (see [`CollapseMetrics`]).
 /// Cost `O((n_w + K L) d + n d^2 + d^3)`.
 pub fn collapse_metrics(task: &Task, p: &Params) -> CollapseMetrics {
-    let d = task.dim;
-    let phi = features(p, task.layer_norm);
-    let labels_w: Vec<usize> = (0..task.n_w).map(|t| t / task.s_c).collect();
-    let gw = Groups::new(&phi, d, &labels_w, task.n_c);
+    let d = task.dim();
+    let phi = features(p, task.layer_norm());
+    let labels_w: Vec<usize> = (0..task.n_w()).map(|t| t / task.s_c()).collect();
+    let gw = Groups::new(&phi, d, &labels_w, task.n_c());
     let (within_spread_w, direction_spread_w) = gw.spreads(&phi, &labels_w);
     let norms: Vec<f64> = phi.chunks(d).map(norm).collect();
     let (word_norm_mean, word_norm_std_pop, word_norm_std) = mean_std(&norms);
-    let norm_by_rank = (0..task.s_c)
+    let norm_by_rank = (0..task.s_c())
         .map(|beta| {
-            (0..task.n_c)
+            (0..task.n_c())
                 .map(|alpha| norms[task.token(alpha, beta)])
                 .sum::<f64>()
-                / task.n_c as f64
+                / task.n_c() as f64
         })
         .collect();
 
-    let gu = Groups::new(&p.u, d, &task.z, task.n_c);
-    let (within_spread_u, direction_spread_u) = gu.spreads(&p.u, &task.z);
+    let gu = Groups::new(&p.u, d, task.z(), task.n_c());
+    let (within_spread_u, direction_spread_u) = gu.spreads(&p.u, task.z());
     let u_norms: Vec<f64> = p.u.chunks(d).map(norm).collect();
     let duality =
         p.u.chunks(d)
-            .zip(&task.z)
+            .zip(task.z())
             .map(|(u, &alpha)| cosine(u, gw.mean(alpha)))
             .sum::<f64>()
             / u_norms.len().max(1) as f64;
@@ -358,10 +358,10 @@ pub fn collapse_metrics(task: &Task, p: &Params) -> CollapseMetrics {
         within_spread_w,
         direction_spread_w,
         norm_cv_w: ratio(word_norm_std_pop, word_norm_mean),
-        gram_error_w: gw.gram_error(task.n_c),
+        gram_error_w: gw.gram_error(task.n_c()),
         within_spread_u,
         direction_spread_u,
-        gram_error_u: gu.gram_error(task.n_c),
+        gram_error_u: gu.gram_error(task.n_c()),
         duality,
         norm_by_rank,
         word_norm_mean,
@@ -401,13 +401,13 @@ pub struct FamilyDistance {
 /// zero up to round-off at [`crate::collapse::build`]`(task, pred, frame)` for
 /// any frame, and after any orthogonal map of it (fixing `1_d` with LayerNorm).
 pub fn family_distance(task: &Task, p: &Params, pred: &Prediction) -> FamilyDistance {
-    let d = task.dim;
-    let phi = features(p, task.layer_norm);
-    let labels_w: Vec<usize> = (0..task.n_w).map(|t| t / task.s_c).collect();
-    let gw = Groups::new(&phi, d, &labels_w, task.n_c);
-    let gu = Groups::new(&p.u, d, &task.z, task.n_c);
-    let units_w: Vec<Vec<f64>> = (0..task.n_c).map(|a| unit(gw.mean(a))).collect();
-    let units_u: Vec<Vec<f64>> = (0..task.n_c).map(|a| unit(gu.mean(a))).collect();
+    let d = task.dim();
+    let phi = features(p, task.layer_norm());
+    let labels_w: Vec<usize> = (0..task.n_w()).map(|t| t / task.s_c()).collect();
+    let gw = Groups::new(&phi, d, &labels_w, task.n_c());
+    let gu = Groups::new(&p.u, d, task.z(), task.n_c());
+    let units_w: Vec<Vec<f64>> = (0..task.n_c()).map(|a| unit(gw.mean(a))).collect();
+    let units_u: Vec<Vec<f64>> = (0..task.n_c()).map(|a| unit(gu.mean(a))).collect();
 
     let rms = (pred.r.iter().map(|v| v * v).sum::<f64>() / pred.r.len().max(1) as f64).sqrt();
     let s_w = if rms > 0.0 { rms } else { 1.0 };
@@ -416,7 +416,7 @@ pub fn family_distance(task: &Task, p: &Params, pred: &Prediction) -> FamilyDist
 
     let (mut sw, mut nw_err) = (0.0, 0.0f64);
     for (t, row) in phi.chunks(d).enumerate() {
-        let (alpha, beta) = (t / task.s_c, t % task.s_c);
+        let (alpha, beta) = (t / task.s_c(), t % task.s_c());
         let rho = pred.r[beta];
         sw += row
             .iter()
@@ -426,7 +426,7 @@ pub fn family_distance(task: &Task, p: &Params, pred: &Prediction) -> FamilyDist
         nw_err = nw_err.max((norm(row) - rho).abs());
     }
     let (mut su, mut nu_err) = (0.0, 0.0f64);
-    for (u, &alpha) in p.u.chunks(d).zip(&task.z) {
+    for (u, &alpha) in p.u.chunks(d).zip(task.z()) {
         su += u
             .iter()
             .zip(&units_u[alpha])
@@ -434,15 +434,15 @@ pub fn family_distance(task: &Task, p: &Params, pred: &Prediction) -> FamilyDist
             .sum::<f64>();
         nu_err = nu_err.max((norm(u) - b).abs());
     }
-    let n_u = task.z.len().max(1) as f64;
+    let n_u = task.z().len().max(1) as f64;
     let all: Vec<(usize, Vec<f64>)> = units_w.iter().cloned().enumerate().collect();
-    let gram_err = equiangular_gram_error(&all, task.n_c);
-    let duality_err = (0..task.n_c)
+    let gram_err = equiangular_gram_error(&all, task.n_c());
+    let duality_err = (0..task.n_c())
         .filter(|&a| gu.counts[a] > 0)
         .map(|a| 1.0 - cosine(gw.mean(a), gu.mean(a)))
         .fold(0.0f64, f64::max);
     let mut out = FamilyDistance {
-        within_w: (sw / task.n_w as f64).sqrt() / s_w,
+        within_w: (sw / task.n_w() as f64).sqrt() / s_w,
         spread_u: (su / n_u).sqrt() / s_u,
         norm_w_err: nw_err / s_w,
         norm_u_err: nu_err / s_u,
@@ -461,4 +461,47 @@ pub fn family_distance(task: &Task, p: &Params, pred: &Prediction) -> FamilyDist
     .into_iter()
     .fold(0.0f64, f64::max);
     out
+}
+
+/// The paper's central claim measured directly: how far the tokens of one concept
+/// are from sharing one representation,
+///
+/// `||Phi - M||_F / ||Phi||_F`,
+///
+/// where row `t` of `Phi` is `phi(w_t)` (the unit direction `phi(w_t)/||phi(w_t)||`
+/// when `mu` is non-uniform and there is no LayerNorm, since type III collapses
+/// directions only) and `M` replaces each row by the mean of its concept's rows.
+/// Zero exactly at types I, II and III; 0 when `Phi = 0`.
+pub fn within_concept_spread(task: &Task, p: &Params) -> f64 {
+    let d = task.dim();
+    let s_c = task.s_c();
+    let mut phi = features(p, task.layer_norm());
+    if task.layer_norm().is_none() && !task.freq().is_uniform() {
+        for row in phi.chunks_mut(d) {
+            let n = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+            if n > 0.0 {
+                row.iter_mut().for_each(|v| *v /= n);
+            }
+        }
+    }
+    let (mut num, mut den) = (0.0, 0.0);
+    for concept in phi.chunks(s_c * d) {
+        let mut mean = vec![0.0; d];
+        for row in concept.chunks(d) {
+            mean.iter_mut()
+                .zip(row)
+                .for_each(|(m, v)| *m += v / s_c as f64);
+        }
+        for row in concept.chunks(d) {
+            for (v, m) in row.iter().zip(&mean) {
+                num += (v - m) * (v - m);
+                den += v * v;
+            }
+        }
+    }
+    if den == 0.0 {
+        0.0
+    } else {
+        (num / den).sqrt()
+    }
 }

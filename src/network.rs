@@ -26,12 +26,12 @@ impl Params {
     /// All-zero weights shaped for `task`.
     pub fn zeros(task: &Task) -> Self {
         Params {
-            n_w: task.n_w,
-            k: task.k,
-            len: task.len,
-            dim: task.dim,
-            w: vec![0.0; task.n_w * task.dim],
-            u: vec![0.0; task.k * task.len * task.dim],
+            n_w: task.n_w(),
+            k: task.k(),
+            len: task.len(),
+            dim: task.dim(),
+            w: vec![0.0; task.n_w() * task.dim()],
+            u: vec![0.0; task.k() * task.len() * task.dim()],
         }
     }
 
@@ -194,7 +194,7 @@ pub fn cross_entropy(h: &[f64], k: usize) -> f64 {
 /// as a flat `[dW ; dU]`. LayerNorm as in `task.layer_norm`.
 pub fn empirical_risk_grad(task: &Task, p: &Params, data: &Sentences) -> (f64, Vec<f64>) {
     let d = p.dim;
-    let phi = features(p, task.layer_norm);
+    let phi = features(p, task.layer_norm());
     let mut g_phi = vec![0.0; phi.len()];
     let mut g_u = vec![0.0; p.u.len()];
     let n = data.n() as f64;
@@ -224,15 +224,15 @@ pub fn empirical_risk_grad(task: &Task, p: &Params, data: &Sentences) -> (f64, V
             }
         }
     }
-    let mut g_w = features_backward(p, task.layer_norm, g_phi);
+    let mut g_w = features_backward(p, task.layer_norm(), g_phi);
     for (gw, w) in g_w.iter_mut().zip(&p.w) {
-        *gw += task.lambda_w * w;
+        *gw += task.lambda_w() * w;
     }
     for (gu, u) in g_u.iter_mut().zip(&p.u) {
-        *gu += task.lambda_u * u;
+        *gu += task.lambda_u() * u;
     }
     g_w.extend_from_slice(&g_u);
-    (loss / n + p.penalty(task.lambda_w, task.lambda_u), g_w)
+    (loss / n + p.penalty(task.lambda_w(), task.lambda_u()), g_w)
 }
 
 #[cfg(test)]

@@ -62,6 +62,10 @@ pub struct TaskConfig {
     pub lambda_u: f64,
     /// Seed of the latent-variable draw (and of anything else random in the task).
     pub seed: u64,
+    /// Explicit latent variables (row-major `K x L`, entries in `0..n_c`) instead of
+    /// the full set or a seeded draw; `classes` must then be `K` or unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent: Option<Vec<usize>>,
 }
 
 impl Default for TaskConfig {
@@ -77,6 +81,7 @@ impl Default for TaskConfig {
             lambda_w: 0.01,
             lambda_u: 0.01,
             seed: 0,
+            latent: None,
         }
     }
 }
@@ -84,29 +89,182 @@ impl Default for TaskConfig {
 /// Largest full latent set we agree to build (`n_c^L`).
 pub const MAX_FULL_LATENT: usize = 10_000_000;
 
+/// Largest network we agree to build: `n_w d + K L d` parameters (2 GiB in f64).
+pub const MAX_PARAMS: usize = 1 << 28;
+
 /// A validated task: sizes, frequencies and the latent variables `z_1..z_K`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Built only by [`TaskConfig::build`] (or [`Task::new`]); its fields are private
+/// so that the derived ones (`n_w`, `k`, `mu`, `z`) always agree with the raw
+/// [`TaskConfig`] it was built from, which [`Task::config`] returns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Task {
-    pub n_c: usize,
-    pub s_c: usize,
+    n_c: usize,
+    s_c: usize,
     /// Vocabulary size `n_w = n_c * s_c`.
-    pub n_w: usize,
-    pub len: usize,
-    pub dim: usize,
+    n_w: usize,
+    len: usize,
+    dim: usize,
     /// Number of classes `K`.
-    pub k: usize,
+    k: usize,
     /// True when `{z_k} = Z` (the full latent set, in lexicographic order).
-    pub full_latent: bool,
-    pub freq: Freq,
+    full_latent: bool,
+    freq: Freq,
     /// `mu_beta`, length `s_c`, sums to one.
-    pub mu: Vec<f64>,
+    mu: Vec<f64>,
     /// LayerNorm `eps` if LayerNorm is on.
-    pub layer_norm: Option<f64>,
-    pub lambda_w: f64,
-    pub lambda_u: f64,
-    pub seed: u64,
+    layer_norm: Option<f64>,
+    lambda_w: f64,
+    lambda_u: f64,
+    seed: u64,
     /// Latent variables, row-major `K x L`: `z[k * L + l] = z_{k,l}` in `0..n_c`.
-    pub z: Vec<usize>,
+    z: Vec<usize>,
+    /// The raw settings this task was built from.
+    #[serde(skip)]
+    config: TaskConfig,
+}
+
+impl Task {
+    /// Validates `config` and builds the task (same as [`TaskConfig::build`]).
+    pub fn new(config: &TaskConfig) -> Result<Task> {
+        config.build()
+    }
+    /// The raw settings this task was built from (what a checkpoint stores).
+    pub fn config(&self) -> &TaskConfig {
+        &self.config
+    }
+    /// Number of concepts `n_c`.
+    pub fn n_c(&self) -> usize {
+        self.n_c
+    }
+    /// Tokens per concept `s_c`.
+    pub fn s_c(&self) -> usize {
+        self.s_c
+    }
+    /// Vocabulary size `n_w = n_c s_c`.
+    pub fn n_w(&self) -> usize {
+        self.n_w
+    }
+    /// Sentence length `L`.
+    #[allow(clippy::len_without_is_empty)] // `len` is the sentence length L, not a size
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Embedding dimension `d`.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+    /// Number of classes `K`.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// True when `{z_k} = Z = [n_c]^L` (in lexicographic order).
+    pub fn full_latent(&self) -> bool {
+        self.full_latent
+    }
+    /// The frequency law.
+    pub fn freq(&self) -> Freq {
+        self.freq
+    }
+    /// `mu_1..mu_{s_c}` (sums to one; index 0 is the most frequent).
+    pub fn mu(&self) -> &[f64] {
+        &self.mu
+    }
+    /// LayerNorm `eps` if LayerNorm is on.
+    pub fn layer_norm(&self) -> Option<f64> {
+        self.layer_norm
+    }
+    /// Weight decay `lambda_W`.
+    pub fn lambda_w(&self) -> f64 {
+        self.lambda_w
+    }
+    /// Weight decay `lambda_U`.
+    pub fn lambda_u(&self) -> f64 {
+        self.lambda_u
+    }
+    /// Seed of the latent-variable draw.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+    /// Latent variables, row-major `K x L`: `z[k * L + l] = z_{k,l}`.
+    pub fn z(&self) -> &[usize] {
+        &self.z
+    }
+
+    /// The same task with the latent variables `z` (row-major `K x L`), checked.
+    pub fn with_latent(&self, z: Vec<usize>) -> Result<Task> {
+        let mut config = self.config.clone();
+        config.classes = Some(z.len() / self.len.max(1));
+        config.latent = Some(z);
+        config.build()
+    }
+
+    /// The same task (same latent variables) with token frequencies `freq`.
+    pub fn with_freq(&self, freq: Freq) -> Result<Task> {
+        let mut config = self.config.clone();
+        config.freq = freq;
+        let mut t = config.build()?;
+        t.z.clone_from(&self.z);
+        Ok(t)
+    }
+
+    /// The same task (same latent variables) with LayerNorm `eps` (or none).
+    pub fn with_layer_norm(&self, eps: Option<f64>) -> Result<Task> {
+        let mut config = self.config.clone();
+        config.layer_norm = eps;
+        let mut t = config.build()?;
+        t.z.clone_from(&self.z);
+        Ok(t)
+    }
+}
+
+impl std::fmt::Display for Freq {
+    /// `uniform` or `zipf(s=EXPONENT)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Freq::Uniform => write!(f, "uniform"),
+            Freq::Zipf { exponent } => write!(f, "zipf(s={})", crate::task::short(exponent)),
+        }
+    }
+}
+
+/// A number for messages: `{}` when short, else 6 significant digits.
+pub fn short(v: f64) -> String {
+    let s = format!("{v}");
+    if s.len() <= 12 {
+        s
+    } else {
+        format!("{v:.6e}")
+    }
+}
+
+impl std::fmt::Display for Task {
+    /// One line: sizes, latent set, frequencies, LayerNorm, weight decays.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ln = match self.layer_norm {
+            Some(eps) => format!("LayerNorm(eps={eps:e})"),
+            None => "no LayerNorm".to_string(),
+        };
+        write!(
+            f,
+            "n_c={} s_c={} n_w={} L={} d={} K={}{} mu={} {} lambda_W={} lambda_U={}",
+            self.n_c,
+            self.s_c,
+            self.n_w,
+            self.len,
+            self.dim,
+            self.k,
+            if self.full_latent {
+                " (full latent set)"
+            } else {
+                " (drawn)"
+            },
+            self.freq,
+            ln,
+            short(self.lambda_w),
+            short(self.lambda_u)
+        )
+    }
 }
 
 fn check_lambda(name: &'static str, v: f64) -> Result<()> {
@@ -184,29 +342,105 @@ impl TaskConfig {
         }
         check_lambda("lambda_w", self.lambda_w)?;
         check_lambda("lambda_u", self.lambda_u)?;
-        let full_size = (self.n_c as f64).powi(self.len as i32);
-        let (k, full_latent, z) = match self.classes {
-            None => {
-                if full_size > MAX_FULL_LATENT as f64 {
+        // Sizes first, in checked arithmetic, before anything is allocated.
+        let full_size = (self.n_c as f64).powf(self.len as f64);
+        let full_exact = u32::try_from(self.len)
+            .ok()
+            .and_then(|l| self.n_c.checked_pow(l));
+        let n_w = self
+            .n_c
+            .checked_mul(self.s_c)
+            .ok_or_else(|| Error::invalid("s_c", self.s_c, "n_w = n_c * s_c overflows"))?;
+        let k = match (&self.latent, self.classes) {
+            (_, Some(0)) => return Err(Error::invalid("classes", 0, "needs at least 1 class")),
+            (Some(z), classes) => {
+                let k = z.len() / self.len;
+                if z.len() % self.len != 0 || k == 0 || classes.is_some_and(|c| c != k) {
+                    return Err(Error::invalid(
+                        "latent",
+                        format!("{} entries", z.len()),
+                        format!("must hold K x L entries with L = {}{}", self.len, classes.map(|c| format!(" and K = {c}")).unwrap_or_default()),
+                    ));
+                }
+                if let Some(&bad) = z.iter().find(|&&a| a >= self.n_c) {
+                    return Err(Error::invalid("latent", bad, format!("concepts are 0..{}", self.n_c - 1)));
+                }
+                k
+            }
+            (None, None) => match full_exact.filter(|&k| k <= MAX_FULL_LATENT) {
+                Some(k) => k,
+                None => {
                     return Err(Error::invalid(
                         "classes",
                         format!("n_c^L = {full_size:.3e}"),
                         format!("the full latent set is limited to {MAX_FULL_LATENT} classes; give --classes"),
+                    ))
+                }
+            },
+            (None, Some(k)) => {
+                if full_exact.is_some_and(|f| k > f) {
+                    return Err(Error::invalid(
+                        "classes",
+                        k,
+                        format!(
+                            "above n_c^L = {}, so some classes would share a latent variable; use at most {} (or omit --classes for the full latent set)",
+                            full_exact.unwrap_or(0),
+                            full_exact.unwrap_or(0)
+                        ),
                     ));
                 }
-                let k = full_size as usize;
-                (k, true, full_latent_set(self.n_c, self.len))
+                k
             }
-            Some(0) => return Err(Error::invalid("classes", 0, "needs at least 1 class")),
-            Some(k) => {
+        };
+        let params = n_w
+            .checked_mul(self.dim)
+            .zip(
+                k.checked_mul(self.len)
+                    .and_then(|kl| kl.checked_mul(self.dim)),
+            )
+            .and_then(|(a, b)| a.checked_add(b));
+        match params {
+            Some(p) if p <= MAX_PARAMS => {}
+            _ => {
+                let (name, value) =
+                    if k.saturating_mul(self.len).saturating_mul(self.dim) > MAX_PARAMS {
+                        if self.classes.is_some() {
+                            ("classes", k.to_string())
+                        } else {
+                            ("len", self.len.to_string())
+                        }
+                    } else if n_w.saturating_mul(self.dim) > MAX_PARAMS && self.dim > self.s_c {
+                        ("dim", self.dim.to_string())
+                    } else if n_w.saturating_mul(self.dim) > MAX_PARAMS {
+                        ("s_c", self.s_c.to_string())
+                    } else {
+                        ("dim", self.dim.to_string())
+                    };
+                return Err(Error::invalid(
+                    name,
+                    value,
+                    format!(
+                        "the network would have n_w d + K L d = {:.3e} parameters, over the limit of {MAX_PARAMS}",
+                        (n_w as f64) * (self.dim as f64) + (k as f64) * (self.len as f64) * (self.dim as f64)
+                    ),
+                ));
+            }
+        }
+        let (full_latent, z) = match &self.latent {
+            Some(z) => {
+                let full = full_exact == Some(k) && *z == full_latent_set(self.n_c, self.len);
+                (full, z.clone())
+            }
+            None if self.classes.is_none() => (true, full_latent_set(self.n_c, self.len)),
+            None => {
                 let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                (k, false, draw_latent(self.n_c, self.len, k, &mut rng))
+                (false, draw_latent(self.n_c, self.len, k, &mut rng))
             }
         };
         Ok(Task {
             n_c: self.n_c,
             s_c: self.s_c,
-            n_w: self.n_c * self.s_c,
+            n_w,
             len: self.len,
             dim: self.dim,
             k,
@@ -218,6 +452,7 @@ impl TaskConfig {
             lambda_u: self.lambda_u,
             seed: self.seed,
             z,
+            config: self.clone(),
         })
     }
 }

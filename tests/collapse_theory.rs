@@ -20,12 +20,12 @@ use rand_chacha::ChaCha8Rng;
 /// Brute-force large-sample limit risk `R(W,U)` of THEORY §2: every `beta` in
 /// `[s_c]^L` (lexicographic) weighted by `prod_l mu_{beta_l}`, for every class.
 fn exact_limit_risk(task: &Task, p: &Params) -> f64 {
-    let phi = features(p, task.layer_norm);
-    let (s_c, len) = (task.s_c, task.len);
+    let phi = features(p, task.layer_norm());
+    let (s_c, len) = (task.s_c(), task.len());
     let n_beta = s_c.pow(len as u32);
     let mut total = 0.0;
     let mut sentence = vec![0u32; len];
-    for k in 0..task.k {
+    for k in 0..task.k() {
         let z = task.z_of(k);
         for idx in 0..n_beta {
             let mut rest = idx;
@@ -33,28 +33,30 @@ fn exact_limit_risk(task: &Task, p: &Params) -> f64 {
             for l in (0..len).rev() {
                 let beta = rest % s_c;
                 rest /= s_c;
-                weight *= task.mu[beta];
+                weight *= task.mu()[beta];
                 sentence[l] = task.token(z[l], beta) as u32;
             }
             let h = scores(p, &phi, &sentence);
             total += weight * cross_entropy(&h, k);
         }
     }
-    total / task.k as f64 + p.penalty(task.lambda_w, task.lambda_u)
+    total / task.k() as f64 + p.penalty(task.lambda_w(), task.lambda_u())
 }
 
+/// A drawn latent set has at most `n_c^L` classes: larger requests are capped there.
 fn config(n_c: usize, s_c: usize, len: usize, classes: Option<usize>) -> TaskConfig {
     TaskConfig {
         n_c,
         s_c,
         len,
         dim: n_c + 1,
-        classes,
+        classes: classes.map(|k| k.min(n_c.pow(len as u32))),
         freq: Freq::Uniform,
         layer_norm: None,
         lambda_w: 0.01,
         lambda_u: 0.02,
         seed: 11,
+        latent: None,
     }
 }
 
@@ -75,7 +77,7 @@ fn layer_normed(c: TaskConfig) -> TaskConfig {
 
 /// The frame matching the task's collapse type (mean-zero with LayerNorm).
 fn frame_for(task: &Task) -> Vec<f64> {
-    equiangular_frame(task.n_c, task.dim, task.layer_norm.is_some()).unwrap()
+    equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some()).unwrap()
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -183,25 +185,25 @@ fn latent_set_form_is_exact_on_a_drawn_latent_set() {
 fn type_i_and_iii_full_predictions_solve_the_critical_point_system() {
     for (name, cfg) in tiny_tasks() {
         let task = cfg.build().unwrap();
-        if task.layer_norm.is_some() {
+        if task.layer_norm().is_some() {
             continue;
         }
         let pred = predict(&task, Form::Full).unwrap();
         let res = type_iii_residual(&task, &pred.r, pred.u_norm);
-        assert_eq!(res.len(), task.s_c + 1);
-        let n_c = task.n_c as f64;
-        for (beta, v) in res[..task.s_c].iter().enumerate() {
-            let scale = task.lambda_w * n_c * pred.r[beta];
+        assert_eq!(res.len(), task.s_c() + 1);
+        let n_c = task.n_c() as f64;
+        for (beta, v) in res[..task.s_c()].iter().enumerate() {
+            let scale = task.lambda_w() * n_c * pred.r[beta];
             assert!(
                 v.abs() <= 1e-12 * scale,
                 "{name} beta {beta}: {v} vs {scale}"
             );
         }
-        let scale = task.lambda_u * task.k as f64 * pred.u_norm;
+        let scale = task.lambda_u() * task.k() as f64 * pred.u_norm;
         assert!(
-            res[task.s_c].abs() <= 1e-12 * scale,
+            res[task.s_c()].abs() <= 1e-12 * scale,
             "{name} b: {}",
-            res[task.s_c]
+            res[task.s_c()]
         );
     }
 }
@@ -230,10 +232,10 @@ fn predictions_are_minimisers_of_their_reduced_objective() {
     for form in [Form::LatentSet, Form::MeanField] {
         let pred = predict(&task, form).unwrap();
         let at = |c: f64| {
-            let (n_w, kl) = (task.n_w as f64, (task.k * task.len) as f64);
-            let a = (c * (task.lambda_u * kl / (task.lambda_w * n_w)).sqrt()).sqrt();
-            let b = (c * (task.lambda_w * n_w / (task.lambda_u * kl)).sqrt()).sqrt();
-            reduced_risk(&task, form, CollapseType::I, &vec![a; task.s_c], b).unwrap()
+            let (n_w, kl) = (task.n_w() as f64, (task.k() * task.len()) as f64);
+            let a = (c * (task.lambda_u() * kl / (task.lambda_w() * n_w)).sqrt()).sqrt();
+            let b = (c * (task.lambda_w() * n_w / (task.lambda_u() * kl)).sqrt()).sqrt();
+            reduced_risk(&task, form, CollapseType::I, &vec![a; task.s_c()], b).unwrap()
         };
         let (mut lo, mut hi) = (0.0, 4.0 * pred.c);
         let g = (5f64.sqrt() - 1.0) / 2.0;
@@ -258,11 +260,11 @@ fn predictions_are_minimisers_of_their_reduced_objective() {
     let pred = predict(&task, Form::Full).unwrap();
     let base = reduced_risk(&task, Form::Full, CollapseType::III, &pred.r, pred.u_norm).unwrap();
     assert!(rel(base, pred.risk) < 1e-15);
-    for beta in 0..=task.s_c {
+    for beta in 0..=task.s_c() {
         for h in [-1e-3, 1e-3] {
             let mut r = pred.r.clone();
             let mut b = pred.u_norm;
-            if beta < task.s_c {
+            if beta < task.s_c() {
                 r[beta] *= 1.0 + h;
             } else {
                 b *= 1.0 + h;
@@ -329,12 +331,12 @@ fn layer_norm_prediction_ignores_the_embedding_penalty() {
     );
     assert_eq!(pa.u_norm, pb.u_norm);
     assert_eq!(pa.risk, pb.risk);
-    assert_eq!(pa.word_norm, (a.dim as f64).sqrt());
+    assert_eq!(pa.word_norm, (a.dim() as f64).sqrt());
     // and shrinking W leaves phi(W), hence the loss, unchanged
     let mut p = build(&b, &pb, &frame_for(&b));
-    let before = exact_limit_risk(&b, &p) - p.penalty(b.lambda_w, b.lambda_u);
+    let before = exact_limit_risk(&b, &p) - p.penalty(b.lambda_w(), b.lambda_u());
     p.w.iter_mut().for_each(|w| *w *= 1e-3);
-    let after = exact_limit_risk(&b, &p) - p.penalty(b.lambda_w, b.lambda_u);
+    let after = exact_limit_risk(&b, &p) - p.penalty(b.lambda_w(), b.lambda_u());
     assert!(rel(after, before) < 1e-12);
 }
 
@@ -431,7 +433,7 @@ fn metrics_vanish_at_built_configurations_and_after_rotations() {
     ];
     for (name, cfg) in cases {
         let task = cfg.build().unwrap();
-        let form = if task.full_latent {
+        let form = if task.full_latent() {
             Form::Full
         } else {
             Form::LatentSet
@@ -445,7 +447,7 @@ fn metrics_vanish_at_built_configurations_and_after_rotations() {
         }
         assert!(rel(m.u_norm_mean, pred.u_norm) < 1e-13);
         assert_in_family(name, &family_distance(&task, &p, &pred));
-        let q = random_orthogonal(task.dim, task.layer_norm.is_some(), &mut rng);
+        let q = random_orthogonal(task.dim(), task.layer_norm().is_some(), &mut rng);
         let pr = rotate(&p, &q);
         assert_collapsed(
             &format!("{name} rotated"),
@@ -457,7 +459,7 @@ fn metrics_vanish_at_built_configurations_and_after_rotations() {
             &family_distance(&task, &pr, &pred),
         );
         // rank-2 in PCA of three concepts (equiangular frame of 3 directions)
-        if task.n_c == 3 {
+        if task.n_c() == 3 {
             assert!(m.pca_w[2] < 1e-10 * m.pca_w[0] && m.pca_w[1] > 0.1 * m.pca_w[0]);
         }
     }
@@ -482,7 +484,7 @@ fn word_norm_statistics_use_both_std_conventions() {
     let mut p = Params::zeros(&task);
     // norms 1, 2, 3, 4 along the first axis
     for t in 0..4 {
-        p.w[t * task.dim] = (t + 1) as f64;
+        p.w[t * task.dim()] = (t + 1) as f64;
     }
     let m = collapse_metrics(&task, &p);
     assert!((m.word_norm_mean - 2.5).abs() < 1e-15);
@@ -535,7 +537,7 @@ fn pca_matches_a_direct_svd() {
         assert!(labels_u.iter().all(|&a| a < 3));
         let (_, sv_u) = pca_projection(
             &p.u.chunks(d)
-                .zip(&task.z)
+                .zip(task.z())
                 .filter(|(_, &a)| a < 3)
                 .flat_map(|(u, _)| u.to_vec())
                 .collect::<Vec<f64>>(),
@@ -616,7 +618,7 @@ proptest! {
         } else {
             Params::random(&task, 1.0, &mut rng)
         };
-        let q = random_orthogonal(task.dim, ln, &mut rng);
+        let q = random_orthogonal(task.dim(), ln, &mut rng);
         let pr = rotate(&p, &q);
         let (a, b) = (collapse_metrics(&task, &p), collapse_metrics(&task, &pr));
         let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * (1.0 + x.abs());
@@ -653,17 +655,17 @@ proptest! {
 
 /// Brute-force mean-field loss `E_beta log(1 + K prod_l (q + p e^{-kappa b r_{beta_l}}))`.
 fn exact_mean_field_loss(task: &Task, r: &[f64], b: f64) -> f64 {
-    let n_c = task.n_c as f64;
+    let n_c = task.n_c() as f64;
     let (kappa, q, p) = (n_c / (n_c - 1.0), 1.0 / n_c, 1.0 - 1.0 / n_c);
     let factor: Vec<f64> = r.iter().map(|rb| q + p * (-kappa * b * rb).exp()).collect();
-    let (s_c, len) = (task.s_c, task.len);
+    let (s_c, len) = (task.s_c(), task.len());
     let mut total = 0.0;
     for idx in 0..s_c.pow(len as u32) {
-        let (mut rest, mut w, mut prod) = (idx, 1.0, task.k as f64);
+        let (mut rest, mut w, mut prod) = (idx, 1.0, task.k() as f64);
         for _ in 0..len {
             let beta = rest % s_c;
             rest /= s_c;
-            w *= task.mu[beta];
+            w *= task.mu()[beta];
             prod *= factor[beta];
         }
         total += w * prod.ln_1p();
@@ -678,8 +680,9 @@ fn sampled_mean_field_risk_is_within_its_stated_error() {
     let pred = predict(&task, Form::MeanField).unwrap();
     let err = pred.risk_error.expect("sampled");
     assert!(pred.n_samples.is_some() && err > 0.0);
-    let penalty = 0.5 * task.lambda_w * task.n_c as f64 * pred.r.iter().map(|v| v * v).sum::<f64>()
-        + 0.5 * task.lambda_u * (task.k * task.len) as f64 * pred.u_norm.powi(2);
+    let penalty =
+        0.5 * task.lambda_w() * task.n_c() as f64 * pred.r.iter().map(|v| v * v).sum::<f64>()
+            + 0.5 * task.lambda_u() * (task.k() * task.len()) as f64 * pred.u_norm.powi(2);
     let exact = exact_mean_field_loss(&task, &pred.r, pred.u_norm) + penalty;
     assert!(
         (pred.risk - exact).abs() < 5.0 * err,
@@ -698,8 +701,8 @@ fn sampled_mean_field_risk_is_within_its_stated_error() {
         pred.u_norm,
     )
     .unwrap();
-    let penalty = 0.5 * small.lambda_w * 3.0 * pred.r.iter().map(|v| v * v).sum::<f64>()
-        + 0.5 * small.lambda_u * (small.k * small.len) as f64 * pred.u_norm.powi(2);
+    let penalty = 0.5 * small.lambda_w() * 3.0 * pred.r.iter().map(|v| v * v).sum::<f64>()
+        + 0.5 * small.lambda_u() * (small.k() * small.len()) as f64 * pred.u_norm.powi(2);
     let exact = exact_mean_field_loss(&small, &pred.r, pred.u_norm) + penalty;
     assert!(rel(v, exact) < 1e-13 && rel(pred.risk, exact) < 1e-13);
 }
@@ -721,7 +724,7 @@ fn heavy_weight_decay_gives_the_trivial_configuration() {
             assert!(pred.r.iter().all(|&r| r == 0.0));
         }
         let pred = predict(&task, Form::Full).unwrap();
-        let trivial = task.len as f64 * (task.n_c as f64).ln();
+        let trivial = task.len() as f64 * (task.n_c() as f64).ln();
         assert!(rel(pred.risk, trivial) < 1e-15);
     }
     // otherwise the prediction beats the trivial configuration
@@ -729,7 +732,7 @@ fn heavy_weight_decay_gives_the_trivial_configuration() {
         let task = cfg.build().unwrap();
         let pred = predict(&task, Form::Full).unwrap();
         assert!(
-            pred.risk < task.len as f64 * (task.n_c as f64).ln(),
+            pred.risk < task.len() as f64 * (task.n_c() as f64).ln(),
             "{name}"
         );
     }

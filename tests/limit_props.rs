@@ -79,7 +79,8 @@ impl Spec {
             s_c: self.s_c,
             len: self.len,
             dim: self.dim.max(min_d),
-            classes: self.classes,
+            // a drawn latent set has at most n_c^L classes
+            classes: self.classes.map(|k| k.min(self.n_c.pow(self.len as u32))),
             freq: if self.zipf {
                 Freq::Zipf { exponent: 1.0 }
             } else {
@@ -89,6 +90,7 @@ impl Spec {
             lambda_w: self.lambda_w,
             lambda_u: self.lambda_u,
             seed: self.seed,
+            latent: None,
         }
         .build()
         .unwrap()
@@ -176,7 +178,7 @@ proptest! {
         let p = s.params(&task);
         // LayerNorm is very curved near constant rows: keep the finite-difference
         // step small against the spread of every row.
-        if task.layer_norm.is_some() {
+        if task.layer_norm().is_some() {
             prop_assume!(min_row_std(&p) > 0.2);
         }
         check_fd(&task, &p)?;
@@ -195,13 +197,12 @@ proptest! {
     fn invariant_under_permuting_concepts(s in spec()) {
         let task = s.task();
         let p = s.params(&task);
-        let pi = perm(task.n_c, &mut s.rng());
-        let mut t2 = task.clone();
-        t2.z = task.z.iter().map(|&a| pi[a]).collect();
+        let pi = perm(task.n_c(), &mut s.rng());
+        let t2 = task.with_latent(task.z().iter().map(|&a| pi[a]).collect()).unwrap();
         let mut p2 = p.clone();
         let d = p.dim;
         for (a, &pa) in pi.iter().enumerate() {
-            for b in 0..task.s_c {
+            for b in 0..task.s_c() {
                 let (src, dst) = (task.token(a, b), task.token(pa, b));
                 p2.w[dst * d..(dst + 1) * d].copy_from_slice(p.w_row(src));
             }
@@ -214,17 +215,18 @@ proptest! {
     fn invariant_under_permuting_positions(s in spec()) {
         let task = s.task();
         let p = s.params(&task);
-        let (len, d) = (task.len, task.dim);
+        let (len, d) = (task.len(), task.dim());
         let sigma = perm(len, &mut s.rng());
-        let mut t2 = task.clone();
+        let mut z2 = task.z().to_vec();
         let mut p2 = p.clone();
-        for k in 0..task.k {
+        for k in 0..task.k() {
             for (l, &sl) in sigma.iter().enumerate() {
-                t2.z[k * len + l] = task.z[k * len + sl];
+                z2[k * len + l] = task.z()[k * len + sl];
                 let dst = (k * len + l) * d;
                 p2.u[dst..dst + d].copy_from_slice(p.u_block(k, sl));
             }
         }
+        let t2 = task.with_latent(z2).unwrap();
         assert_close(risk(&t2, &p2), risk(&task, &p), 1e-12, "positions")?;
     }
 
@@ -233,14 +235,15 @@ proptest! {
     fn invariant_under_permuting_classes(s in spec()) {
         let task = s.task();
         let p = s.params(&task);
-        let (len, row) = (task.len, task.len * task.dim);
-        let pi = perm(task.k, &mut s.rng());
-        let mut t2 = task.clone();
+        let (len, row) = (task.len(), task.len() * task.dim());
+        let pi = perm(task.k(), &mut s.rng());
+        let mut z2 = task.z().to_vec();
         let mut p2 = p.clone();
         for (k, &j) in pi.iter().enumerate() {
-            t2.z[j * len..(j + 1) * len].copy_from_slice(task.z_of(k));
+            z2[j * len..(j + 1) * len].copy_from_slice(task.z_of(k));
             p2.u[j * row..(j + 1) * row].copy_from_slice(&p.u[k * row..(k + 1) * row]);
         }
+        let t2 = task.with_latent(z2).unwrap();
         assert_close(risk(&t2, &p2), risk(&task, &p), 1e-12, "classes")?;
     }
 
@@ -249,11 +252,11 @@ proptest! {
     fn invariant_under_permuting_tokens_with_uniform_mu(s in spec()) {
         let task = Spec { zipf: false, ..s.clone() }.task();
         let p = s.params(&task);
-        let d = task.dim;
+        let d = task.dim();
         let mut rng = s.rng();
         let mut p2 = p.clone();
-        for a in 0..task.n_c {
-            let tau = perm(task.s_c, &mut rng);
+        for a in 0..task.n_c() {
+            let tau = perm(task.s_c(), &mut rng);
             for (b, &tb) in tau.iter().enumerate() {
                 let (src, dst) = (task.token(a, b), task.token(a, tb));
                 p2.w[dst * d..(dst + 1) * d].copy_from_slice(p.w_row(src));
@@ -268,7 +271,7 @@ proptest! {
     fn invariant_under_orthogonal_maps(s in spec()) {
         let task = Spec { ln: 0, ..s.clone() }.task();
         let p = s.params(&task);
-        let d = task.dim;
+        let d = task.dim();
         let mut rng = s.rng();
         let m = DMatrix::from_fn(d, d, |_, _| standard_normal(&mut rng));
         let q = m.qr().q();
@@ -289,7 +292,7 @@ proptest! {
         if eps_zero {
             prop_assume!(min_row_std(&p) > 1e-3);
         }
-        let d = task.dim;
+        let d = task.dim();
         let mut rng = s.rng();
         let mut v: Vec<f64> =
             (0..d).map(|_| standard_normal(&mut rng)).collect();
@@ -318,7 +321,7 @@ proptest! {
         prop_assume!(min_row_std(&p) > 1e-3);
         let mut rng = s.rng();
         let mut p2 = p.clone();
-        for row in p2.w.chunks_mut(task.dim) {
+        for row in p2.w.chunks_mut(task.dim()) {
             let c = 0.25 + 3.0 * rand::RngExt::random::<f64>(&mut rng);
             let shift = 4.0 * rand::RngExt::random::<f64>(&mut rng) - 2.0;
             row.iter_mut().for_each(|x| *x = c * *x + shift);
@@ -334,8 +337,8 @@ proptest! {
         let task = Spec { ln: if s.ln == 1 { 2 } else { s.ln }, ..s.clone() }.task();
         let p = Params::zeros(&task);
         let r = risk(&task, &p);
-        let log_k = (task.k as f64).ln();
-        if task.k == 1 {
+        let log_k = (task.k() as f64).ln();
+        if task.k() == 1 {
             prop_assert_eq!(r, 0.0);
         } else {
             prop_assert!(rel(r, log_k) <= 4.0 * f64::EPSILON, "{r} vs log K = {log_k}");
@@ -389,9 +392,9 @@ fn check_budget_refuses_huge_instances_quickly() {
     let small = cfg(2, 3, 2, 4).build().unwrap();
     assert!(check_budget(&small, limit::DEFAULT_WORK_BUDGET).is_ok());
     let cases = [
-        cfg(1000, 12, 2, 1000),    // s_c^L = 1e36
-        cfg(1 << 20, 80, 2, 10),   // s_c^L = 2^1600: infinite in f64
-        cfg(1_000_000, 1, 1, 100), // cheap enough, but the tables need > 2 GiB
+        cfg(1000, 12, 2, 1000),   // s_c^L = 1e36
+        cfg(1 << 20, 80, 2, 10),  // s_c^L = 2^1600: infinite in f64
+        cfg(1_000_000, 6, 2, 64), // under an unlimited work budget, the tables need > 2 GiB
     ];
     for (i, c) in cases.into_iter().enumerate() {
         let task = c.build().unwrap();
@@ -399,7 +402,12 @@ fn check_budget_refuses_huge_instances_quickly() {
             assert!(limit::work(&task).is_infinite());
         }
         let t0 = Instant::now();
-        let res = check_budget(&task, limit::DEFAULT_WORK_BUDGET);
+        let budget = if i == 2 {
+            f64::MAX
+        } else {
+            limit::DEFAULT_WORK_BUDGET
+        };
+        let res = check_budget(&task, budget);
         assert!(t0.elapsed() < Duration::from_millis(50));
         match res {
             Err(e @ Error::OverBudget { .. }) => assert_eq!(e.exit_code(), 2),

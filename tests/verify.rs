@@ -98,7 +98,7 @@ fn too_much_weight_decay_gives_the_trivial_configuration_and_fails() {
         .find(|c| c.name.starts_with("prediction is non-trivial"))
         .unwrap();
     assert!(!trivial.passed);
-    assert!((r.predicted_risk - (task.k as f64).ln()).abs() < 1e-12);
+    assert!((r.predicted_risk - (task.k() as f64).ln()).abs() < 1e-12);
     assert!(!r.passed);
 }
 

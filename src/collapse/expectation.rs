@@ -48,7 +48,7 @@ pub(super) fn eval_samples(
     x: &[f64],
     order: u8,
 ) -> SampleEval {
-    let s_c = task.s_c;
+    let s_c = task.s_c();
     let len = s.len;
     let n = s.n();
     let latent = !s.class.is_empty();
@@ -60,7 +60,7 @@ pub(super) fn eval_samples(
     };
     let ln_k = cs.k.ln();
     let z32: Vec<u32> = if latent {
-        task.z.iter().map(|&a| a as u32).collect()
+        task.z().iter().map(|&a| a as u32).collect()
     } else {
         Vec::new()
     };
@@ -78,8 +78,8 @@ pub(super) fn eval_samples(
             let mut acc = SampleEval::zeros(s_c, order);
             let (start, end) = ((ci * chunk).min(n), ((ci + 1) * chunk).min(n));
             let mut xs = vec![0.0; len];
-            let mut e = vec![0.0; task.k];
-            let mut masks = vec![0u64; task.k];
+            let mut e = vec![0.0; task.k()];
+            let mut masks = vec![0u64; task.k()];
             let mut gpos = vec![0.0; len];
             let mut apos = vec![0.0; len * len];
             let n_groups = len.div_ceil(8);
@@ -104,7 +104,7 @@ pub(super) fn eval_samples(
                         }
                         &masks
                     } else {
-                        &s.masks[k * task.k..(k + 1) * task.k]
+                        &s.masks[k * task.k()..(k + 1) * task.k()]
                     };
                     // Subset sums of xs over each byte of the mask.
                     for (g, table) in sums.chunks_exact_mut(256).enumerate() {
@@ -368,6 +368,7 @@ mod tests {
             lambda_w: 1e-3,
             lambda_u: 1e-3,
             seed: 0,
+            latent: None,
         }
         .build()
         .unwrap();

@@ -86,15 +86,15 @@ pub fn equiangular_frame(n_c: usize, d: usize, mean_zero: bool) -> Result<Vec<f6
 ///
 /// Panics if `frame` is not `n_c x d` or `pred.r` does not have `s_c` entries.
 pub fn build(task: &Task, pred: &Prediction, frame: &[f64]) -> Params {
-    let d = task.dim;
-    assert_eq!(frame.len(), task.n_c * d, "frame must be n_c x d");
+    let d = task.dim();
+    assert_eq!(frame.len(), task.n_c() * d, "frame must be n_c x d");
     assert_eq!(
         pred.r.len(),
-        task.s_c,
+        task.s_c(),
         "prediction must have s_c word norms"
     );
     let mut p = Params::zeros(task);
-    for alpha in 0..task.n_c {
+    for alpha in 0..task.n_c() {
         let f = &frame[alpha * d..(alpha + 1) * d];
         for (beta, &rb) in pred.r.iter().enumerate() {
             let t = task.token(alpha, beta);
@@ -103,7 +103,7 @@ pub fn build(task: &Task, pred: &Prediction, frame: &[f64]) -> Params {
             }
         }
     }
-    for (block, &alpha) in p.u.chunks_mut(d).zip(&task.z) {
+    for (block, &alpha) in p.u.chunks_mut(d).zip(task.z()) {
         for (u, &fv) in block.iter_mut().zip(&frame[alpha * d..(alpha + 1) * d]) {
             *u = pred.u_norm * fv;
         }

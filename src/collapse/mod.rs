@@ -118,9 +118,9 @@ pub enum CollapseType {
 /// uniform `mu` (all `mu_beta` equal, e.g. `s_c = 1` or Zipf exponent 0) gives I,
 /// and non-uniform `mu` gives III.
 pub fn collapse_type(task: &Task) -> CollapseType {
-    if task.layer_norm.is_some() {
+    if task.layer_norm().is_some() {
         CollapseType::II
-    } else if task.mu.iter().all(|&m| m == task.mu[0]) {
+    } else if task.mu().iter().all(|&m| m == task.mu()[0]) {
         CollapseType::I
     } else {
         CollapseType::III
@@ -241,6 +241,7 @@ mod tests {
             lambda_w: 0.01,
             lambda_u: 0.02,
             seed: 3,
+            latent: None,
         }
     }
 }

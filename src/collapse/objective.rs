@@ -41,14 +41,14 @@ pub(super) struct Consts {
 
 impl Consts {
     pub(super) fn of(task: &Task) -> Self {
-        let n_c = task.n_c as f64;
+        let n_c = task.n_c() as f64;
         Consts {
             n_c,
             kappa: n_c / (n_c - 1.0),
             q: 1.0 / n_c,
             p: 1.0 - 1.0 / n_c,
-            len: task.len as f64,
-            k: task.k as f64,
+            len: task.len() as f64,
+            k: task.k() as f64,
             ln_nc1: (n_c - 1.0).ln(),
         }
     }
@@ -82,16 +82,16 @@ pub(super) struct Histograms {
 
 impl Histograms {
     fn of(task: &Task) -> Result<Self> {
-        let len = task.len;
+        let len = task.len();
         let m1 = len + 1;
-        if task.full_latent {
+        if task.full_latent() {
             // n[m] = C(L, m) (n_c-1)^m for every k.
             let mut ln_counts = vec![f64::NEG_INFINITY; m1];
             let mut binom = 1.0f64;
             for (m, v) in ln_counts.iter_mut().enumerate() {
                 if m > 0 {
                     binom = binom * (len + 1 - m) as f64 / m as f64;
-                    *v = binom.ln() + m as f64 * ((task.n_c - 1) as f64).ln();
+                    *v = binom.ln() + m as f64 * ((task.n_c() - 1) as f64).ln();
                 }
             }
             return Ok(Histograms {
@@ -100,7 +100,7 @@ impl Histograms {
                 weights: vec![1.0],
             });
         }
-        let k = task.k;
+        let k = task.k();
         let work = (k as f64) * (k as f64) * len as f64;
         if work > HISTOGRAM_WORK {
             return Err(Error::OverBudget {
@@ -178,7 +178,7 @@ impl Loss1d {
     pub(super) fn new(task: &Task, form: Form) -> Result<Self> {
         Ok(match form {
             Form::Full => Loss1d::Full,
-            Form::LatentSet if task.full_latent => Loss1d::Full,
+            Form::LatentSet if task.full_latent() => Loss1d::Full,
             Form::LatentSet => Loss1d::Latent(Histograms::of(task)?),
             Form::MeanField => Loss1d::MeanField,
         })
@@ -208,12 +208,12 @@ impl Loss1d {
 
 /// True when `form` reduces to the factorised full-latent-set objective.
 pub(super) fn factorises(task: &Task, form: Form) -> bool {
-    form == Form::Full || (form == Form::LatentSet && task.full_latent)
+    form == Form::Full || (form == Form::LatentSet && task.full_latent())
 }
 
 /// Refuses the full form without the full latent set.
 pub(super) fn check_form(task: &Task, form: Form) -> Result<()> {
-    if form == Form::Full && !task.full_latent {
+    if form == Form::Full && !task.full_latent() {
         return Err(Error::invalid(
             "form",
             form,
@@ -226,10 +226,10 @@ pub(super) fn check_form(task: &Task, form: Form) -> Result<()> {
 /// Penalty of a collapsed configuration: `(lambda_W/2) n_c sum_beta r_beta^2 +
 /// (lambda_U/2) K L b^2` for types I/III, `(lambda_U/2) K L b^2` for type II.
 pub(super) fn penalty(task: &Task, kind: CollapseType, r: &[f64], b: f64) -> f64 {
-    let u = 0.5 * task.lambda_u * (task.k * task.len) as f64 * b * b;
+    let u = 0.5 * task.lambda_u() * (task.k() * task.len()) as f64 * b * b;
     match kind {
         CollapseType::II => u,
-        _ => 0.5 * task.lambda_w * task.n_c as f64 * r.iter().map(|v| v * v).sum::<f64>() + u,
+        _ => 0.5 * task.lambda_w() * task.n_c() as f64 * r.iter().map(|v| v * v).sum::<f64>() + u,
     }
 }
 
@@ -249,11 +249,11 @@ pub(super) fn penalty(task: &Task, kind: CollapseType, r: &[f64], b: f64) -> f64
 /// or unequal for types I/II).
 pub fn reduced_risk(task: &Task, form: Form, kind: CollapseType, r: &[f64], b: f64) -> Result<f64> {
     check_form(task, form)?;
-    if r.len() != task.s_c {
+    if r.len() != task.s_c() {
         return Err(Error::invalid(
             "r",
             r.len(),
-            format!("needs s_c = {} entries", task.s_c),
+            format!("needs s_c = {} entries", task.s_c()),
         ));
     }
     let equal = r.iter().all(|&v| v == r[0]);
@@ -271,7 +271,7 @@ pub fn reduced_risk(task: &Task, form: Form, kind: CollapseType, r: &[f64], b: f
     } else if factorises(task, form) {
         cs.len
             * task
-                .mu
+                .mu()
                 .iter()
                 .zip(r)
                 .map(|(&m, &rb)| m * cs.full_term(b * rb).0)
@@ -295,11 +295,11 @@ pub fn type_iii_residual(task: &Task, r: &[f64], b: f64) -> Vec<f64> {
     let cs = Consts::of(task);
     let mut out = Vec::with_capacity(r.len() + 1);
     let mut acc = 0.0;
-    for (&rb, &m) in r.iter().zip(&task.mu) {
+    for (&rb, &m) in r.iter().zip(task.mu()) {
         let (_, s) = cs.full_term(b * rb);
-        out.push(task.lambda_w * cs.n_c * rb - cs.len * cs.kappa * b * m * s);
+        out.push(task.lambda_w() * cs.n_c * rb - cs.len * cs.kappa * b * m * s);
         acc += m * rb * s;
     }
-    out.push(task.lambda_u * cs.k * b - cs.kappa * acc);
+    out.push(task.lambda_u() * cs.k * b - cs.kappa * acc);
     out
 }

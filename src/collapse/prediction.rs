@@ -51,7 +51,7 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
     check_form(task, form)?;
     let kind = collapse_type(task);
     let cs = Consts::of(task);
-    let (lw, lu) = (task.lambda_w, task.lambda_u);
+    let (lw, lu) = (task.lambda_w(), task.lambda_u());
     match kind {
         CollapseType::I => {
             require_positive("lambda_w", lw, kind)?;
@@ -61,16 +61,16 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
         CollapseType::III => {
             require_positive("lambda_w", lw, kind)?;
             require_positive("lambda_u", lu, kind)?;
-            if task.s_c > MAX_DENSE_RANKS && !factorises(task, form) {
+            if task.s_c() > MAX_DENSE_RANKS && !factorises(task, form) {
                 return Err(Error::invalid(
                     "s_c",
-                    task.s_c,
+                    task.s_c(),
                     format!("the type-III Newton solver is limited to s_c <= {MAX_DENSE_RANKS}"),
                 ));
             }
         }
     }
-    let n_w = task.n_w as f64;
+    let n_w = task.n_w() as f64;
     let kl = cs.k * cs.len;
     match kind {
         CollapseType::I => {
@@ -87,7 +87,7 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
             };
             let a = (c * (lu * kl / (lw * n_w)).sqrt()).sqrt();
             let b = (c * (lw * n_w / (lu * kl)).sqrt()).sqrt();
-            let r = vec![a; task.s_c];
+            let r = vec![a; task.s_c()];
             let risk = reduced_risk(task, form, kind, &r, b)?;
             Ok(Prediction {
                 kind,
@@ -102,13 +102,13 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
             })
         }
         CollapseType::II => {
-            let rho = (task.dim as f64).sqrt();
+            let rho = (task.dim() as f64).sqrt();
             let loss = Loss1d::new(task, form)?;
             let b = minimise_1d(|b| {
                 let [_, d1, d2] = loss.eval(&cs, rho * b);
                 (rho * d1 + lu * kl * b, rho * rho * d2 + lu * kl)
             })?;
-            let r = vec![rho; task.s_c];
+            let r = vec![rho; task.s_c()];
             let risk = reduced_risk(task, form, kind, &r, b)?;
             Ok(Prediction {
                 kind,
@@ -129,19 +129,19 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
             } else {
                 let samples = RankSamples::of(task, form)?;
                 // Start on the equal-x line (the type-I minimiser of the same form).
-                let gamma1 = gamma * (task.s_c as f64).sqrt();
+                let gamma1 = gamma * (task.s_c() as f64).sqrt();
                 let c0 = minimise_equal(&Loss1d::new(task, form)?, &cs, gamma1)?;
                 let eval = |x: &[f64], order: u8| {
                     let ev = eval_samples(task, &cs, &samples, x, order);
                     (ev.value, ev.grad, ev.hess)
                 };
-                let zero = vec![0.0; task.s_c];
+                let zero = vec![0.0; task.s_c()];
                 let g0 = eval_samples(task, &cs, &samples, &zero, 1).grad;
                 let x = if norm(&g0) <= gamma {
                     zero
                 } else {
                     let x0 = if c0 > 0.0 {
-                        vec![c0; task.s_c]
+                        vec![c0; task.s_c()]
                     } else {
                         let ng = norm(&g0);
                         g0.iter().map(|g| -g / ng).collect()
@@ -157,9 +157,9 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
             let r: Vec<f64> = if b > 0.0 {
                 x.iter().map(|v| v / b).collect()
             } else {
-                vec![0.0; task.s_c]
+                vec![0.0; task.s_c()]
             };
-            let word_norm = r.iter().sum::<f64>() / task.s_c as f64;
+            let word_norm = r.iter().sum::<f64>() / task.s_c() as f64;
             // Sampled / enumerated forms: the loss already evaluated at x.
             let (risk, risk_error) = match risk_error {
                 Some((loss, err)) => (loss + penalty(task, kind, &r, b), err),
@@ -189,7 +189,9 @@ mod tests {
     /// `phi'(c)` of the type-I 1-D objective and the size of its terms.
     fn type_i_slope(task: &Task, form: Form, c: f64) -> (f64, f64) {
         let cs = Consts::of(task);
-        let gamma1 = (task.lambda_w * task.lambda_u * (task.n_w * task.k * task.len) as f64).sqrt();
+        let gamma1 =
+            (task.lambda_w() * task.lambda_u() * (task.n_w() * task.k() * task.len()) as f64)
+                .sqrt();
         let d1 = Loss1d::new(task, form).unwrap().eval(&cs, c)[1];
         (d1 + gamma1, gamma1)
     }
@@ -226,8 +228,8 @@ mod tests {
             );
             // a n_w a^2 lambda_W = lambda_U K L b^2 balance and c = a b
             assert!((pred.word_norm * pred.u_norm - pred.c).abs() <= 1e-14 * pred.c);
-            let bal_w = lw * task.n_w as f64 * pred.word_norm.powi(2);
-            let bal_u = lu * (task.k * task.len) as f64 * pred.u_norm.powi(2);
+            let bal_w = lw * task.n_w() as f64 * pred.word_norm.powi(2);
+            let bal_u = lu * (task.k() * task.len()) as f64 * pred.u_norm.powi(2);
             assert!((bal_w - bal_u).abs() <= 1e-13 * bal_w);
         }
     }
@@ -235,7 +237,7 @@ mod tests {
     #[test]
     fn one_dimensional_forms_are_stationary_to_round_off() {
         // drawn latent set (with a duplicate-prone small Z) and mean field, types I and II
-        for classes in [Some(7), Some(40)] {
+        for classes in [Some(7), Some(27)] {
             for form in [Form::LatentSet, Form::MeanField] {
                 let task = cfg(3, 2, 3, classes).build().unwrap();
                 let pred = predict(&task, form).unwrap();
@@ -256,9 +258,9 @@ mod tests {
                 let pred = predict(&ln, form).unwrap();
                 assert_eq!(pred.kind, CollapseType::II);
                 let cs = Consts::of(&ln);
-                let rho = (ln.dim as f64).sqrt();
+                let rho = (ln.dim() as f64).sqrt();
                 let d1 = Loss1d::new(&ln, form).unwrap().eval(&cs, rho * pred.u_norm)[1];
-                let pen = ln.lambda_u * (ln.k * ln.len) as f64 * pred.u_norm;
+                let pen = ln.lambda_u() * (ln.k() * ln.len()) as f64 * pred.u_norm;
                 assert!(
                     (rho * d1 + pen).abs() <= 1e-12 * pen,
                     "{form} II: {}",
@@ -291,7 +293,7 @@ mod tests {
             assert_eq!(samples.sampled, pred.risk_error.is_some());
             let x: Vec<f64> = pred.r.iter().map(|r| r * pred.u_norm).collect();
             let ev = eval_samples(&task, &cs, &samples, &x, 1);
-            let gamma = (task.lambda_w * task.lambda_u * cs.n_c * cs.k * cs.len).sqrt();
+            let gamma = (task.lambda_w() * task.lambda_u() * cs.n_c * cs.k * cs.len).sqrt();
             let nx = norm(&x);
             let g: Vec<f64> = ev
                 .grad

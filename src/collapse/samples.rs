@@ -54,7 +54,7 @@ impl RankSamples {
     /// Builds the points for `form` (`LatentSet` on a drawn latent set, or
     /// `MeanField`). Seeded by `task.seed`.
     pub(super) fn of(task: &Task, form: Form) -> Result<Self> {
-        let (s_c, len, k) = (task.s_c as f64, task.len, task.k);
+        let (s_c, len, k) = (task.s_c() as f64, task.len(), task.k());
         let combos = s_c.powi(len as i32);
         let latent = form == Form::LatentSet;
         if latent && len > 64 {
@@ -84,11 +84,12 @@ impl RankSamples {
                     if latent {
                         class.push(kk as u32);
                     }
-                    weight.push(beta.iter().map(|&b| task.mu[b]).product::<f64>() / classes as f64);
+                    weight
+                        .push(beta.iter().map(|&b| task.mu()[b]).product::<f64>() / classes as f64);
                     // lexicographic successor (last position fastest)
                     for l in (0..len).rev() {
                         beta[l] += 1;
-                        if beta[l] < task.s_c {
+                        if beta[l] < task.s_c() {
                             break;
                         }
                         beta[l] = 0;
@@ -119,9 +120,9 @@ impl RankSamples {
                 budget: 50.0 * LATENT_SAMPLE_WORK,
             });
         }
-        let mut rng = ChaCha8Rng::seed_from_u64(task.seed);
+        let mut rng = ChaCha8Rng::seed_from_u64(task.seed());
         let mut cdf: Vec<f64> = task
-            .mu
+            .mu()
             .iter()
             .scan(0.0, |acc, &m| {
                 *acc += m;
@@ -159,12 +160,12 @@ impl RankSamples {
 
 /// The `K x K` difference-mask table for the latent-set form when `K <= 2048`.
 fn mask_table(task: &Task, latent: bool) -> Vec<u64> {
-    if !latent || task.k > 2048 {
+    if !latent || task.k() > 2048 {
         return Vec::new();
     }
-    let len = task.len;
-    let z32: Vec<u32> = task.z.iter().map(|&a| a as u32).collect();
-    let mut out = Vec::with_capacity(task.k * task.k);
+    let len = task.len();
+    let z32: Vec<u32> = task.z().iter().map(|&a| a as u32).collect();
+    let mut out = Vec::with_capacity(task.k() * task.k());
     for zk in z32.chunks_exact(len) {
         out.extend(z32.chunks_exact(len).map(|zj| diff_mask(zj, zk)));
     }

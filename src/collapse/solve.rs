@@ -153,13 +153,13 @@ pub(super) fn norm(x: &[f64]) -> f64 {
 /// through `t = ||x||/gamma` (module docs), or `0` when that has no positive root.
 pub(super) fn solve_iii_full(task: &Task, cs: &Consts, gamma: f64) -> Vec<f64> {
     let sigma0 = (cs.n_c - 1.0) / cs.n_c;
-    let norm_mu = norm(&task.mu);
+    let norm_mu = norm(task.mu());
     if cs.len * cs.kappa * sigma0 * norm_mu <= gamma {
-        return vec![0.0; task.s_c];
+        return vec![0.0; task.s_c()];
     }
     // x_beta(t): root of x - a sigma(x), a = t L kappa mu_beta, in (0, a sigma0].
     let x_of = |t: f64| -> Vec<f64> {
-        task.mu
+        task.mu()
             .iter()
             .map(|&m| {
                 let a = t * cs.len * cs.kappa * m;
@@ -183,7 +183,7 @@ pub(super) fn solve_iii_full(task: &Task, cs: &Consts, gamma: f64) -> Vec<f64> {
         let nx = norm(&x);
         // dx_beta/dt = (x_beta/t) / (1 + a kappa sigma (1 - sigma))
         let mut dn = 0.0;
-        for (&xb, &m) in x.iter().zip(&task.mu) {
+        for (&xb, &m) in x.iter().zip(task.mu()) {
             if xb == 0.0 {
                 continue;
             }
@@ -219,7 +219,7 @@ mod tests {
         let task = cfg(3, 3, 3, None).build().unwrap();
         let i = predict(&task, Form::Full).unwrap();
         let cs = Consts::of(&task);
-        let gamma = (task.lambda_w * task.lambda_u * cs.n_c * cs.k * cs.len).sqrt();
+        let gamma = (task.lambda_w() * task.lambda_u() * cs.n_c * cs.k * cs.len).sqrt();
         let x = solve_iii_full(&task, &cs, gamma);
         for &xb in &x {
             assert!((xb - i.c).abs() <= 1e-13 * i.c, "{xb} vs {}", i.c);

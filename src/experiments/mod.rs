@@ -58,6 +58,7 @@ impl Preset {
             lambda_w: 1e-3,
             lambda_u: 1e-3,
             seed: 0,
+            latent: None,
         };
         let zipf = Freq::Zipf { exponent: 1.0 };
         match self {
@@ -102,11 +103,12 @@ impl Preset {
 
 /// The task the theory speaks of: LayerNorm with `eps = 0`.
 pub fn theory_task(task: &Task) -> Task {
-    let mut t = task.clone();
-    if t.layer_norm.is_some() {
-        t.layer_norm = Some(0.0);
+    if task.layer_norm().is_some() {
+        task.with_layer_norm(Some(0.0))
+            .expect("eps = 0 is valid wherever eps was")
+    } else {
+        task.clone()
     }
-    t
 }
 
 /// Limit predictions for `task` in the latent-set and mean-field forms.
@@ -196,10 +198,10 @@ pub fn run_training(
     let params = trainer.params_f64();
     let m = metrics::collapse_metrics(&task, &params);
     let preds = predictions(&task)?;
-    npy::write_npy_f32(&out.join("W.npy"), &[task.n_w, task.dim], trainer.w())?;
+    npy::write_npy_f32(&out.join("W.npy"), &[task.n_w(), task.dim()], trainer.w())?;
     npy::write_npy_f32(
         &out.join("U.npy"),
-        &[task.k, task.len * task.dim],
+        &[task.k(), task.len() * task.dim()],
         trainer.u(),
     )?;
     let records = read_log(out)?;
@@ -262,7 +264,7 @@ pub fn summary_json(run: &RunOutput) -> serde_json::Value {
 pub fn figures(run: &RunOutput, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     let task = &run.task;
     let params = read_params(run)?;
-    let names: Vec<String> = (0..task.n_c.min(3))
+    let names: Vec<String> = (0..task.n_c().min(3))
         .map(|a| format!("concept {}", a + 1))
         .collect();
     let mut out = Vec::new();
@@ -323,7 +325,7 @@ pub fn figures(run: &RunOutput, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>
         &format!("{}: norm of phi(w) per frequency rank", run.name),
         &run.metrics.norm_by_rank,
         mean_field.map(|p| p.r.as_slice()),
-        task.s_c > 20,
+        task.s_c() > 20,
     )?;
     out.push(stem.with_extension("png"));
     Ok(out)

@@ -300,10 +300,10 @@ fn render_report(
             s,
             "| {} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} ({}) | {:.2e} | {:.0} s |",
             e.name,
-            r.task.k,
+            r.task.k(),
             r.config.n_spl,
             r.config.epochs,
-            if r.task.layer_norm.is_some() {
+            if r.task.layer_norm().is_some() {
                 "yes"
             } else {
                 "no"
@@ -371,7 +371,7 @@ fn render_report(
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {:.4} | {:.4} | {} |",
-            r.task.k,
+            r.task.k(),
             r.config.n_spl,
             e.train.epochs,
             loss_settling(r),
@@ -392,12 +392,12 @@ fn render_report(
              Gram error {:.2e}, duality {:.4}.\n",
             m.pca_w, m.pca_u, m.within_spread_w, m.direction_spread_w, m.norm_cv_w, m.gram_error_w, m.duality
         );
-        if r.task.freq != Freq::Uniform && r.task.layer_norm.is_none() {
+        if r.task.freq() != Freq::Uniform && r.task.layer_norm().is_none() {
             if let Some(mf) = r.predictions.iter().find(|p| p.form == Form::MeanField) {
                 let _ = writeln!(s, "| rank beta | 1 | 2 | 3 | 5 | 10 | 50 | 100 | last |\n|---|---|---|---|---|---|---|---|---|");
-                let idx: Vec<usize> = [0usize, 1, 2, 4, 9, 49, 99, r.task.s_c - 1]
+                let idx: Vec<usize> = [0usize, 1, 2, 4, 9, 49, 99, r.task.s_c() - 1]
                     .into_iter()
-                    .filter(|&i| i < r.task.s_c)
+                    .filter(|&i| i < r.task.s_c())
                     .collect();
                 let row = |v: &[f64]| {
                     idx.iter()

@@ -20,7 +20,7 @@ pub(super) struct Table<'a> {
 
 impl<'a> Table<'a> {
     pub(super) fn new(task: &'a Task, p: &Params, phi: &[f64]) -> Self {
-        let (k_n, len, d, n_w) = (task.k, task.len, task.dim, task.n_w);
+        let (k_n, len, d, n_w) = (task.k(), task.len(), task.dim(), task.n_w());
         let mut a = vec![0.0; len * n_w * k_n];
         for (lt, row) in a.chunks_mut(k_n).enumerate() {
             let (l, t) = (lt / n_w, lt % n_w);
@@ -35,8 +35,8 @@ impl<'a> Table<'a> {
     /// Offset of the `K`-vector of position `l`, rank `b` for class `k`.
     #[inline]
     fn row(&self, k: usize, l: usize, b: usize) -> usize {
-        let t = self.task.z[k * self.task.len + l] * self.task.s_c + b;
-        (l * self.task.n_w + t) * self.task.k
+        let t = self.task.z()[k * self.task.len() + l] * self.task.s_c() + b;
+        (l * self.task.n_w() + t) * self.task.k()
     }
 }
 
@@ -51,14 +51,14 @@ pub(super) struct Scratch {
 
 impl Scratch {
     pub(super) fn new(task: &Task, grad: bool) -> Self {
-        let kk = task.k;
+        let kk = task.k();
         let g = if grad { kk } else { 0 };
         Scratch {
-            gray: Gray::new(task.len, task.s_c),
+            gray: Gray::new(task.len(), task.s_c()),
             h: vec![0.0; kk],
             e: vec![0.0; kk],
             s: vec![0.0; g],
-            s_last: vec![0.0; g * task.len],
+            s_last: vec![0.0; g * task.len()],
         }
     }
 }
@@ -73,7 +73,7 @@ pub(super) fn class_sum_impl<const GRAD: bool>(
     g: &mut [f64],
 ) -> f64 {
     let task = table.task;
-    let (kk, len, mu) = (task.k, task.len, &task.mu[..]);
+    let (kk, len, mu) = (task.k(), task.len(), task.mu());
     let a = &table.a[..];
     let Scratch {
         gray,
@@ -295,7 +295,7 @@ mod tests {
         let t = task(3, 3, Some(4), None, Freq::Zipf { exponent: 1.0 });
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let p = Params::random(&t, 25.0, &mut rng);
-        let phi = features(&p, t.layer_norm);
+        let phi = features(&p, t.layer_norm());
         let table = Table::new(&t, &p, &phi);
         let spread = table.a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(spread > 2.0 * SHIFT_SLACK, "scores too small: {spread}");

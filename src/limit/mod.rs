@@ -103,17 +103,17 @@ const MAX_MEMORY_WORDS: f64 = 2.684_354_56e8;
 /// products (`A`, `dU`, `dphi`). Computed in f64, so `s_c^L` may be huge or
 /// infinite without overflow.
 pub fn work(task: &Task) -> f64 {
-    let k = task.k as f64;
-    let len = task.len as f64;
-    let leaves = (task.s_c as f64).powf(len);
-    k * leaves * (k + len) + 3.0 * len * task.n_w as f64 * k * task.dim as f64
+    let k = task.k() as f64;
+    let len = task.len() as f64;
+    let leaves = (task.s_c() as f64).powf(len);
+    k * leaves * (k + len) + 3.0 * len * task.n_w() as f64 * k * task.dim() as f64
 }
 
 /// Memory of one [`risk_grad`] call in f64 words: the table `A`, the summed `G`,
 /// one `G` per chunk in flight, and the parameters and their gradient.
 fn memory_words(task: &Task) -> f64 {
-    let table = task.len as f64 * task.n_w as f64 * task.k as f64;
-    let in_flight = wave_len(task.k) as f64;
+    let table = task.len() as f64 * task.n_w() as f64 * task.k() as f64;
+    let in_flight = wave_len(task.k()) as f64;
     let params = task.n_params() as f64;
     table * (2.0 + in_flight) + 3.0 * params
 }
@@ -137,7 +137,11 @@ pub fn check_budget(task: &Task, budget: f64) -> Result<()> {
         return Err(Error::OverBudget {
             what: format!(
                 "exact limit risk (K = {}, s_c^L = {}^{}, n_w = {}, d = {})",
-                task.k, task.s_c, task.len, task.n_w, task.dim
+                task.k(),
+                task.s_c(),
+                task.len(),
+                task.n_w(),
+                task.dim()
             ),
             work: w,
             budget,
@@ -149,7 +153,9 @@ pub fn check_budget(task: &Task, budget: f64) -> Result<()> {
             what: format!(
                 "memory of the exact limit risk (f64 words of the L x n_w x K tables, \
                  L = {}, n_w = {}, K = {}, not operations)",
-                task.len, task.n_w, task.k
+                task.len(),
+                task.n_w(),
+                task.k()
             ),
             work: mem,
             budget: MAX_MEMORY_WORDS,
@@ -174,9 +180,9 @@ pub fn check_budget(task: &Task, budget: f64) -> Result<()> {
 /// independent of the rayon thread count.
 pub fn risk(task: &Task, p: &Params) -> f64 {
     assert_shape(task, p);
-    let phi = features(p, task.layer_norm);
+    let phi = features(p, task.layer_norm());
     let table = Table::new(task, p, &phi);
-    let chunks = chunk_ranges(task.k);
+    let chunks = chunk_ranges(task.k());
     let parts: Vec<f64> = map_chunks(task, &chunks, |lo, hi| {
         let mut scratch = Scratch::new(task, false);
         (lo..hi)
@@ -184,7 +190,7 @@ pub fn risk(task: &Task, p: &Params) -> f64 {
             .sum::<f64>()
     });
     let data: f64 = parts.iter().sum();
-    data / task.k as f64 + p.penalty(task.lambda_w, task.lambda_u)
+    data / task.k() as f64 + p.penalty(task.lambda_w(), task.lambda_u())
 }
 
 /// The exact limit risk `R(W,U)` of [`risk`] and its gradient, flat in the
@@ -199,13 +205,13 @@ pub fn risk(task: &Task, p: &Params) -> f64 {
 /// Deterministic and independent of the rayon thread count.
 pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
     assert_shape(task, p);
-    let phi = features(p, task.layer_norm);
+    let phi = features(p, task.layer_norm());
     let table = Table::new(task, p, &phi);
-    let chunks = chunk_ranges(task.k);
+    let chunks = chunk_ranges(task.k());
     let size = table.a.len();
     let mut g_total = vec![0.0; size];
     let mut data = 0.0;
-    for wave in chunks.chunks(wave_len(task.k)) {
+    for wave in chunks.chunks(wave_len(task.k())) {
         let parts: Vec<(f64, Vec<f64>)> = map_chunks(task, wave, |lo, hi| {
             let mut scratch = Scratch::new(task, true);
             let mut g = vec![0.0; size];
@@ -223,7 +229,7 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
     }
 
     // dR/dA = G / K, then the two dense products.
-    let (k_n, len, d, n_w) = (task.k, task.len, task.dim, task.n_w);
+    let (k_n, len, d, n_w) = (task.k(), task.len(), task.dim(), task.n_w());
     let inv_k = 1.0 / k_n as f64;
     let mut g_u = vec![0.0; p.u.len()];
     let mut g_phi = vec![0.0; phi.len()];
@@ -247,16 +253,16 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
             }
         }
     }
-    let mut g_w = features_backward(p, task.layer_norm, g_phi);
+    let mut g_w = features_backward(p, task.layer_norm(), g_phi);
     for (gw, w) in g_w.iter_mut().zip(&p.w) {
-        *gw += task.lambda_w * w;
+        *gw += task.lambda_w() * w;
     }
     for (gu, u) in g_u.iter_mut().zip(&p.u) {
-        *gu += task.lambda_u * u;
+        *gu += task.lambda_u() * u;
     }
     g_w.extend_from_slice(&g_u);
     (
-        data / k_n as f64 + p.penalty(task.lambda_w, task.lambda_u),
+        data / k_n as f64 + p.penalty(task.lambda_w(), task.lambda_u()),
         g_w,
     )
 }
@@ -268,13 +274,13 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
 /// Cost `O(K * s_c^L * K L d)`, sequential.
 pub fn risk_naive(task: &Task, p: &Params) -> f64 {
     assert_shape(task, p);
-    let phi = features(p, task.layer_norm);
-    let (len, s_c) = (task.len, task.s_c);
+    let phi = features(p, task.layer_norm());
+    let (len, s_c) = (task.len(), task.s_c());
     let leaves = n_leaves(task);
     let mut beta = vec![0usize; len];
     let mut sentence = vec![0u32; len];
     let mut data = 0.0;
-    for k in 0..task.k {
+    for k in 0..task.k() {
         let z = task.z_of(k);
         let mut class = 0.0;
         for idx in 0..leaves {
@@ -286,40 +292,40 @@ pub fn risk_naive(task: &Task, p: &Params) -> f64 {
             for l in 0..len {
                 sentence[l] = task.token(z[l], beta[l]) as u32;
             }
-            let weight: f64 = beta.iter().map(|&b| task.mu[b]).product();
+            let weight: f64 = beta.iter().map(|&b| task.mu()[b]).product();
             let h = network::scores(p, &phi, &sentence);
             class += weight * (log_sum_exp(&h) - h[k]);
         }
         data += class;
     }
-    data / task.k as f64 + p.penalty(task.lambda_w, task.lambda_u)
+    data / task.k() as f64 + p.penalty(task.lambda_w(), task.lambda_u())
 }
 
 /// Panics with a clear message when `p` is not shaped for `task`.
 fn assert_shape(task: &Task, p: &Params) {
     assert!(
-        p.n_w == task.n_w
-            && p.k == task.k
-            && p.len == task.len
-            && p.dim == task.dim
-            && p.w.len() == task.n_w * task.dim
-            && p.u.len() == task.k * task.len * task.dim,
+        p.n_w == task.n_w()
+            && p.k == task.k()
+            && p.len == task.len()
+            && p.dim == task.dim()
+            && p.w.len() == task.n_w() * task.dim()
+            && p.u.len() == task.k() * task.len() * task.dim(),
         "parameters shaped (n_w {}, K {}, L {}, d {}) do not fit the task (n_w {}, K {}, L {}, d {})",
         p.n_w,
         p.k,
         p.len,
         p.dim,
-        task.n_w,
-        task.k,
-        task.len,
-        task.dim
+        task.n_w(),
+        task.k(),
+        task.len(),
+        task.dim()
     );
 }
 
 /// `s_c^L` as a `usize` (callers have checked the budget, so it fits).
 fn n_leaves(task: &Task) -> usize {
-    task.s_c
-        .checked_pow(task.len as u32)
+    task.s_c()
+        .checked_pow(task.len() as u32)
         .expect("s_c^L overflows usize: call check_budget first")
 }
 
@@ -382,6 +388,7 @@ mod tests {
             lambda_w: 0.01,
             lambda_u: 0.02,
             seed: 5,
+            latent: None,
         }
         .build()
         .unwrap()

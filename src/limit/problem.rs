@@ -85,6 +85,7 @@ mod tests {
             lambda_w: 0.05,
             lambda_u: 0.05,
             seed: 0,
+            latent: None,
         }
         .build()
         .unwrap();

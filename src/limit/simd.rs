@@ -226,9 +226,9 @@ mod tests {
         let t = task(3, 5, Some(13), Some(1e-5), Freq::Zipf { exponent: 1.0 });
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let p = Params::random(&t, 1.0, &mut rng);
-        let phi = features(&p, t.layer_norm);
+        let phi = features(&p, t.layer_norm());
         let table = Table::new(&t, &p, &phi);
-        for k in 0..t.k {
+        for k in 0..t.k() {
             let mut sc = Scratch::new(&t, true);
             let mut g1 = vec![0.0; table.a.len()];
             let mut g2 = g1.clone();

@@ -15,7 +15,7 @@
 
 use super::{TrainConfig, Trainer};
 use crate::error::{Error, Result};
-use crate::task::Task;
+use crate::task::{Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,8 @@ const FORMAT: &str = "feature-collapse train checkpoint";
 struct Header {
     format: String,
     version: u32,
-    task: Task,
+    /// The raw task settings; the task (and its latent draw) is rebuilt from them.
+    task: TaskConfig,
     config: TrainConfig,
     epoch: usize,
     step_in_epoch: usize,
@@ -94,8 +95,8 @@ pub(super) fn write(t: &Trainer, dir: &Path) -> Result<PathBuf> {
     let data = payload(&t.w, &t.u);
     let header = Header {
         format: FORMAT.into(),
-        version: 1,
-        task: t.task.clone(),
+        version: 2,
+        task: t.task.config().clone(),
         config: t.config.clone(),
         epoch: t.epoch,
         step_in_epoch: t.step_in_epoch,
@@ -150,23 +151,18 @@ pub(super) fn read(path: &Path) -> Result<Checkpoint> {
         .filter(|&e| e <= bytes.len())
         .ok_or_else(|| corrupt(path, "truncated header"))?;
     let h: Header = serde_json::from_slice(&bytes[16..hend])?;
-    if h.format != FORMAT || h.version != 1 {
+    if h.format != FORMAT || h.version != 2 {
         return Err(corrupt(
             path,
             format!("unsupported format {} v{}", h.format, h.version),
         ));
     }
-    let t = &h.task;
-    let task_ok = t.n_w == t.n_c * t.s_c
-        && t.mu.len() == t.s_c
-        && t.z.len() == t.k * t.len
-        && t.z.iter().all(|&a| a < t.n_c)
-        && t.k >= 1
-        && t.dim >= 1;
-    if !task_ok {
-        return Err(corrupt(path, "inconsistent task in header"));
-    }
-    if h.w_len != t.n_w * t.dim || h.u_len != t.k * t.len * t.dim {
+    let task = h
+        .task
+        .build()
+        .map_err(|e| corrupt(path, format!("invalid task in header: {e}")))?;
+    let t = &task;
+    if h.w_len != t.n_w() * t.dim() || h.u_len != t.k() * t.len() * t.dim() {
         return Err(corrupt(path, "weight sizes do not match the task"));
     }
     let data = &bytes[hend..];
@@ -192,12 +188,12 @@ pub(super) fn read(path: &Path) -> Result<Checkpoint> {
         .epoch_rng_pos
         .parse::<u128>()
         .map_err(|e| corrupt(path, format!("bad rng position: {e}")))?;
-    let steps = (t.k * h.config.n_spl).div_ceil(h.config.batch.max(1));
+    let steps = (t.k() * h.config.n_spl).div_ceil(h.config.batch.max(1));
     if h.step_in_epoch >= steps.max(1) {
         return Err(corrupt(path, "step inside the epoch out of range"));
     }
     Ok(Checkpoint {
-        task: h.task,
+        task,
         config: h.config,
         epoch: h.epoch,
         step_in_epoch: h.step_in_epoch,

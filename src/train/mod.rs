@@ -142,11 +142,11 @@ fn sample_data(task: &Task, cfg: &TrainConfig) -> (Sentences, Sentences) {
 /// Initial `(W, U)` from the init stream of `seed`.
 fn init_weights(task: &Task, seed: u64) -> (Vec<f32>, Vec<f32>) {
     let mut r = rng(seed, INIT_STREAM);
-    let w = (0..task.n_w * task.dim)
+    let w = (0..task.n_w() * task.dim())
         .map(|_| (standard_normal(&mut r) / 1000.0) as f32)
         .collect();
-    let bound = 1.0 / ((task.len * task.dim) as f64).sqrt();
-    let u = (0..task.k * task.len * task.dim)
+    let bound = 1.0 / ((task.len() * task.dim()) as f64).sqrt();
+    let u = (0..task.k() * task.len() * task.dim())
         .map(|_| (r.random_range(-bound..bound) / 1000.0) as f32)
         .collect();
     (w, u)
@@ -161,9 +161,9 @@ impl Trainer {
     }
 
     fn assemble(task: Task, config: TrainConfig, w: Vec<f32>, u: Vec<f32>) -> Result<Self> {
-        let n_sent = task.k.checked_mul(config.n_spl.max(config.n_test));
+        let n_sent = task.k().checked_mul(config.n_spl.max(config.n_test));
         if n_sent
-            .and_then(|n| n.checked_mul(task.len))
+            .and_then(|n| n.checked_mul(task.len()))
             .is_none_or(|n| n > u32::MAX as usize)
         {
             return Err(Error::invalid(
@@ -178,18 +178,18 @@ impl Trainer {
         let n = train.n();
         let batch = config.batch.min(n);
         let shape = Shape {
-            k: task.k,
-            len: task.len,
-            dim: task.dim,
+            k: task.k(),
+            len: task.len(),
+            dim: task.dim(),
             threads,
-            ln_eps: task.layer_norm.map(|e| e as f32),
+            ln_eps: task.layer_norm().map(|e| e as f32),
             lr: config.lr as f32,
-            lambda_w: task.lambda_w as f32,
-            lambda_u: task.lambda_u as f32,
+            lambda_w: task.lambda_w() as f32,
+            lambda_u: task.lambda_u() as f32,
         };
         let shuffle_rng = rng(config.seed, SHUFFLE_STREAM);
         Ok(Trainer {
-            work: Work::new(batch, task.k, task.len, task.dim),
+            work: Work::new(batch, task.k(), task.len(), task.dim()),
             perm: (0..n).collect(),
             epoch_rng_pos: shuffle_rng.get_word_pos(),
             shuffle_rng,
@@ -292,10 +292,10 @@ impl Trainer {
     /// The weights as f64 [`Params`] (for `network`, `metrics`, ...).
     pub fn params_f64(&self) -> Params {
         Params {
-            n_w: self.task.n_w,
-            k: self.task.k,
-            len: self.task.len,
-            dim: self.task.dim,
+            n_w: self.task.n_w(),
+            k: self.task.k(),
+            len: self.task.len(),
+            dim: self.task.dim(),
             w: self.w.iter().map(|&v| v as f64).collect(),
             u: self.u.iter().map(|&v| v as f64).collect(),
         }
@@ -327,10 +327,10 @@ impl Trainer {
     pub fn step(&mut self, batch_indices: &[usize]) -> f32 {
         assert!(
             !batch_indices.is_empty()
-                && batch_indices.len() * self.task.len * self.task.dim <= self.work.x.len(),
+                && batch_indices.len() * self.task.len() * self.task.dim() <= self.work.x.len(),
             "batch of {} sentences: must be 1..={}",
             batch_indices.len(),
-            self.work.x.len() / (self.task.len * self.task.dim)
+            self.work.x.len() / (self.task.len() * self.task.dim())
         );
         assert!(
             batch_indices.iter().all(|&i| i < self.train.n()),
@@ -354,7 +354,7 @@ impl Trainer {
     /// f32 step kernels; returns `(loss, [dW ; dU])` widened to f64 (for checks).
     pub fn batch_gradient(&self, batch_indices: &[usize]) -> (f64, Vec<f64>) {
         let t = &self.task;
-        let mut work = Work::new(batch_indices.len(), t.k, t.len, t.dim);
+        let mut work = Work::new(batch_indices.len(), t.k(), t.len(), t.dim());
         let mut gw = vec![0.0f32; self.w.len()];
         let mut gu = vec![0.0f32; self.u.len()];
         let loss = self.pool.install(|| {

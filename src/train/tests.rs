@@ -14,6 +14,7 @@ fn tiny_task(layer_norm: Option<f64>, lambda_w: f64, lambda_u: f64) -> Task {
         lambda_w,
         lambda_u,
         seed: 7,
+        latent: None,
     }
     .build()
     .unwrap()
@@ -117,8 +118,8 @@ fn one_sgd_step_matches_hand_computed_update() {
             .iter()
             .flat_map(|&i| t.train_data().sentence(i).to_vec())
             .collect();
-        let d = task.dim;
-        for tok in (0..task.n_w).filter(|x| !used.contains(&(*x as u32))) {
+        let d = task.dim();
+        for tok in (0..task.n_w()).filter(|x| !used.contains(&(*x as u32))) {
             for c in 0..d {
                 let w0 = before.w[tok * d + c] as f32;
                 assert_eq!(t.w()[tok * d + c], w0 * (1.0 - (lr as f32) * (lw as f32)));
@@ -133,7 +134,7 @@ fn accuracy_agrees_with_f64_network() {
     let mut t = Trainer::new(&task, &tiny_config()).unwrap();
     set_random_weights(&mut t, 3);
     let p = t.params_f64();
-    let phi = network::features(&p, task.layer_norm);
+    let phi = network::features(&p, task.layer_norm());
     let data = t.train_data().clone();
     let ok = (0..data.n())
         .filter(|&i| {
@@ -160,6 +161,7 @@ fn threaded_setup(ln: Option<f64>, threads: usize) -> Trainer {
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 5,
+        latent: None,
     }
     .build()
     .unwrap();
@@ -229,6 +231,7 @@ fn resume_setup(epochs: usize) -> (Task, TrainConfig) {
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 1,
+        latent: None,
     }
     .build()
     .unwrap();
@@ -411,6 +414,7 @@ fn small_shape_learns_the_training_set() {
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 2,
+        latent: None,
     }
     .build()
     .unwrap();
@@ -427,8 +431,9 @@ fn small_shape_learns_the_training_set() {
     };
     // 20 latent variables drawn from 3^4 = 81 collide: classes sharing a z are
     // indistinguishable, so the best test accuracy is (#distinct z) / K (here 17/20).
-    let distinct: std::collections::HashSet<&[usize]> = (0..task.k).map(|k| task.z_of(k)).collect();
-    let ceiling = distinct.len() as f64 / task.k as f64;
+    let distinct: std::collections::HashSet<&[usize]> =
+        (0..task.k()).map(|k| task.z_of(k)).collect();
+    let ceiling = distinct.len() as f64 / task.k() as f64;
     let mut t = Trainer::new(&task, &cfg).unwrap();
     let s = t.train(None, false, |_, _| {}).unwrap();
     // Measured (seed 0): loss 0.177, train 0.925 (memorises beyond the ceiling), test 0.83.
@@ -462,8 +467,8 @@ fn small_shapes_do_not_depend_on_thread_count() {
         (20, 4, 16, 30, 10, Some(1e-5)),
         (20, 4, 16, 30, 10, None),
         (5, 3, 8, 7, 9, None),
-        (40, 3, 8, 64, 5, None),
-        (60, 2, 12, 50, 3, Some(1e-5)),
+        (40, 4, 8, 64, 5, None),
+        (60, 4, 12, 50, 3, Some(1e-5)),
     ] {
         let task = TaskConfig {
             n_c: 3,
@@ -476,6 +481,7 @@ fn small_shapes_do_not_depend_on_thread_count() {
             lambda_w: 1e-3,
             lambda_u: 2e-3,
             seed: 8,
+            latent: None,
         }
         .build()
         .unwrap();

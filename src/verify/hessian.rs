@@ -53,7 +53,7 @@ pub fn hessian_fd(task: &Task, p: &Params) -> DMatrix<f64> {
 /// with LayerNorm the scale `w_t` and shift `1_d` of each `w_t` separately.
 pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
     let d = p.dim;
-    let basis: Vec<Vec<f64>> = if task.layer_norm.is_some() {
+    let basis: Vec<Vec<f64>> = if task.layer_norm().is_some() {
         collapse::ones_complement_basis(d)
     } else {
         (0..d)
@@ -77,7 +77,7 @@ pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
             cols.push(t);
         }
     }
-    if task.layer_norm.is_some() {
+    if task.layer_norm().is_some() {
         for tok in 0..p.n_w {
             let mut scale = vec![0.0; n];
             scale[tok * d..(tok + 1) * d].copy_from_slice(p.w_row(tok));

@@ -105,6 +105,7 @@ impl Theorem {
             lambda_w: 0.01,
             lambda_u: 0.01,
             seed: 0,
+            latent: None,
         };
         match self {
             Theorem::One => base,
@@ -127,14 +128,14 @@ impl Theorem {
     pub fn check_task(self, task: &Task) -> Result<()> {
         match self {
             Theorem::One => {
-                if task.layer_norm.is_some() {
+                if task.layer_norm().is_some() {
                     return Err(Error::invalid(
                         "layer_norm",
                         "on",
                         "theorem 1 is without LayerNorm (use --theorem 3)",
                     ));
                 }
-                if !task.freq.is_uniform() {
+                if !task.freq().is_uniform() {
                     return Err(Error::invalid(
                         "freq",
                         "zipf",
@@ -143,59 +144,59 @@ impl Theorem {
                 }
                 positive(
                     "lambda_w",
-                    task.lambda_w,
+                    task.lambda_w(),
                     "theorem 1 needs weight decay on W",
                 )?;
                 positive(
                     "lambda_u",
-                    task.lambda_u,
+                    task.lambda_u(),
                     "theorem 1 needs weight decay on U",
                 )?;
             }
             Theorem::Two => {
-                if task.layer_norm.is_some() {
+                if task.layer_norm().is_some() {
                     return Err(Error::invalid(
                         "layer_norm",
                         "on",
                         "theorem 2 is without LayerNorm (use --theorem 3)",
                     ));
                 }
-                if task.freq.is_uniform() || task.s_c < 2 {
+                if task.freq().is_uniform() || task.s_c() < 2 {
                     return Err(Error::invalid(
                         "freq",
-                        format!("{:?} with s_c = {}", task.freq, task.s_c),
+                        format!("{:?} with s_c = {}", task.freq(), task.s_c()),
                         "theorem 2 needs non-uniform mu (--freq zipf with exponent > 0, s_c >= 2)",
                     ));
                 }
                 positive(
                     "lambda_w",
-                    task.lambda_w,
+                    task.lambda_w(),
                     "theorem 2 needs weight decay on W",
                 )?;
                 positive(
                     "lambda_u",
-                    task.lambda_u,
+                    task.lambda_u(),
                     "theorem 2 needs weight decay on U",
                 )?;
             }
             Theorem::Three => {
-                if task.layer_norm.is_none() {
+                if task.layer_norm().is_none() {
                     return Err(Error::invalid(
                         "layer_norm",
                         "off",
                         "theorem 3 is about LayerNorm (add --layer-norm)",
                     ));
                 }
-                if task.lambda_w != 0.0 {
+                if task.lambda_w() != 0.0 {
                     return Err(Error::invalid(
                         "lambda_w",
-                        task.lambda_w,
+                        task.lambda_w(),
                         "theorem 3 has no weight decay on W (LayerNorm makes R scale-free in w_t); use --lambda-w 0",
                     ));
                 }
                 positive(
                     "lambda_u",
-                    task.lambda_u,
+                    task.lambda_u(),
                     "theorem 3 needs weight decay on U",
                 )?;
             }
@@ -396,7 +397,7 @@ fn check(name: &str, value: f64, criterion: String, passed: bool) -> Check {
 /// Which reduced-objective form is exact for `task`: the full form for the full
 /// latent set, otherwise the latent-set form.
 pub fn exact_form(task: &Task) -> Form {
-    if task.full_latent {
+    if task.full_latent() {
         Form::Full
     } else {
         Form::LatentSet
@@ -422,7 +423,7 @@ pub fn verify_theorem(
     // 1. prediction and its configuration
     progress("prediction");
     let pred = collapse::predict(task, exact_form(task))?;
-    let frame = collapse::equiangular_frame(task.n_c, task.dim, task.layer_norm.is_some())?;
+    let frame = collapse::equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some())?;
     let built = collapse::build(task, &pred, &frame);
     let (exact, grad) = limit::risk_grad(task, &built);
     let gnorm = norm(&grad);
@@ -449,9 +450,7 @@ pub fn verify_theorem(
 
     // theorem 2: the best type-I configuration is not critical under non-uniform mu
     let type_i_grad_norm = if theorem == Theorem::Two {
-        let mut uniform = task.clone();
-        uniform.freq = Freq::Uniform;
-        uniform.mu = Freq::Uniform.weights(task.s_c);
+        let uniform = task.with_freq(Freq::Uniform)?;
         let p1 = collapse::predict(&uniform, exact_form(&uniform))?;
         let c1 = collapse::build(task, &p1, &frame);
         let g1 = norm(&limit::risk_grad(task, &c1).1);

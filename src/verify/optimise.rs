@@ -85,7 +85,7 @@ pub fn minimise(task: &Task, start: &Params, cfg: &VerifyConfig) -> Result<Minim
     let mut reason = String::new();
     let mut hit_cap = false;
     for _round in 0..5 {
-        if let (Some(eps), true) = (task.layer_norm, task.lambda_w == 0.0) {
+        if let (Some(eps), true) = (task.layer_norm(), task.lambda_w() == 0.0) {
             // R is invariant under w_t -> phi(w_t) when eps = 0 and lambda_W = 0:
             // move every w_t back to unit variance and zero mean, which keeps
             // the scale-free directions well conditioned for L-BFGS.

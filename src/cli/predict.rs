@@ -1,0 +1,101 @@
+//! `fcollapse predict`: the predicted collapsed constants.
+
+use super::TaskArgs;
+use crate::collapse::{self, Form, Prediction};
+use crate::error::Result;
+use crate::experiments::Preset;
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormArg {
+    /// Full latent set K = n_c^L (exact there).
+    Full,
+    /// Exact for the drawn latent set.
+    LatentSet,
+    /// Symmetric (mean-field) approximation used by the paper.
+    MeanField,
+}
+
+impl From<FormArg> for Form {
+    fn from(f: FormArg) -> Form {
+        match f {
+            FormArg::Full => Form::Full,
+            FormArg::LatentSet => Form::LatentSet,
+            FormArg::MeanField => Form::MeanField,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// A paper experiment's settings (explicit flags override it).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Which reduced objective to minimise (default: full for the full latent set, else mean-field).
+    #[arg(long, value_enum)]
+    pub form: Option<FormArg>,
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(super) fn print_prediction_line(p: &Prediction) {
+    let r = if p
+        .r
+        .iter()
+        .all(|v| (v - p.r[0]).abs() <= 1e-14 * p.r[0].abs().max(1.0))
+    {
+        format!("rho = {:.12}", p.r[0])
+    } else {
+        let shown: Vec<String> = p.r.iter().take(6).map(|v| format!("{v:.6}")).collect();
+        format!(
+            "r_beta = [{}{}]",
+            shown.join(", "),
+            if p.r.len() > 6 { ", ..." } else { "" }
+        )
+    };
+    println!(
+        "  prediction type {:?} ({} form): {}, b = {:.12}, R = {:.15}",
+        p.kind, p.form, r, p.u_norm, p.risk
+    );
+}
+
+pub(super) fn run(a: &PredictArgs) -> Result<i32> {
+    let base = a.preset.map(Preset::task).unwrap_or_default();
+    let cfg = a.task.apply(base, 0.0)?;
+    // The theory's LayerNorm has eps = 0: predictions ignore eps.
+    let task = cfg.build()?;
+    let form = match a.form {
+        Some(f) => f.into(),
+        None if task.full_latent() => Form::Full,
+        None => Form::MeanField,
+    };
+    let pred = collapse::predict(&task, form)?;
+    if a.json {
+        let v = serde_json::json!({
+            "kind": pred.kind,
+            "form": pred.form,
+            "word_norm": pred.word_norm,
+            "u_norm": pred.u_norm,
+            "c": pred.c,
+            "risk": pred.risk,
+            "risk_error": pred.risk_error,
+            "r": pred.r,
+            "task": task,
+        });
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!("task       {}", &task);
+        print_prediction_line(&pred);
+        println!(
+            "  word norm (a, sqrt(d) or mean r_beta) = {:.12}",
+            pred.word_norm
+        );
+        if let Some(e) = pred.risk_error {
+            println!("  risk is a Monte-Carlo estimate, standard error {e:.2e}");
+        }
+    }
+    Ok(0)
+}

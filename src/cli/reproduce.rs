@@ -1,0 +1,61 @@
+//! `fcollapse reproduce`: the paper's experiments and their report.
+
+use crate::error::Result;
+use crate::experiments::{self, ReproduceOptions};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// Scaled-down shapes and epochs (seconds; for tests).
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory of the runs (checkpoints, logs, .npy).
+    #[arg(long, default_value = "runs/reproduce")]
+    pub out: PathBuf,
+    /// The report to write; figures go to its folder's figures/.
+    #[arg(long, default_value = "docs/reproduction.md")]
+    pub report: PathBuf,
+    /// Seed of every experiment.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Resume runs that have a checkpoint in their directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub(super) fn run(a: &ReproduceArgs) -> Result<i32> {
+    let opts = ReproduceOptions {
+        quick: a.quick,
+        out: a.out.clone(),
+        report: a.report.clone(),
+        seed: a.seed,
+        progress: !a.quiet,
+        resume: a.resume,
+    };
+    let outcomes = experiments::reproduce(&opts)?;
+    for o in &outcomes {
+        println!(
+            "{:<6} paper: {:<66} ours: {} [{}]",
+            o.name,
+            o.paper,
+            o.ours,
+            if a.quick {
+                "not judged"
+            } else if o.reproduced {
+                "reproduced"
+            } else {
+                "NOT reproduced"
+            }
+        );
+    }
+    println!("report written to {}", a.report.display());
+    Ok(if a.quick || outcomes.iter().all(|o| o.reproduced) {
+        0
+    } else {
+        1
+    })
+}

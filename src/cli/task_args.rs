@@ -1,0 +1,128 @@
+//! Task flags shared by the subcommands.
+
+use crate::error::{Error, Result};
+use crate::task::{Freq, TaskConfig};
+use clap::{Args, ValueEnum};
+
+/// Task flags shared by the subcommands; each overrides the theorem default or the preset.
+#[derive(Debug, Clone, Default, Args)]
+pub struct TaskArgs {
+    /// Number of concepts n_c (>= 2).
+    #[arg(long)]
+    pub nc: Option<usize>,
+    /// Tokens per concept s_c (>= 1).
+    #[arg(long)]
+    pub sc: Option<usize>,
+    /// Vocabulary size n_w (must be a multiple of n_c; sets s_c = n_w / n_c).
+    #[arg(long, conflicts_with = "sc")]
+    pub nw: Option<usize>,
+    /// Sentence length L (>= 1).
+    #[arg(long = "len")]
+    pub len: Option<usize>,
+    /// Embedding dimension d (>= n_c - 1, or >= n_c with LayerNorm).
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Number of classes K, drawn uniformly from Z with --seed (default: the full latent set, K = n_c^L).
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Weight decay on both layers (lambda_W = lambda_U).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lambda: Option<f64>,
+    /// Weight decay on the embedding W (overrides --lambda).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lambda_w: Option<f64>,
+    /// Weight decay on the classifier U (overrides --lambda).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lambda_u: Option<f64>,
+    /// Token frequencies inside a concept.
+    #[arg(long, value_enum)]
+    pub freq: Option<FreqArg>,
+    /// Zipf exponent s in mu_beta ∝ 1/beta^s (>= 0; implies --freq zipf).
+    #[arg(long, allow_negative_numbers = true)]
+    pub zipf_exponent: Option<f64>,
+    /// Put LayerNorm (no affine parameters) after the embedding.
+    #[arg(long)]
+    pub layer_norm: bool,
+    /// LayerNorm eps (>= 0); implies --layer-norm.
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
+    /// Seed of the latent-variable draw and of everything random.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FreqArg {
+    Uniform,
+    Zipf,
+}
+
+impl TaskArgs {
+    /// Applies the explicit flags on top of `base`; `--layer-norm` without `--eps`
+    /// uses `default_eps` (0 for the theory, 1e-5 for training).
+    pub fn apply(&self, mut c: TaskConfig, default_eps: f64) -> Result<TaskConfig> {
+        if let Some(v) = self.nc {
+            c.n_c = v;
+        }
+        if let Some(v) = self.sc {
+            c.s_c = v;
+        }
+        if let Some(nw) = self.nw {
+            if c.n_c == 0 || nw % c.n_c != 0 || nw == 0 {
+                return Err(Error::invalid(
+                    "nw",
+                    nw,
+                    format!("n_w must be a positive multiple of n_c = {}", c.n_c),
+                ));
+            }
+            c.s_c = nw / c.n_c;
+        }
+        if let Some(v) = self.len {
+            c.len = v;
+        }
+        if let Some(v) = self.dim {
+            c.dim = v;
+        }
+        if let Some(v) = self.classes {
+            c.classes = Some(v);
+        }
+        if let Some(v) = self.lambda {
+            c.lambda_w = v;
+            c.lambda_u = v;
+        }
+        if let Some(v) = self.lambda_w {
+            c.lambda_w = v;
+        }
+        if let Some(v) = self.lambda_u {
+            c.lambda_u = v;
+        }
+        let exponent = match c.freq {
+            Freq::Zipf { exponent } => exponent,
+            Freq::Uniform => 1.0,
+        };
+        match (self.freq, self.zipf_exponent) {
+            (Some(FreqArg::Uniform), Some(s)) => {
+                return Err(Error::invalid(
+                    "zipf_exponent",
+                    s,
+                    "given with --freq uniform; use --freq zipf",
+                ))
+            }
+            (Some(FreqArg::Uniform), None) => c.freq = Freq::Uniform,
+            (Some(FreqArg::Zipf), s) => {
+                c.freq = Freq::Zipf {
+                    exponent: s.unwrap_or(exponent),
+                }
+            }
+            (None, Some(s)) => c.freq = Freq::Zipf { exponent: s },
+            (None, None) => {}
+        }
+        if self.layer_norm || self.eps.is_some() {
+            c.layer_norm = Some(self.eps.or(c.layer_norm).unwrap_or(default_eps));
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        Ok(c)
+    }
+}
