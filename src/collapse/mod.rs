@@ -95,12 +95,14 @@ use std::str::FromStr;
 mod expectation;
 mod frame;
 mod objective;
+pub mod phase;
 mod prediction;
 mod samples;
 mod solve;
 
 pub use frame::{build, equiangular_frame, ones_complement_basis};
 pub use objective::{reduced_risk, type_iii_residual};
+pub use phase::{lambda_critical, origin_coupling, predicted_phase, Phase};
 pub use prediction::predict;
 
 /// The three collapse types of THEORY §3.

@@ -21,9 +21,11 @@
 
 mod hessian;
 mod optimise;
+pub mod verdict;
 
 pub use hessian::{hessian_fd, hessian_report, symmetry_tangents, HessianReport};
 pub use optimise::{minimise, Minimised};
+pub use verdict::Verdict;
 
 use crate::collapse::{self, CollapseType, Form, Prediction};
 use crate::error::{Error, Result};
@@ -373,6 +375,10 @@ pub struct TheoremReport {
     pub collapse_distance: f64,
     pub restarts: Vec<Restart>,
     pub checks: Vec<Check>,
+    /// `confirmed` when every check holds; otherwise `inconclusive` (a finer
+    /// split into `refuted` is made where the evidence is against the claim).
+    pub verdict: Verdict,
+    /// `verdict == Confirmed`.
     pub passed: bool,
     pub seconds: f64,
 }
@@ -575,6 +581,11 @@ pub fn verify_theorem(
         collapse_distance,
         restarts,
         checks,
+        verdict: if passed {
+            Verdict::Confirmed
+        } else {
+            Verdict::Inconclusive
+        },
         passed,
         seconds: started.elapsed().as_secs_f64(),
     })
