@@ -172,9 +172,9 @@ mod tests {
                     .map(|_| rand::RngExt::random_range(&mut rng, -1.0..1.0))
                     .collect();
                 let mut p = Params::zeros(&task);
-                for a in 0..task.n_c() {
-                    for b in 0..task.s_c() {
-                        p.w[task.token(a, b) * task.dim()] = task.mu()[b] * v[a];
+                for (a, &va) in v.iter().enumerate() {
+                    for (b, &mb) in task.mu().iter().enumerate() {
+                        p.w[task.token(a, b) * task.dim()] = mb * va;
                     }
                 }
                 for l in 0..task.len() {
