@@ -32,8 +32,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// JSON (de)serialisation error.
-    #[error("JSON error: {0}")]
+    /// JSON (de)serialisation error (its cause is printed by [`Error::report`]).
+    #[error("JSON error")]
     Json(#[from] serde_json::Error),
     /// Drawing a figure failed.
     #[error("plot error: {0}")]
@@ -45,10 +45,18 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::InvalidParam`].
+    /// A number that prints longer than 16 characters (`1e-300` prints as 300
+    /// digits) is shown in scientific notation.
     pub fn invalid(name: &'static str, value: impl ToString, reason: impl ToString) -> Self {
+        let mut value = value.to_string();
+        if value.len() > 16 {
+            if let Ok(v) = value.parse::<f64>() {
+                value = format!("{v:e}");
+            }
+        }
         Error::InvalidParam {
             name,
-            value: value.to_string(),
+            value,
             reason: reason.to_string(),
         }
     }
@@ -62,11 +70,15 @@ impl Error {
     }
 
     /// The message with its whole chain of causes, `msg: cause: cause ...` (what the CLI prints).
+    /// A cause whose text is already part of the message so far is not repeated.
     pub fn report(&self) -> String {
         let mut msg = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(s) = source {
-            msg.push_str(&format!(": {s}"));
+            let text = s.to_string();
+            if !msg.contains(&text) {
+                msg.push_str(&format!(": {text}"));
+            }
             source = s.source();
         }
         msg
@@ -85,3 +97,35 @@ impl Error {
 
 /// Result alias used across the crate.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_prints_each_cause_once() {
+        let json = serde_json::from_str::<u32>("null").unwrap_err();
+        let cause = json.to_string();
+        let msg = Error::from(json).report();
+        assert_eq!(msg.matches(&cause).count(), 1, "{msg}");
+        assert!(msg.starts_with("JSON error: "), "{msg}");
+        let io = Error::io(
+            "some/file",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        assert_eq!(io.report(), "I/O error on some/file: gone");
+    }
+
+    #[test]
+    fn long_numbers_are_shortened() {
+        let v: f64 = format!("0.{}1", "0".repeat(299)).parse().unwrap();
+        match Error::invalid("lambda", v, "x") {
+            Error::InvalidParam { value, .. } => assert_eq!(value, "1e-300"),
+            other => panic!("{other:?}"),
+        }
+        match Error::invalid("n", 12, "x") {
+            Error::InvalidParam { value, .. } => assert_eq!(value, "12"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

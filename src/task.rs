@@ -371,9 +371,11 @@ impl TaskConfig {
                 Some(k) => k,
                 None => {
                     return Err(Error::invalid(
-                        "classes",
-                        format!("n_c^L = {full_size:.3e}"),
-                        format!("the full latent set is limited to {MAX_FULL_LATENT} classes; give --classes"),
+                        "len",
+                        self.len,
+                        format!(
+                            "the full latent set has n_c^L = {full_size:.3e} classes, over the limit of {MAX_FULL_LATENT}; give --classes K or a smaller L"
+                        ),
                     ))
                 }
             },
@@ -402,20 +404,16 @@ impl TaskConfig {
         match params {
             Some(p) if p <= MAX_PARAMS => {}
             _ => {
-                let (name, value) =
-                    if k.saturating_mul(self.len).saturating_mul(self.dim) > MAX_PARAMS {
-                        if self.classes.is_some() {
-                            ("classes", k.to_string())
-                        } else {
-                            ("len", self.len.to_string())
-                        }
-                    } else if n_w.saturating_mul(self.dim) > MAX_PARAMS && self.dim > self.s_c {
-                        ("dim", self.dim.to_string())
-                    } else if n_w.saturating_mul(self.dim) > MAX_PARAMS {
-                        ("s_c", self.s_c.to_string())
-                    } else {
-                        ("dim", self.dim.to_string())
-                    };
+                // Blame the size that makes the network too big: with d = 1 it
+                // would have n_w + K L parameters.
+                let kl = k.checked_mul(self.len);
+                let base = kl.and_then(|kl| kl.checked_add(n_w));
+                let (name, value) = match (base, kl) {
+                    (Some(b), _) if b <= MAX_PARAMS => ("dim", self.dim.to_string()),
+                    (_, Some(kl)) if n_w > kl => ("s_c", self.s_c.to_string()),
+                    _ if self.classes.is_some() => ("classes", k.to_string()),
+                    _ => ("len", self.len.to_string()),
+                };
                 return Err(Error::invalid(
                     name,
                     value,

@@ -17,7 +17,7 @@ pub use train::TrainArgs;
 pub use verify::{TheoremArg, VerifyArgs};
 
 use crate::error::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Numerical verifier for the theory of "Feature Collapse" (Laurent, von Brecht, Bresson, ICLR 2024).
 #[derive(Debug, Parser)]
@@ -41,11 +41,61 @@ pub enum Command {
 
 /// Parses the process arguments and runs; returns the exit code.
 pub fn run() -> Result<i32> {
-    let cli = Cli::parse();
+    let cli = parse();
     match cli.command {
         Command::Verify(a) => verify::run(&a),
         Command::Predict(a) => predict::run(&a),
         Command::Train(a) => train::run(&a),
         Command::Reproduce(a) => reproduce::run(&a),
+    }
+}
+
+/// Every option that takes a value accepts a negative number as that value
+/// (`--grad-tol -1` is the value -1, refused by validation with the option named,
+/// not an unknown flag `-1`), in every subcommand.
+fn negative_numbers_are_values(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|a| {
+        if a.get_action().takes_values() {
+            a.allow_negative_numbers(true)
+        } else {
+            a
+        }
+    })
+    .mut_subcommands(negative_numbers_are_values)
+}
+
+/// Parses the process arguments. Help and version go to stdout with exit 0; a
+/// usage error is one line on stderr (the option named) with exit 2.
+fn parse() -> Cli {
+    let parsed = negative_numbers_are_values(Cli::command())
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                e.exit()
+            }
+            let text = e.render().to_string();
+            eprintln!(
+                "{} (see --help)",
+                text.lines().next().unwrap_or("error: bad arguments")
+            );
+            std::process::exit(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        negative_numbers_are_values(Cli::command()).debug_assert();
     }
 }
