@@ -160,14 +160,14 @@ fn main() -> feature_collapse::Result<()> {
         return Ok(());
     }
     if let Some(out) = &a.out {
-        let mut t = if out.join(feature_collapse::train::CHECKPOINT_FILE).exists() {
+        let mut t = if feature_collapse::train::RunDir::new(out).has_checkpoint() {
             let mut t = Trainer::resume(out)?;
             t.set_epochs(a.epochs)?;
             t
         } else {
             Trainer::new(&task, &cfg)?
         };
-        let summary = t.train(Some(out), true, |rec, _| {
+        let summary = t.train(Some(out), None, |rec, _| {
             // The spot where collapse metrics would be added: rec.extra.insert(..).
             eprintln!("{}", serde_json::to_string(rec).expect("json"));
         })?;

@@ -38,6 +38,9 @@ pub enum Error {
     /// Drawing a figure failed.
     #[error("plot error: {0}")]
     Plot(String),
+    /// SGD produced a non-finite loss (the learning rate is too large).
+    #[error("training diverged (non-finite loss) at epoch {epoch}, step {step}; lr = {lr} is too large, try a smaller lr")]
+    Diverged { epoch: usize, step: usize, lr: f64 },
     /// A run was interrupted (Ctrl-C) after writing a checkpoint.
     #[error("interrupted; checkpoint written to {}", path.display())]
     Interrupted { path: PathBuf },
