@@ -200,7 +200,7 @@ impl std::fmt::Display for DivergedRun {
 #[derive(Debug, Clone)]
 pub enum RunResult {
     Done(Box<RunOutput>),
-    Diverged(DivergedRun),
+    Diverged(Box<DivergedRun>),
 }
 
 /// Paths as text, lossily (a non-UTF-8 path must not fail a summary).
@@ -314,7 +314,7 @@ pub fn run_training(mut trainer: Trainer, dir: &RunDir, opts: &RunOptions) -> Re
                 out_dir: dir.path().to_path_buf(),
             };
             dir.write_summary(&run)?;
-            return Ok(RunResult::Diverged(run));
+            return Ok(RunResult::Diverged(Box::new(run)));
         }
     };
     let task = trainer.task().clone();

@@ -537,10 +537,9 @@ fn write_run_sections(s: &mut String, runs: &[Ran], doc_dir: &Path) {
 fn write_footer(s: &mut String, opts: &ReproduceOptions) {
     let _ = writeln!(
         s,
-        "\nRun directories (logs `{}`, `{}`, checkpoints `{}`, `{}`, `{}`) are under `{}`.",
+        "\nRun directories (logs `{}`, `{}`, checkpoints, `{}`, `{}`) are under `{}`.",
         RunDir::LOG,
         RunDir::SUMMARY,
-        RunDir::CHECKPOINT,
         RunDir::W,
         RunDir::U,
         opts.out.display()

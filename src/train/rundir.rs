@@ -193,3 +193,198 @@ impl RunDir {
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::task::{Freq, TaskConfig};
+    use crate::train::{End, Observe, ObserverMode, Outcome, StopFlag, TrainConfig};
+
+    fn scratch(name: &str) -> RunDir {
+        let d = std::env::temp_dir().join(format!("fc-rundir-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let dir = RunDir::new(d);
+        dir.create().unwrap();
+        dir
+    }
+
+    fn record(epoch: usize, loss: f64) -> EvalRecord {
+        EvalRecord {
+            epoch,
+            loss,
+            train_accuracy: 0.5,
+            test_accuracy: 0.25,
+            secs: 1.0,
+            secs_per_epoch: 1.0 / epoch as f64,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    fn trainer(lr: f64, epochs: usize) -> Trainer {
+        let task = TaskConfig {
+            n_c: 3,
+            s_c: 5,
+            len: 4,
+            dim: 8,
+            classes: Some(12),
+            freq: Freq::Uniform,
+            layer_norm: None,
+            lambda_w: 1e-3,
+            lambda_u: 1e-3,
+            seed: 0,
+            latent: None,
+        }
+        .build()
+        .unwrap();
+        let cfg = TrainConfig {
+            n_spl: 10,
+            n_test: 2,
+            epochs,
+            lr,
+            batch: 10,
+            eval_every: 1,
+            checkpoint_every: 1,
+            seed: 0,
+            threads: 1,
+        };
+        Trainer::new(&task, &cfg).unwrap()
+    }
+
+    #[test]
+    fn log_round_trips_non_finite_values_and_keeps_the_last_of_an_epoch() {
+        let dir = scratch("log");
+        dir.append_log(&record(1, 0.5)).unwrap();
+        dir.append_log(&record(2, f64::NAN)).unwrap();
+        dir.append_log(&record(1, 0.25)).unwrap();
+        let text = std::fs::read_to_string(dir.log_path()).unwrap();
+        assert!(text.contains("\"loss\":null"), "{text}");
+        let recs = dir.read_log().unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].epoch, recs[0].loss), (1, 0.25));
+        assert!(recs[1].loss.is_nan());
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+
+    #[test]
+    fn repair_cuts_only_a_torn_last_line() {
+        let dir = scratch("repair");
+        assert_eq!(dir.repair_log().unwrap(), 0); // no log
+        dir.append_log(&record(1, 0.5)).unwrap();
+        dir.append_log(&record(2, 0.4)).unwrap();
+        let whole = std::fs::read(dir.log_path()).unwrap();
+        assert_eq!(dir.repair_log().unwrap(), 0);
+        // torn: no newline at the end
+        let torn = [&whole[..], b"{\"epoch\":3,\"lo"].concat();
+        std::fs::write(dir.log_path(), &torn).unwrap();
+        assert_eq!(dir.repair_log().unwrap(), 14);
+        assert_eq!(std::fs::read(dir.log_path()).unwrap(), whole);
+        // torn: zero bytes with a newline (a crash after the size grew)
+        let torn = [&whole[..], b"\0\0\0\n"].concat();
+        std::fs::write(dir.log_path(), &torn).unwrap();
+        assert_eq!(dir.repair_log().unwrap(), 4);
+        assert_eq!(dir.read_log().unwrap().len(), 2);
+        // a bad line in the middle is an error naming the file and the line
+        let bad = [&b"{\"epoch\":1,\n"[..], &whole[..]].concat();
+        std::fs::write(dir.log_path(), &bad).unwrap();
+        let err = dir.read_log().unwrap_err().report();
+        assert!(err.contains("log.jsonl") && err.contains("line 1"), "{err}");
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+
+    #[test]
+    fn the_checksum_covers_every_byte_of_the_checkpoint() {
+        let dir = scratch("checksum");
+        let mut t = trainer(0.1, 1);
+        t.set_name("named");
+        let path = dir.write_checkpoint(&t).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        assert_eq!(Trainer::resume(dir.path()).unwrap().name(), "named");
+        // one flipped bit anywhere (every 97th byte, and the first and last) is refused
+        let positions = (0..good.len()).step_by(97).chain([good.len() - 1]);
+        for pos in positions {
+            let mut bad = good.clone();
+            bad[pos] ^= 0x10;
+            std::fs::write(&path, &bad).unwrap();
+            match Trainer::resume(dir.path()) {
+                Err(Error::Io { path: p, .. }) => assert_eq!(p, path),
+                other => panic!("byte {pos}: expected a refusal, got {other:?}"),
+            }
+        }
+        // a truncated file too
+        std::fs::write(&path, &good[..good.len() - 5]).unwrap();
+        assert!(matches!(Trainer::resume(dir.path()), Err(Error::Io { .. })));
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+
+    /// Records what it sees.
+    #[derive(Default)]
+    struct Seen {
+        epochs: Vec<usize>,
+        evals: Vec<usize>,
+        ends: Vec<End>,
+    }
+
+    impl Observe for &mut Seen {
+        fn observe_epoch(&mut self, t: &Trainer, _loss: f64) -> Result<()> {
+            self.epochs.push(t.epochs_done());
+            Ok(())
+        }
+        fn observe_eval(&mut self, _t: &Trainer, rec: &EvalRecord) -> Result<()> {
+            self.evals.push(rec.epoch);
+            Ok(())
+        }
+        fn observe_end(&mut self, _t: &Trainer, end: &End) -> Result<()> {
+            self.ends.push(end.clone());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn observers_see_the_epochs_their_mode_selects() {
+        let mut t = trainer(0.1, 7);
+        let mut every3 = Seen::default();
+        let mut never = Seen::default();
+        let out = t
+            .session()
+            .add_observer(&mut every3, ObserverMode::Every(3))
+            .add_observer(&mut never, ObserverMode::Never)
+            .run()
+            .unwrap();
+        assert!(matches!(out, Outcome::Completed(ref s) if s.epochs == 7));
+        assert_eq!(every3.epochs, [3, 6]);
+        assert!(never.epochs.is_empty());
+        assert_eq!(every3.evals, (1..=7).collect::<Vec<_>>());
+        assert_eq!(never.ends, [End::Completed]);
+    }
+
+    #[test]
+    fn divergence_stops_at_the_step_and_never_checkpoints_non_finite_weights() {
+        let dir = scratch("diverge");
+        let mut t = trainer(200.0, 50);
+        let mut seen = Seen::default();
+        let stop = StopFlag::new();
+        let out = t
+            .session()
+            .add_observer(crate::train::Checkpointer::new(&dir), ObserverMode::Always)
+            .add_observer(&mut seen, ObserverMode::Always)
+            .stop_on(stop.clone())
+            .run()
+            .unwrap();
+        let Outcome::Diverged(d) = out else {
+            panic!("expected a divergence, got {out:?}")
+        };
+        assert!(!d.loss.is_finite() && d.lr == 200.0 && d.steps_per_epoch == 12);
+        assert_eq!(
+            d.epoch,
+            seen.epochs.len() + 1,
+            "stops inside the next epoch"
+        );
+        assert!(matches!(seen.ends.as_slice(), [End::Diverged(_)]));
+        assert!(!stop.is_watched(), "the loop no longer watches the flag");
+        // the checkpoint on disk is the last completed epoch's, with finite weights
+        let kept = Trainer::resume(dir.path()).unwrap();
+        assert_eq!(kept.epochs_done(), d.epoch - 1);
+        assert!(kept.w().iter().chain(kept.u()).all(|v| v.is_finite()));
+        let _ = std::fs::remove_dir_all(dir.path());
+    }
+}
