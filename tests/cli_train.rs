@@ -362,6 +362,18 @@ fn a_second_sigint_still_leaves_a_valid_checkpoint() {
     assert!(out.1.contains("checkpoint written to"), "{}", out.1);
     let h = checkpoint_header(&run.join("checkpoint.bin"));
     let epoch = h["epoch"].as_u64().unwrap();
+    if h["step_in_epoch"].as_u64().unwrap() > 0 {
+        // stopped inside epoch + 1: that epoch must be finished, not cut
+        let o = fcollapse(&[
+            OsString::from("train"),
+            "--resume".into(),
+            run.clone().into_os_string(),
+            "--epochs".into(),
+            epoch.to_string().into(),
+        ]);
+        let err = fails(&o, 2);
+        assert!(err.contains(&format!("of epoch {}", epoch + 1)), "{err}");
+    }
     // the checkpoint is valid: the run continues from it to the end of that epoch
     let o = fcollapse(&[
         OsString::from("train"),

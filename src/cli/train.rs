@@ -149,12 +149,19 @@ fn resume(a: &TrainArgs, path: &Path) -> Result<(Trainer, RunDir)> {
     let mut t = Trainer::resume(path)?;
     check_unchanged(a, &t)?;
     if let Some(e) = a.epochs {
-        let done = t.epochs_done();
-        if e < done {
+        // a checkpoint inside an epoch needs that epoch finished
+        let (done, step) = (t.epochs_done(), t.steps_done_in_epoch());
+        let least = done + usize::from(step > 0);
+        if e < least {
+            let at = if step > 0 {
+                format!("is at step {step} of epoch {least}")
+            } else {
+                format!("has already done {done} epochs")
+            };
             return Err(Error::invalid(
                 "epochs",
                 e,
-                format!("the checkpoint has already done {done} epochs; give --epochs >= {done} to extend the run"),
+                format!("the checkpoint {at}; give --epochs >= {least} to extend the run"),
             ));
         }
         t.set_epochs(e)?;

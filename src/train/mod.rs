@@ -296,6 +296,10 @@ impl Trainer {
     pub fn epochs_done(&self) -> usize {
         self.epoch
     }
+    /// Completed steps of the epoch under way (0 between epochs).
+    pub fn steps_done_in_epoch(&self) -> usize {
+        self.step_in_epoch
+    }
     /// `W`, row-major `n_w x d`.
     pub fn w(&self) -> &[f32] {
         &self.w
