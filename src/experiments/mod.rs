@@ -225,7 +225,7 @@ fn metrics_extra(m: &CollapseMetrics) -> serde_json::Map<String, serde_json::Val
     }
 }
 
-/// Prepares `dir` for a fresh run named `name`: refuses a directory that holds a run
+/// Prepares `dir` for a fresh run: refuses a directory that holds a run
 /// (a checkpoint or a log) unless `force`, since that would replace its checkpoint
 /// and log; then removes every run file there. Errors name the parameter `out`.
 pub fn fresh_run(dir: &RunDir, force: bool) -> Result<()> {

@@ -519,7 +519,8 @@ impl Trainer {
 
     /// Trains until `config.epochs` epochs are done, with the usual observers: with
     /// `out_dir`, [`LogWriter`] and [`Checkpointer`] (every `checkpoint_every` epochs,
-    /// at the end and when stopped) on it, no progress bar. `on_eval` fills each evaluation record (e.g. collapse metrics) before it is logged.
+    /// at the end and when stopped) on it, no progress bar. `on_eval` fills each
+    /// evaluation record (e.g. collapse metrics) before it is logged.
     ///
     /// A raised `stop` flag gives [`Error::Interrupted`] (after the checkpoint), a
     /// non-finite loss [`Error::Diverged`] (no checkpoint is written then).
