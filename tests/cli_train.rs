@@ -456,5 +456,23 @@ fn bad_out_and_report_name_the_parameter_before_any_work() {
     assert!(err.contains("`report`"), "{err}");
     assert!(!runs.exists(), "runs started before the report was checked");
     assert!(started.elapsed() < Duration::from_secs(20));
+    // a run directory that holds a run is refused before any training
+    std::fs::create_dir_all(runs.join("fig4b")).unwrap();
+    std::fs::write(runs.join("fig4b/log.jsonl"), "").unwrap();
+    let o = fcollapse(&[
+        OsString::from("reproduce"),
+        "--quick".into(),
+        "--quiet".into(),
+        "--out".into(),
+        runs.clone().into_os_string(),
+        "--report".into(),
+        d.join("report.md").into_os_string(),
+    ]);
+    let err = fails(&o, 2);
+    assert!(
+        err.contains("`out`") && err.contains("--resume") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(!runs.join("fig3").exists(), "fig3 trained before the check");
     let _ = std::fs::remove_dir_all(&d);
 }

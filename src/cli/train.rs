@@ -75,7 +75,7 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
     match experiments::run_training(trainer, &dir, &opts)? {
         RunResult::Diverged(d) => {
             if a.json {
-                println!("{}", serde_json::to_string(&d)?);
+                emit(&serde_json::to_string(&d)?);
             }
             eprintln!("error: {d}");
             Ok(1)
@@ -85,9 +85,9 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
                 experiments::figures(&run, dir.path(), "fig")?;
             }
             if a.json {
-                println!("{}", serde_json::to_string(&run)?);
+                emit(&serde_json::to_string(&run)?);
             } else {
-                print_run(&run);
+                emit(&render_run(&run));
             }
             Ok(0)
         }
@@ -259,29 +259,45 @@ fn check_unchanged(a: &TrainArgs, t: &Trainer) -> Result<()> {
     Ok(())
 }
 
-fn print_run(run: &RunOutput) {
+/// Writes `text` and a newline to stdout; a closed pipe (e.g. `| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+}
+
+/// The human-readable summary of a run.
+fn render_run(run: &RunOutput) -> String {
+    use std::fmt::Write;
     let m = &run.metrics;
-    println!("run        {} -> {}", run.task, run.out_dir.display());
-    println!(
+    let mut s = String::new();
+    let _ = writeln!(s, "run        {} -> {}", run.task, run.out_dir.display());
+    let _ = writeln!(
+        s,
         "accuracy   train {:.4}  test {:.4}  (peak test {:.4} at epoch {})",
         run.train_accuracy, run.test_accuracy, run.peak_test_accuracy, run.peak_epoch
     );
-    println!(
+    let _ = writeln!(
+        s,
         "collapse   spread ratio {:.3e}  direction spread {:.3e}  norm CV {:.3}  pca_w {:.3?}  pca_u {:.3?}",
         m.within_spread_w, m.direction_spread_w, m.norm_cv_w, m.pca_w, m.pca_u
     );
-    println!(
+    let _ = writeln!(
+        s,
         "norms      word {:.4} ± {:.4}  u {:.4}",
         m.word_norm_mean, m.word_norm_std, m.u_norm_mean
     );
     for p in &run.predictions {
-        println!(
+        let _ = writeln!(
+            s,
             "predicted  type {:?} ({} form): word norm {:.4}, b {:.4}",
             p.kind, p.form, p.word_norm, p.u_norm
         );
     }
-    println!(
+    let _ = write!(
+        s,
         "speed      {:.4} s per epoch, {} epochs",
         run.secs_per_epoch, run.epochs
     );
+    s
 }
