@@ -324,17 +324,27 @@ impl Drop for Reap {
 fn a_second_sigint_still_leaves_a_valid_checkpoint() {
     let d = scratch("sigint");
     let run = d.join("run");
-    let args = train_args(
-        &run,
-        &[
-            "--epochs",
-            "1000000",
-            "--eval-every",
-            "100000",
-            "--checkpoint-every",
-            "0",
-        ],
-    );
+    // the paper's shape (K = 1000, L = 15, d = 100) with 2 sentences per class: steps
+    // of tens of milliseconds, so the second signal lands while the first is handled
+    let args: Vec<OsString> = [
+        "train",
+        "--quiet",
+        "--preset",
+        "fig3",
+        "--nspl",
+        "2",
+        "--epochs",
+        "1000000",
+        "--eval-every",
+        "100000",
+        "--checkpoint-every",
+        "0",
+        "--out",
+    ]
+    .iter()
+    .map(OsString::from)
+    .chain([run.clone().into_os_string()])
+    .collect();
     let child = Command::new(BIN)
         .args(&args)
         .stdout(Stdio::null())
@@ -350,10 +360,14 @@ fn a_second_sigint_still_leaves_a_valid_checkpoint() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    // two signals back to back, as `timeout -s INT` sends them
+    // two signals 20 ms apart, as `timeout -s INT` sends them (to the child, then
+    // to its group)
     let pid = child.0.id().to_string();
     let k = Command::new("sh")
-        .args(["-c", &format!("kill -INT {pid}; kill -INT {pid}")])
+        .args([
+            "-c",
+            &format!("kill -INT {pid}; sleep 0.02; kill -INT {pid}"),
+        ])
         .status()
         .unwrap();
     assert!(k.success());
