@@ -115,6 +115,7 @@ impl RunDir {
         let path = self.log_path();
         let mut line = serde_json::to_string(rec).map_err(|e| Error::io(&path, e.into()))?;
         line.push('\n');
+        self.create()?;
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
