@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// Everything that can go wrong in `feature-collapse`.
 ///
 /// Input errors (`InvalidParam`, `OverBudget`) map to exit code 2 in the CLI,
-/// run-time failures (`Io`, `Json`, `Optimiser`, `Plot`) to exit code 3.
+/// run-time failures (`Io`, `Json`, `Optimiser`, `Plot`, `Diverged`) to exit code 3
+/// (`train` reports a divergence itself, with exit code 1).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration value outside its allowed range.
