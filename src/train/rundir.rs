@@ -317,6 +317,43 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir.path());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+        /// A log of whole lines followed by any proper prefix of one more line (a write
+        /// cut short) is repaired to exactly the whole lines.
+        #[test]
+        fn repair_restores_the_whole_lines(n in 1usize..5, cut in 1usize..60, loss in 0.0f64..10.0) {
+            let dir = scratch(&format!("prop-repair-{n}-{cut}"));
+            for e in 1..=n {
+                dir.append_log(&record(e, loss / e as f64)).unwrap();
+            }
+            let whole = std::fs::read(dir.log_path()).unwrap();
+            let next = serde_json::to_string(&record(n + 1, loss)).unwrap();
+            let cut = cut.min(next.len() - 1);
+            std::fs::write(dir.log_path(), [&whole[..], &next.as_bytes()[..cut]].concat()).unwrap();
+            proptest::prop_assert_eq!(dir.repair_log().unwrap(), cut as u64);
+            proptest::prop_assert_eq!(std::fs::read(dir.log_path()).unwrap(), whole);
+            proptest::prop_assert_eq!(dir.read_log().unwrap().len(), n);
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+
+        /// Any change of one byte of a checkpoint, anywhere, is refused.
+        #[test]
+        fn any_changed_byte_is_refused(frac in 0.0f64..1.0, mask in 1u8..=255) {
+            let dir = scratch("prop-checksum");
+            let t = trainer(0.1, 1);
+            let path = dir.write_checkpoint(&t).unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            let pos = ((bytes.len() as f64 * frac) as usize).min(bytes.len() - 1);
+            bytes[pos] ^= mask;
+            std::fs::write(&path, &bytes).unwrap();
+            let refused = matches!(Trainer::resume(dir.path()), Err(Error::Io { .. }));
+            proptest::prop_assert!(refused, "byte {} ^ {:#x} accepted", pos, mask);
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+
     /// Records what it sees.
     #[derive(Default)]
     struct Seen {
