@@ -13,7 +13,9 @@
 
 use clap::Parser;
 use feature_collapse::task::{Freq, TaskConfig};
-use feature_collapse::train::{TrainConfig, Trainer};
+use feature_collapse::train::{
+    Checkpointer, LogWriter, ObserverMode, Outcome, Progress, RunDir, TrainConfig, Trainer,
+};
 use std::time::Instant;
 
 #[derive(Parser, Debug)]
@@ -160,17 +162,30 @@ fn main() -> feature_collapse::Result<()> {
         return Ok(());
     }
     if let Some(out) = &a.out {
-        let mut t = if out.join(feature_collapse::train::CHECKPOINT_FILE).exists() {
+        let mut t = if RunDir::new(out).has_checkpoint() {
             let mut t = Trainer::resume(out)?;
             t.set_epochs(a.epochs)?;
             t
         } else {
             Trainer::new(&task, &cfg)?
         };
-        let summary = t.train(Some(out), true, |rec, _| {
-            // The spot where collapse metrics would be added: rec.extra.insert(..).
-            eprintln!("{}", serde_json::to_string(rec).expect("json"));
-        })?;
+        let dir = RunDir::new(out);
+        let every = ObserverMode::Every(t.config().checkpoint_every);
+        let progress = Progress::new(&t, true);
+        let outcome = t
+            .session()
+            .measure(|rec, _| {
+                // The spot where collapse metrics would be added: rec.extra.insert(..).
+                eprintln!("{}", serde_json::to_string(rec).expect("json"));
+            })
+            .add_observer(LogWriter(&dir), ObserverMode::Never)
+            .add_observer(Checkpointer::new(&dir), every)
+            .add_observer(progress, ObserverMode::Always)
+            .run()?;
+        let Outcome::Completed(summary) = outcome else {
+            eprintln!("run did not complete: {outcome:?}");
+            std::process::exit(1);
+        };
         println!("{}", serde_json::to_string(&summary)?);
         return Ok(());
     }

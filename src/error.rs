@@ -5,7 +5,8 @@ use std::path::PathBuf;
 /// Everything that can go wrong in `feature-collapse`.
 ///
 /// Input errors (`InvalidParam`, `OverBudget`) map to exit code 2 in the CLI,
-/// run-time failures (`Io`, `Json`, `Optimiser`, `Plot`) to exit code 3.
+/// run-time failures (`Io`, `Json`, `Optimiser`, `Plot`, `Diverged`) to exit code 3
+/// (`train` reports a divergence itself, with exit code 1).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration value outside its allowed range.
@@ -38,6 +39,9 @@ pub enum Error {
     /// Drawing a figure failed.
     #[error("plot error: {0}")]
     Plot(String),
+    /// SGD produced a non-finite loss (the learning rate is too large).
+    #[error("training diverged (non-finite loss) at epoch {epoch}, step {step}; lr = {lr} is too large, try a smaller lr")]
+    Diverged { epoch: usize, step: usize, lr: f64 },
     /// A run was interrupted (Ctrl-C) after writing a checkpoint.
     #[error("interrupted; checkpoint written to {}", path.display())]
     Interrupted { path: PathBuf },

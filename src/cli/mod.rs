@@ -4,6 +4,7 @@
 //! Exit codes: 0 success (every check passed), 1 a verification failed,
 //! 2 bad input (message names the parameter), 3 run-time failure, 130 interrupted.
 
+mod interrupt;
 mod predict;
 mod reproduce;
 mod task_args;

@@ -22,6 +22,9 @@ pub struct ReproduceArgs {
     /// Resume runs that have a checkpoint in their directory.
     #[arg(long)]
     pub resume: bool,
+    /// Start over runs whose directory already holds one (without --resume they are refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -35,6 +38,8 @@ pub(super) fn run(a: &ReproduceArgs) -> Result<i32> {
         seed: a.seed,
         progress: !a.quiet,
         resume: a.resume,
+        force: a.force,
+        stop: Some(super::interrupt::stop_on_ctrl_c()),
     };
     let outcomes = experiments::reproduce(&opts)?;
     for o in &outcomes {

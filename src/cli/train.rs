@@ -1,11 +1,17 @@
 //! `fcollapse train`: finite-sample SGD as the paper did.
+//!
+//! Exit codes: 0 done, 1 diverged (summary written, last finite checkpoint kept),
+//! 2 bad input (including a flag that conflicts with a resumed checkpoint),
+//! 3 run-time failure (e.g. a corrupted checkpoint), 130 interrupted (checkpoint written).
 
-use super::TaskArgs;
-use crate::error::Result;
-use crate::experiments::{self, Preset};
-use crate::train::TrainConfig;
+use super::{interrupt, FreqArg, TaskArgs};
+use crate::error::{Error, Result};
+use crate::experiments::{self, Preset, RunOptions, RunOutput, RunResult};
+use crate::task::Freq;
+use crate::train::{RunDir, TrainConfig, Trainer};
 use clap::Args;
-use std::path::PathBuf;
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -38,9 +44,14 @@ pub struct TrainArgs {
     /// Output directory (default `runs/PRESET-seedSEED`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue the run whose checkpoint is in DIR (ends bit-identical to an uninterrupted run).
+    /// Continue the run whose checkpoint is in DIR (ends bit-identical to an uninterrupted
+    /// run). Its settings are kept: only --epochs (to extend), --threads,
+    /// --checkpoint-every and --quiet may change; other flags must match the checkpoint.
     #[arg(long, value_name = "DIR", conflicts_with = "out")]
     pub resume: Option<PathBuf>,
+    /// Start a fresh run even if the output directory holds one (its checkpoint and log are removed).
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Also draw the figures (PCA scatters, accuracy, norms) into the output directory.
     #[arg(long)]
     pub plots: bool,
@@ -53,84 +64,240 @@ pub struct TrainArgs {
 }
 
 pub(super) fn run(a: &TrainArgs) -> Result<i32> {
-    let progress = !a.quiet && !a.json;
-    let (task, cfg, out, name, resume) = if let Some(dir) = &a.resume {
-        let t = crate::train::Trainer::resume(dir)?;
-        let mut cfg = t.config().clone();
-        if let Some(e) = a.epochs {
-            cfg.epochs = e;
-        }
-        (
-            t.task().clone(),
-            cfg,
-            dir.clone(),
-            "resumed".to_string(),
-            true,
-        )
-    } else {
-        let preset = a.preset.unwrap_or(Preset::Fig3);
-        let task = a.task.apply(preset.task(), 1e-5)?.build()?;
-        let base = preset.train();
-        let cfg = TrainConfig {
-            n_spl: a.nspl.unwrap_or(base.n_spl),
-            epochs: a.epochs.unwrap_or(base.epochs),
-            lr: a.lr.unwrap_or(base.lr),
-            batch: a.batch.unwrap_or(base.batch),
-            eval_every: a.eval_every.unwrap_or(base.eval_every),
-            checkpoint_every: a.checkpoint_every.unwrap_or(base.checkpoint_every),
-            threads: a.threads.unwrap_or(base.threads),
-            seed: task.seed(),
-            ..base
-        };
-        cfg.validate()?;
-        let name = if a.preset.is_some() {
-            preset.name()
-        } else {
-            "train"
-        };
-        let out = a
-            .out
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("runs/{name}-seed{}", task.seed())));
-        (task, cfg, out, name.to_string(), false)
+    let (trainer, dir) = match &a.resume {
+        Some(path) => resume(a, path)?,
+        None => fresh(a)?,
     };
-    let run = experiments::run_training(&name, &task, &cfg, &out, progress, resume)?;
-    if a.plots {
-        experiments::figures(&run, &out, "fig")?;
-    }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string(&experiments::summary_json(&run))?
-        );
-    } else {
-        let m = &run.metrics;
-        println!("run        {} -> {}", run.task, out.display());
-        println!(
-            "accuracy   train {:.4}  test {:.4}  (peak test {:.4} at epoch {})",
-            run.train_accuracy,
-            run.test_accuracy,
-            run.peak_test_accuracy.0,
-            run.peak_test_accuracy.1
-        );
-        println!(
-            "collapse   spread ratio {:.3e}  direction spread {:.3e}  norm CV {:.3}  pca_w {:.3?}  pca_u {:.3?}",
-            m.within_spread_w, m.direction_spread_w, m.norm_cv_w, m.pca_w, m.pca_u
-        );
-        println!(
-            "norms      word {:.4} ± {:.4}  u {:.4}",
-            m.word_norm_mean, m.word_norm_std, m.u_norm_mean
-        );
-        for p in &run.predictions {
-            println!(
-                "predicted  type {:?} ({} form): word norm {:.4}, b {:.4}",
-                p.kind, p.form, p.word_norm, p.u_norm
-            );
+    let opts = RunOptions {
+        progress: !a.quiet && !a.json,
+        stop: Some(interrupt::stop_on_ctrl_c()),
+    };
+    match experiments::run_training(trainer, &dir, &opts)? {
+        RunResult::Diverged(d) => {
+            if a.json {
+                emit(&serde_json::to_string(&d)?);
+            }
+            eprintln!("error: {d}");
+            Ok(1)
         }
-        println!(
-            "speed      {:.4} s per epoch, {} epochs",
-            run.secs_per_epoch, run.config.epochs
+        RunResult::Done(run) => {
+            if a.plots {
+                experiments::figures(&run, dir.path(), "fig")?;
+            }
+            if a.json {
+                emit(&serde_json::to_string(&run)?);
+            } else {
+                emit(&render_run(&run));
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// A fresh trainer from the preset and flags; the output directory is checked and
+/// cleared (a directory holding a run is refused without --force).
+fn fresh(a: &TrainArgs) -> Result<(Trainer, RunDir)> {
+    let preset = a.preset.unwrap_or(Preset::Fig3);
+    let task = a.task.apply(preset.task(), 1e-5)?.build()?;
+    let base = preset.train();
+    let cfg = TrainConfig {
+        n_spl: a.nspl.unwrap_or(base.n_spl),
+        epochs: a.epochs.unwrap_or(base.epochs),
+        lr: a.lr.unwrap_or(base.lr),
+        batch: a.batch.unwrap_or(base.batch),
+        eval_every: a.eval_every.unwrap_or(base.eval_every),
+        checkpoint_every: a.checkpoint_every.unwrap_or(base.checkpoint_every),
+        threads: a.threads.unwrap_or(base.threads),
+        seed: task.seed(),
+        ..base
+    };
+    cfg.validate()?;
+    let name = if a.preset.is_some() {
+        preset.name()
+    } else {
+        "train"
+    };
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}-seed{}", task.seed())));
+    let dir = RunDir::new(out);
+    if dir.path().exists() && !dir.path().is_dir() {
+        return Err(Error::invalid(
+            "out",
+            dir.path().display(),
+            "is a file, not a directory",
+        ));
+    }
+    let mut trainer = Trainer::new(&task, &cfg)?;
+    trainer.set_name(name);
+    experiments::fresh_run(&dir, a.force)?;
+    Ok((trainer, dir))
+}
+
+/// The trainer of the checkpoint in `path`, after checking that no flag conflicts
+/// with it and applying the changeable ones; a torn last log line is cut.
+fn resume(a: &TrainArgs, path: &Path) -> Result<(Trainer, RunDir)> {
+    let dir = RunDir::new(path);
+    if !dir.has_checkpoint() {
+        return Err(Error::invalid(
+            "resume",
+            path.display(),
+            format!("no {} in this directory", RunDir::CHECKPOINT),
+        ));
+    }
+    let mut t = Trainer::resume(path)?;
+    check_unchanged(a, &t)?;
+    if let Some(e) = a.epochs {
+        // a checkpoint inside an epoch needs that epoch finished
+        let (done, step) = (t.epochs_done(), t.steps_done_in_epoch());
+        let least = done + usize::from(step > 0);
+        if e < least {
+            let at = if step > 0 {
+                format!("is at step {step} of epoch {least}")
+            } else {
+                format!("has already done {done} epochs")
+            };
+            return Err(Error::invalid(
+                "epochs",
+                e,
+                format!("the checkpoint {at}; give --epochs >= {least} to extend the run"),
+            ));
+        }
+        t.set_epochs(e)?;
+    }
+    if let Some(n) = a.threads {
+        t.set_threads(n)?;
+    }
+    if let Some(n) = a.checkpoint_every {
+        t.set_checkpoint_every(n);
+    }
+    dir.repair_log()?;
+    Ok((t, dir))
+}
+
+fn conflict(flag: &'static str, given: impl Display, theirs: impl Display) -> Error {
+    Error::invalid(
+        flag,
+        given,
+        format!(
+            "conflicts with the checkpoint's {theirs}; a resumed run keeps its settings \
+             (only --epochs to extend, --threads, --checkpoint-every, --quiet may change)"
+        ),
+    )
+}
+
+/// `Err` naming the flag when `given` is set and differs from the checkpoint's value.
+fn same<T: PartialEq + Display>(flag: &'static str, given: Option<T>, theirs: T) -> Result<()> {
+    match given {
+        Some(g) if g != theirs => Err(conflict(flag, g, format!("{flag} = {theirs}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses (exit 2) every flag given with --resume whose value differs from the checkpoint's.
+fn check_unchanged(a: &TrainArgs, t: &Trainer) -> Result<()> {
+    if let Some(p) = a.preset {
+        if p.name() != t.name() {
+            return Err(conflict("preset", p.name(), format!("run `{}`", t.name())));
+        }
+    }
+    let c = t.config();
+    let task = t.task();
+    let k = task.config();
+    let f = &a.task;
+    same("nspl", a.nspl, c.n_spl)?;
+    same("lr", a.lr, c.lr)?;
+    same("batch", a.batch, c.batch)?;
+    same("eval_every", a.eval_every, c.eval_every)?;
+    same("seed", f.seed, k.seed)?;
+    same("nc", f.nc, k.n_c)?;
+    same("sc", f.sc, k.s_c)?;
+    same("nw", f.nw, task.n_w())?;
+    same("len", f.len, k.len)?;
+    same("dim", f.dim, k.dim)?;
+    same("classes", f.classes, task.k())?;
+    same("lambda_w", f.lambda_w, k.lambda_w)?;
+    same("lambda_u", f.lambda_u, k.lambda_u)?;
+    if let Some(v) = f.lambda {
+        if v != k.lambda_w || v != k.lambda_u {
+            let theirs = format!("lambda_w = {}, lambda_u = {}", k.lambda_w, k.lambda_u);
+            return Err(conflict("lambda", v, theirs));
+        }
+    }
+    let zipf = match k.freq {
+        Freq::Zipf { exponent } => Some(exponent),
+        Freq::Uniform => None,
+    };
+    let freq_ok = match f.freq {
+        Some(FreqArg::Uniform) => zipf.is_none(),
+        Some(FreqArg::Zipf) => zipf.is_some(),
+        None => true,
+    };
+    if !freq_ok {
+        let given = format!("{:?}", f.freq.expect("set")).to_lowercase();
+        return Err(conflict("freq", given, format!("freq = {}", k.freq)));
+    }
+    if let Some(s) = f.zipf_exponent {
+        if zipf != Some(s) {
+            return Err(conflict("zipf_exponent", s, format!("freq = {}", k.freq)));
+        }
+    }
+    let ln = |e: Option<f64>| e.map_or("none".to_string(), |e| format!("eps {e}"));
+    if f.layer_norm && k.layer_norm.is_none() {
+        return Err(conflict("layer_norm", true, "LayerNorm = none"));
+    }
+    if let Some(e) = f.eps {
+        if k.layer_norm != Some(e) {
+            return Err(conflict(
+                "eps",
+                e,
+                format!("LayerNorm = {}", ln(k.layer_norm)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writes `text` and a newline to stdout; a closed pipe (e.g. `| head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|_| out.flush());
+}
+
+/// The human-readable summary of a run.
+fn render_run(run: &RunOutput) -> String {
+    use std::fmt::Write;
+    let m = &run.metrics;
+    let mut s = String::new();
+    let _ = writeln!(s, "run        {} -> {}", run.task, run.out_dir.display());
+    let _ = writeln!(
+        s,
+        "accuracy   train {:.4}  test {:.4}  (peak test {:.4} at epoch {})",
+        run.train_accuracy, run.test_accuracy, run.peak_test_accuracy, run.peak_epoch
+    );
+    let _ = writeln!(
+        s,
+        "collapse   spread ratio {:.3e}  direction spread {:.3e}  norm CV {:.3}  pca_w {:.3?}  pca_u {:.3?}",
+        m.within_spread_w, m.direction_spread_w, m.norm_cv_w, m.pca_w, m.pca_u
+    );
+    let _ = writeln!(
+        s,
+        "norms      word {:.4} ± {:.4}  u {:.4}",
+        m.word_norm_mean, m.word_norm_std, m.u_norm_mean
+    );
+    for p in &run.predictions {
+        let _ = writeln!(
+            s,
+            "predicted  type {:?} ({} form): word norm {:.4}, b {:.4}",
+            p.kind, p.form, p.word_norm, p.u_norm
         );
     }
-    Ok(0)
+    let _ = write!(
+        s,
+        "speed      {:.4} s per epoch, {} epochs",
+        run.secs_per_epoch, run.epochs
+    );
+    s
 }

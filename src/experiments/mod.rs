@@ -4,15 +4,20 @@
 
 mod report;
 
-pub use report::{experiments, judge, reproduce, Experiment, Outcome, ReproduceOptions};
+pub use report::{
+    check_writable, experiments, judge, reproduce, Experiment, Outcome, ReproduceOptions,
+};
 
 use crate::collapse::{self, Form, Prediction};
 use crate::error::{Error, Result};
 use crate::metrics::{self, CollapseMetrics};
-use crate::npy;
+use crate::network::Params;
 use crate::plots::{self, Series};
 use crate::task::{Freq, Task, TaskConfig};
-use crate::train::{EvalRecord, TrainConfig, Trainer};
+use crate::train::{
+    Checkpointer, Divergence, EvalRecord, LogWriter, ObserverMode, Outcome as TrainOutcome,
+    Progress, RunDir, StopFlag, TrainConfig, Trainer,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -120,26 +125,97 @@ pub fn predictions(task: &Task) -> Result<Vec<Prediction>> {
         .collect()
 }
 
-/// Everything one training run produced.
+/// Everything one completed training run produced; serialised as `summary.json`
+/// (and by `train --json`): the collapse metrics are flattened into the top level.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunOutput {
     pub name: String,
-    pub task: Task,
-    pub config: TrainConfig,
-    /// Every evaluation of the run (read back from `log.jsonl`, so resumed runs are whole).
-    pub records: Vec<EvalRecord>,
-    /// Collapse metrics of the final weights.
-    pub metrics: CollapseMetrics,
-    /// Latent-set and mean-field predictions.
-    pub predictions: Vec<Prediction>,
     pub test_accuracy: f64,
     pub train_accuracy: f64,
     /// Highest test accuracy over the evaluations, and its epoch.
-    pub peak_test_accuracy: (f64, usize),
+    pub peak_test_accuracy: f64,
+    pub peak_epoch: usize,
+    /// Collapse metrics of the final weights.
+    #[serde(flatten)]
+    pub metrics: CollapseMetrics,
     pub secs_per_epoch: f64,
-    /// Wall time of the run (training, evaluations, figures).
+    /// Epochs done (the configured total).
+    pub epochs: usize,
+    /// Wall time of this invocation (training, evaluations, outputs).
     pub wall_secs: f64,
+    /// Latent-set and mean-field predictions.
+    pub predictions: Vec<Prediction>,
+    pub task: Task,
+    pub config: TrainConfig,
+    #[serde(serialize_with = "lossy_path")]
     pub out_dir: PathBuf,
+    /// Every evaluation of the run (read back from `log.jsonl`, so resumed runs are
+    /// whole); not in the summary (the log has them).
+    #[serde(skip)]
+    pub records: Vec<EvalRecord>,
+    /// The final weights, in f64.
+    #[serde(skip)]
+    pub params: Params,
+}
+
+/// Where and why a run diverged; serialised as its `summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DivergedRun {
+    pub name: String,
+    /// Always `true` (so that a summary says at a glance how the run ended).
+    pub diverged: bool,
+    #[serde(flatten)]
+    pub at: Divergence,
+    /// The last finite checkpoint kept in the run directory, if any, and its epoch.
+    #[serde(serialize_with = "lossy_opt_path")]
+    pub checkpoint: Option<PathBuf>,
+    pub checkpoint_epoch: Option<usize>,
+    pub task: TaskConfig,
+    pub config: TrainConfig,
+    #[serde(serialize_with = "lossy_path")]
+    pub out_dir: PathBuf,
+}
+
+impl std::fmt::Display for DivergedRun {
+    /// One line: where, what is kept, what to try.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "training diverged: non-finite loss at epoch {}, step {} of {}, with lr {}; ",
+            self.at.epoch, self.at.step, self.at.steps_per_epoch, self.at.lr
+        )?;
+        match (&self.checkpoint, self.checkpoint_epoch) {
+            (Some(p), Some(e)) => write!(
+                f,
+                "the last finite checkpoint (epoch {e}) is kept in {}; ",
+                p.display()
+            )?,
+            _ => write!(f, "no checkpoint was written; ")?,
+        }
+        write!(f, "try a smaller --lr (e.g. {})", self.at.lr / 10.0)
+    }
+}
+
+/// How [`run_training`] ended (an interruption is [`Error::Interrupted`]).
+#[derive(Debug, Clone)]
+pub enum RunResult {
+    Done(Box<RunOutput>),
+    Diverged(Box<DivergedRun>),
+}
+
+/// Paths as text, lossily (a non-UTF-8 path must not fail a summary).
+fn lossy_path<S: serde::Serializer>(p: &Path, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+fn lossy_opt_path<S: serde::Serializer>(
+    p: &Option<PathBuf>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(&p.to_string_lossy()),
+        None => s.serialize_none(),
+    }
 }
 
 fn metrics_extra(m: &CollapseMetrics) -> serde_json::Map<String, serde_json::Value> {
@@ -149,127 +225,140 @@ fn metrics_extra(m: &CollapseMetrics) -> serde_json::Map<String, serde_json::Val
     }
 }
 
-fn read_log(dir: &Path) -> Result<Vec<EvalRecord>> {
-    let path = dir.join("log.jsonl");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let mut out: Vec<EvalRecord> = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let r: EvalRecord = serde_json::from_str(line)?;
-        // a resumed run may log an epoch again: keep the last record of each epoch
-        out.retain(|x| x.epoch != r.epoch);
-        out.push(r);
+/// Prepares `dir` for a fresh run: refuses a directory that holds a run
+/// (a checkpoint or a log) unless `force`, since that would replace its checkpoint
+/// and log; then removes every run file there. Errors name the parameter `out`.
+pub fn fresh_run(dir: &RunDir, force: bool) -> Result<()> {
+    let shown = dir.path().display().to_string();
+    if dir.path().exists() && !dir.path().is_dir() {
+        return Err(Error::invalid("out", &shown, "is a file, not a directory"));
     }
-    out.sort_by_key(|r| r.epoch);
-    Ok(out)
+    if dir.holds_run() && !force {
+        let what = match Trainer::resume(dir.path()) {
+            Ok(t) => format!(
+                "holds a run (checkpoint at epoch {} of {})",
+                t.epochs_done(),
+                t.config().epochs
+            ),
+            Err(_) => "holds a run".into(),
+        };
+        return Err(Error::invalid(
+            "out",
+            &shown,
+            format!("{what}; continue it with `--resume {shown}`, or pass --force to start over"),
+        ));
+    }
+    dir.create()
+        .map_err(|e| Error::invalid("out", &shown, e.report()))?;
+    dir.clear()
 }
 
-/// Trains (or resumes, when `resume` and a checkpoint exists in `out`) and measures:
-/// collapse metrics at every evaluation (into `out/log.jsonl`), final metrics,
-/// predictions, `W.npy` (`n_w x d`, f32) and `U.npy` (`K x L d`, f32), `summary.json`.
-pub fn run_training(
-    name: &str,
-    task: &Task,
-    cfg: &TrainConfig,
-    out: &Path,
-    progress: bool,
-    resume: bool,
-) -> Result<RunOutput> {
+/// Resumes the run in `dir` from its checkpoint (which is read once, checksum
+/// checked); a torn last line of its log (a crash in the middle of a write) is cut.
+pub fn resume_run(dir: &RunDir) -> Result<Trainer> {
+    let t = Trainer::resume(dir.path())?;
+    dir.repair_log()?;
+    Ok(t)
+}
+
+/// Options of [`run_training`].
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Show a progress bar (on a terminal).
+    pub progress: bool,
+    /// Stop (after a checkpoint) when raised, e.g. by Ctrl-C.
+    pub stop: Option<StopFlag>,
+}
+
+/// Trains `trainer` (fresh, or resumed by [`resume_run`]) in `dir` and measures:
+/// collapse metrics at every evaluation (into `log.jsonl`), checkpoints every
+/// `checkpoint_every` epochs; at the end the final metrics, predictions, `W.npy`,
+/// `U.npy` and `summary.json` ([`RunOutput`]). A diverged run writes a
+/// [`DivergedRun`] summary and keeps its last finite checkpoint; an interrupted one
+/// gives [`Error::Interrupted`].
+pub fn run_training(mut trainer: Trainer, dir: &RunDir, opts: &RunOptions) -> Result<RunResult> {
     let started = Instant::now();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut trainer = if resume {
-        let mut t = Trainer::resume(out)?;
-        if cfg.epochs != t.config().epochs {
-            t.set_epochs(cfg.epochs)?;
+    dir.create()?;
+    dir.clear_outputs()?;
+    let every = ObserverMode::Every(trainer.config().checkpoint_every);
+    let progress = Progress::new(&trainer, opts.progress);
+    let mut session = trainer
+        .session()
+        .measure(|rec, t| {
+            let m = metrics::collapse_metrics(t.task(), &t.params_f64());
+            rec.extra = metrics_extra(&m);
+        })
+        .add_observer(LogWriter(dir), ObserverMode::Never)
+        .add_observer(Checkpointer::new(dir), every)
+        .add_observer(progress, ObserverMode::Always);
+    if let Some(f) = &opts.stop {
+        session = session.stop_on(f.clone());
+    }
+    let summary = match session.run()? {
+        TrainOutcome::Completed(s) => s,
+        TrainOutcome::Interrupted => {
+            return Err(Error::Interrupted {
+                path: dir.checkpoint_path(),
+            })
         }
-        t
-    } else {
-        // a fresh run starts a fresh log
-        let log = out.join("log.jsonl");
-        if log.exists() {
-            std::fs::remove_file(&log).map_err(|e| Error::io(&log, e))?;
+        TrainOutcome::Diverged(at) => {
+            let kept = Trainer::resume(dir.path()).ok();
+            let run = DivergedRun {
+                name: trainer.name().to_string(),
+                diverged: true,
+                at,
+                checkpoint: kept.as_ref().map(|_| dir.checkpoint_path()),
+                checkpoint_epoch: kept.as_ref().map(Trainer::epochs_done),
+                task: trainer.task().config().clone(),
+                config: trainer.config().clone(),
+                out_dir: dir.path().to_path_buf(),
+            };
+            dir.write_summary(&run)?;
+            return Ok(RunResult::Diverged(Box::new(run)));
         }
-        Trainer::new(task, cfg)?
     };
     let task = trainer.task().clone();
-    let summary = trainer.train(Some(out), progress, |rec, t| {
-        let m = metrics::collapse_metrics(t.task(), &t.params_f64());
-        rec.extra = metrics_extra(&m);
-    })?;
     let params = trainer.params_f64();
-    let m = metrics::collapse_metrics(&task, &params);
-    let preds = predictions(&task)?;
-    npy::write_npy_f32(&out.join("W.npy"), &[task.n_w(), task.dim()], trainer.w())?;
-    npy::write_npy_f32(
-        &out.join("U.npy"),
-        &[task.k(), task.len() * task.dim()],
-        trainer.u(),
-    )?;
-    let records = read_log(out)?;
-    let peak = records
+    let metrics = metrics::collapse_metrics(&task, &params);
+    let predictions = predictions(&task)?;
+    dir.write_weights(&trainer)?;
+    let records = dir.read_log()?;
+    let (peak, peak_epoch) = records
         .iter()
         .map(|r| (r.test_accuracy, r.epoch))
         .fold((f64::NEG_INFINITY, 0), |a, b| if b.0 > a.0 { b } else { a });
     let run = RunOutput {
-        name: name.to_string(),
-        task,
-        config: trainer.config().clone(),
-        records,
-        metrics: m,
-        predictions: preds,
+        name: trainer.name().to_string(),
         test_accuracy: summary.last.test_accuracy,
         train_accuracy: summary.last.train_accuracy,
         peak_test_accuracy: peak,
+        peak_epoch,
+        metrics,
         secs_per_epoch: summary.secs_per_epoch,
+        epochs: summary.epochs,
         wall_secs: started.elapsed().as_secs_f64(),
-        out_dir: out.to_path_buf(),
+        predictions,
+        task,
+        config: trainer.config().clone(),
+        out_dir: dir.path().to_path_buf(),
+        records,
+        params,
     };
-    let path = out.join("summary.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary_json(&run))?)
-        .map_err(|e| Error::io(&path, e))?;
-    Ok(run)
-}
-
-/// The summary object of a run (printed by `train --json`, written to `summary.json`).
-pub fn summary_json(run: &RunOutput) -> serde_json::Value {
-    let m = &run.metrics;
-    serde_json::json!({
-        "name": run.name,
-        "test_accuracy": run.test_accuracy,
-        "train_accuracy": run.train_accuracy,
-        "peak_test_accuracy": run.peak_test_accuracy.0,
-        "peak_epoch": run.peak_test_accuracy.1,
-        "word_norm_mean": m.word_norm_mean,
-        "word_norm_std": m.word_norm_std,
-        "u_norm_mean": m.u_norm_mean,
-        "pca_w": m.pca_w,
-        "pca_u": m.pca_u,
-        "within_spread_w": m.within_spread_w,
-        "direction_spread_w": m.direction_spread_w,
-        "norm_cv_w": m.norm_cv_w,
-        "gram_error_w": m.gram_error_w,
-        "duality": m.duality,
-        "norm_by_rank": m.norm_by_rank,
-        "secs_per_epoch": run.secs_per_epoch,
-        "epochs": run.config.epochs,
-        "wall_secs": run.wall_secs,
-        "predictions": run.predictions,
-        "task": run.task,
-        "config": run.config,
-        "out_dir": run.out_dir,
-    })
+    dir.write_summary(&run)?;
+    Ok(RunResult::Done(Box::new(run)))
 }
 
 /// Draws the run's figures into `dir` as `<prefix>_{pca_w,pca_u,accuracy,norms}.{png,svg}`;
 /// returns the PNG paths.
 pub fn figures(run: &RunOutput, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>> {
     let task = &run.task;
-    let params = read_params(run)?;
+    let params = &run.params;
     let names: Vec<String> = (0..task.n_c().min(3))
         .map(|a| format!("concept {}", a + 1))
         .collect();
     let mut out = Vec::new();
     let stem = dir.join(format!("{prefix}_pca_w"));
-    let (pw, lw) = metrics::pca_points_w(task, &params);
+    let (pw, lw) = metrics::pca_points_w(task, params);
     let pw2: Vec<[f64; 2]> = pw.iter().map(|p| [p[0], p[1]]).collect();
     plots::pca_scatter(
         &stem,
@@ -281,7 +370,7 @@ pub fn figures(run: &RunOutput, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>
     )?;
     out.push(stem.with_extension("png"));
     let stem = dir.join(format!("{prefix}_pca_u"));
-    let (pu, lu) = metrics::pca_points_u(task, &params);
+    let (pu, lu) = metrics::pca_points_u(task, params);
     let pu2: Vec<[f64; 2]> = pu.iter().map(|p| [p[0], p[1]]).collect();
     plots::pca_scatter(
         &stem,
@@ -329,13 +418,4 @@ pub fn figures(run: &RunOutput, dir: &Path, prefix: &str) -> Result<Vec<PathBuf>
     )?;
     out.push(stem.with_extension("png"));
     Ok(out)
-}
-
-fn read_params(run: &RunOutput) -> Result<crate::network::Params> {
-    let (_, w) = npy::read_npy_f32(&run.out_dir.join("W.npy"))?;
-    let (_, u) = npy::read_npy_f32(&run.out_dir.join("U.npy"))?;
-    let mut p = crate::network::Params::zeros(&run.task);
-    p.w = w.iter().map(|&v| v as f64).collect();
-    p.u = u.iter().map(|&v| v as f64).collect();
-    Ok(p)
 }

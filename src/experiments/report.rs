@@ -1,12 +1,14 @@
 //! The reproduction: the list of experiments, the verdicts against the paper's
 //! reported outcomes, and the Markdown report.
 
-use super::{figures, run_training, Preset, RunOutput};
+use super::{
+    figures, fresh_run, resume_run, run_training, Preset, RunOptions, RunOutput, RunResult,
+};
 use crate::collapse::{CollapseType, Form, Prediction};
 use crate::error::{Error, Result};
 use crate::plots;
 use crate::task::{Freq, TaskConfig};
-use crate::train::TrainConfig;
+use crate::train::{RunDir, StopFlag, TrainConfig, Trainer};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -31,7 +33,7 @@ pub struct Outcome {
 pub fn judge(preset: Preset, run: &RunOutput) -> Outcome {
     let m = &run.metrics;
     let acc = run.test_accuracy;
-    let (peak, peak_epoch) = run.peak_test_accuracy;
+    let (peak, peak_epoch) = (run.peak_test_accuracy, run.peak_epoch);
     let (ours, ok) = match preset {
         Preset::Fig3 => (
             format!(
@@ -91,6 +93,10 @@ pub struct ReproduceOptions {
     pub progress: bool,
     /// Resume runs that have a checkpoint in their directory.
     pub resume: bool,
+    /// Without `resume`, start over runs whose directory holds a run (else refused).
+    pub force: bool,
+    /// Stop (after a checkpoint) when raised, e.g. by Ctrl-C.
+    pub stop: Option<StopFlag>,
 }
 
 /// One experiment of the reproduction: a name, its task and protocol.
@@ -148,27 +154,102 @@ pub fn experiments(quick: bool, seed: u64) -> Vec<Experiment> {
     list
 }
 
+/// Checks, before any work, that `path` can be written: its folder is created if
+/// needed and the file opened for writing (without truncating an existing one; a file
+/// created by the check is removed again). Errors name the parameter `name`.
+pub fn check_writable(name: &'static str, path: &Path) -> Result<()> {
+    let shown = path.display().to_string();
+    let bad = |why: String| Error::invalid(name, &shown, why);
+    if path.is_dir() {
+        return Err(bad("is a directory, not a file".into()));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| bad(format!("cannot create its folder: {e}")))?;
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| bad(format!("cannot be written: {e}")))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// Runs every experiment, draws the figures and writes the report. Returns the
-/// outcomes (judged only without `quick`).
+/// outcomes (judged only without `quick`). The report path and the run directories
+/// are checked before any training; without `resume`, a run directory that holds a
+/// run is refused unless `force`.
 pub fn reproduce(opts: &ReproduceOptions) -> Result<Vec<Outcome>> {
     let started = Instant::now();
+    check_writable("report", &opts.report)?;
     let doc_dir = opts
         .report
         .parent()
+        .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
     let fig_dir = doc_dir.join("figures");
     std::fs::create_dir_all(&fig_dir).map_err(|e| Error::io(&fig_dir, e))?;
     plots::ensure_font()?;
+    let list = experiments(opts.quick, opts.seed);
+    let dirs: Vec<RunDir> = list
+        .iter()
+        .map(|e| RunDir::new(opts.out.join(&e.name)))
+        .collect();
+    for dir in &dirs {
+        let resumes = opts.resume && dir.has_checkpoint();
+        if !resumes {
+            if dir.path().exists() && !dir.path().is_dir() {
+                return Err(Error::invalid(
+                    "out",
+                    dir.path().display(),
+                    "is a file, not a directory",
+                ));
+            }
+            if dir.holds_run() && !opts.force {
+                return Err(Error::invalid(
+                    "out",
+                    dir.path().display(),
+                    "holds a run; continue with `reproduce --resume`, or pass --force to start over",
+                ));
+            }
+        }
+    }
+    let run_opts = RunOptions {
+        progress: opts.progress,
+        stop: opts.stop.clone(),
+    };
     let mut runs = Vec::new();
-    for e in experiments(opts.quick, opts.seed) {
+    for (e, dir) in list.into_iter().zip(&dirs) {
         if opts.progress {
             eprintln!("[reproduce] {} ({} epochs)", e.name, e.train.epochs);
         }
-        let task = e.task.build()?;
-        let dir = opts.out.join(&e.name);
-        let resume = opts.resume && dir.join("checkpoint.bin").exists();
-        let run = run_training(&e.name, &task, &e.train, &dir, opts.progress, resume)?;
+        let trainer = if opts.resume && dir.has_checkpoint() {
+            let mut t = resume_run(dir)?;
+            if t.epochs_done() <= e.train.epochs {
+                t.set_epochs(e.train.epochs)?;
+            }
+            t
+        } else {
+            fresh_run(dir, true)?;
+            let mut t = Trainer::new(&e.task.build()?, &e.train)?;
+            t.set_name(&e.name);
+            t
+        };
+        let run = match run_training(trainer, dir, &run_opts)? {
+            RunResult::Done(run) => *run,
+            RunResult::Diverged(d) => {
+                return Err(Error::Diverged {
+                    epoch: d.at.epoch,
+                    step: d.at.step,
+                    lr: d.at.lr,
+                })
+            }
+        };
         let figs = figures(&run, &fig_dir, &e.name)?;
         runs.push((e, run, figs));
     }
@@ -219,14 +300,30 @@ fn kind_name(k: CollapseType) -> &'static str {
     }
 }
 
+/// A finished experiment: its run and its figures.
+type Ran = (Experiment, RunOutput, Vec<PathBuf>);
+
+/// The report: named sections, in order.
 fn render_report(
     opts: &ReproduceOptions,
-    runs: &[(Experiment, RunOutput, Vec<PathBuf>)],
+    runs: &[Ran],
     outcomes: &[Outcome],
     doc_dir: &Path,
     wall: f64,
 ) -> String {
     let mut s = String::new();
+    write_header(&mut s, opts, runs, wall);
+    write_outcomes(&mut s, opts, outcomes);
+    write_runs_table(&mut s, runs);
+    write_predictions(&mut s, runs);
+    write_norm_table(&mut s, runs);
+    write_run_sections(&mut s, runs, doc_dir);
+    write_footer(&mut s, opts);
+    s
+}
+
+/// Title, machine, timings, protocol.
+fn write_header(s: &mut String, opts: &ReproduceOptions, runs: &[Ran], wall: f64) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -263,6 +360,10 @@ fn render_report(
          plain SGD (lr 0.1, batch 100), mean cross entropy, weight decay 0.001 (W and U unless said), \
          initial weights = framework defaults / 1000, test set 5 sentences per latent variable, LayerNorm eps 1e-5.\n"
     );
+}
+
+/// The paper's reported outcomes against ours, and the criteria.
+fn write_outcomes(s: &mut String, opts: &ReproduceOptions, outcomes: &[Outcome]) {
     let _ = writeln!(s, "## Outcomes against the paper\n");
     let _ = writeln!(
         s,
@@ -290,6 +391,10 @@ fn render_report(
          direction collapse = mean (1 - cos) to the concept mean < 0.05; norms depend on frequency = coefficient of \
          variation of the norms > 0.2 (type II: < 0.05); fig4b = peak in [55 %, 80 %] and final < 50 % with spread ratio > 0.2.\n"
     );
+}
+
+/// One row per run: shape, accuracies, timing.
+fn write_runs_table(s: &mut String, runs: &[Ran]) {
     let _ = writeln!(s, "## Runs\n");
     let _ = writeln!(
         s,
@@ -310,12 +415,16 @@ fn render_report(
             },
             r.train_accuracy,
             r.test_accuracy,
-            r.peak_test_accuracy.0,
-            r.peak_test_accuracy.1,
+            r.peak_test_accuracy,
+            r.peak_epoch,
             r.secs_per_epoch,
             r.secs_per_epoch * r.config.epochs as f64
         );
     }
+}
+
+/// Measured norms against the limit predictions.
+fn write_predictions(s: &mut String, runs: &[Ran]) {
     let _ = writeln!(s, "\n## Against the limit predictions\n");
     let _ = writeln!(
         s,
@@ -347,6 +456,10 @@ fn render_report(
             f(mf, |p| p.u_norm),
         );
     }
+}
+
+/// The norm table (fig3 and table_k50 runs).
+fn write_norm_table(s: &mut String, runs: &[Ran]) {
     let _ = writeln!(s, "\n### Norm table (uniform mu, no LayerNorm)\n");
     let _ = writeln!(
         s,
@@ -380,6 +493,10 @@ fn render_report(
             pm(r.metrics.word_norm_mean, r.metrics.word_norm_std)
         );
     }
+}
+
+/// One section per run: metrics, rank table, figures.
+fn write_run_sections(s: &mut String, runs: &[Ran], doc_dir: &Path) {
     for (e, r, figs) in runs {
         let _ = writeln!(s, "\n## {}\n", e.name);
         if let Some(p) = e.preset {
@@ -414,10 +531,17 @@ fn render_report(
             let _ = writeln!(s, "![{}]({})", rel.display(), rel.display());
         }
     }
+}
+
+/// Where the run directories are.
+fn write_footer(s: &mut String, opts: &ReproduceOptions) {
     let _ = writeln!(
         s,
-        "\nRun directories (logs `log.jsonl`, `summary.json`, checkpoints, `W.npy`, `U.npy`) are under `{}`.",
+        "\nRun directories (logs `{}`, `{}`, checkpoints, `{}`, `{}`) are under `{}`.",
+        RunDir::LOG,
+        RunDir::SUMMARY,
+        RunDir::W,
+        RunDir::U,
         opts.out.display()
     );
-    s
 }

@@ -1,12 +1,17 @@
-//! Checkpoint file `checkpoint.bin`:
+//! The checkpoint file `checkpoint.bin` (format version 3):
 //!
 //! ```text
-//! magic      8 bytes  b"FCCKPT01"
+//! magic      8 bytes  b"FCCKPT03" (CHECKPOINT_MAGIC)
 //! hdr_len    u64 LE   length of the JSON header in bytes
-//! header     JSON     task, train config, epoch, position in the epoch, rng state,
-//!                     timing, sizes and an FNV-1a 64 checksum of the payload
-//! payload    f32 LE   W (n_w x d, row-major) then U (K x Ld, row-major)
+//! header     JSON     run name, task settings (TaskConfig), train config, epoch, step
+//!                     inside the epoch, shuffle-rng word position, loss sums, timing, sizes
+//! payload    f32 LE   W (n_w x d, row-major) then U (K x L d, row-major)
+//! checksum   u64 LE   FNV-1a 64 of every byte before it (magic, header and payload)
 //! ```
+//!
+//! The checksum covers the whole file: any changed byte is refused. (FNV-1a maps a
+//! change of one byte to a different hash: XOR and multiplication by the odd prime are
+//! both bijections of the 64-bit state.)
 //!
 //! Written to `checkpoint.bin.tmp`, fsynced, renamed over `checkpoint.bin`, then the
 //! directory is fsynced: a crash leaves either the old or the new checkpoint.
@@ -18,29 +23,19 @@ use crate::error::{Error, Result};
 use crate::task::{Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// File name of the checkpoint inside the output directory. Layout:
-///
-/// ```text
-/// magic      8 bytes  b"FCCKPT01" (CHECKPOINT_MAGIC)
-/// hdr_len    u64 LE   length of the JSON header in bytes
-/// header     JSON     task, train config, epoch, step inside the epoch, shuffle-rng
-///                     word position, training seconds, sizes, FNV-1a 64 checksum
-/// payload    f32 LE   W (n_w x d, row-major) then U (K x L d, row-major)
-/// ```
-///
-/// Written to a `.tmp` file, fsynced, renamed over the old one (then the directory is
-/// fsynced), so a crash leaves either the old or the new checkpoint.
-pub const CHECKPOINT_FILE: &str = "checkpoint.bin";
 /// First 8 bytes of a checkpoint file.
-pub const CHECKPOINT_MAGIC: &[u8; 8] = b"FCCKPT01";
+pub const CHECKPOINT_MAGIC: &[u8; 8] = b"FCCKPT03";
 const FORMAT: &str = "feature-collapse train checkpoint";
+const VERSION: u32 = 3;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Header {
     format: String,
     version: u32,
+    /// Name of the run (e.g. `fig3`), kept across resumes.
+    name: String,
     /// The raw task settings; the task (and its latent draw) is rebuilt from them.
     task: TaskConfig,
     config: TrainConfig,
@@ -54,12 +49,11 @@ struct Header {
     epoch_rng_pos: String,
     w_len: usize,
     u_len: usize,
-    /// FNV-1a 64 of the payload bytes, hex.
-    checksum: String,
 }
 
 /// Decoded checkpoint.
 pub(super) struct Checkpoint {
+    pub name: String,
     pub task: Task,
     pub config: TrainConfig,
     pub epoch: usize,
@@ -81,21 +75,12 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
     h
 }
 
-fn payload(w: &[f32], u: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 * (w.len() + u.len()));
-    for v in w.iter().chain(u) {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
-}
-
-/// Writes the trainer's state to `dir/checkpoint.bin` atomically; returns the path.
-pub(super) fn write(t: &Trainer, dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let data = payload(&t.w, &t.u);
+/// Writes the trainer's state to `path` atomically (through `path.tmp`).
+pub(super) fn write(t: &Trainer, path: &Path) -> Result<()> {
     let header = Header {
         format: FORMAT.into(),
-        version: 2,
+        version: VERSION,
+        name: t.name.clone(),
         task: t.task.config().clone(),
         config: t.config.clone(),
         epoch: t.epoch,
@@ -106,27 +91,33 @@ pub(super) fn write(t: &Trainer, dir: &Path) -> Result<PathBuf> {
         epoch_rng_pos: t.epoch_rng_pos.to_string(),
         w_len: t.w.len(),
         u_len: t.u.len(),
-        checksum: format!("{:016x}", fnv1a64(&data)),
     };
     let hjson = serde_json::to_vec(&header)?;
-    let path = dir.join(CHECKPOINT_FILE);
-    let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let mut bytes = Vec::with_capacity(24 + hjson.len() + 4 * (t.w.len() + t.u.len()));
+    bytes.extend_from_slice(CHECKPOINT_MAGIC);
+    bytes.extend_from_slice(&(hjson.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&hjson);
+    for v in t.w.iter().chain(&t.u) {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    let sum = fnv1a64(&bytes);
+    bytes.extend_from_slice(&sum.to_le_bytes());
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let io = |e| Error::io(&tmp, e);
-        f.write_all(CHECKPOINT_MAGIC).map_err(io)?;
-        f.write_all(&(hjson.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        f.write_all(&hjson).map_err(io)?;
-        f.write_all(&data).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        f.write_all(&bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     }
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     // Make the rename durable (best effort: not every platform can fsync a directory).
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
-    Ok(path)
+    Ok(())
 }
 
 fn corrupt(path: &Path, what: impl ToString) -> Error {
@@ -136,22 +127,34 @@ fn corrupt(path: &Path, what: impl ToString) -> Error {
     )
 }
 
-/// Reads and checks a checkpoint file.
+/// Reads and checks a checkpoint file; every error names `path`.
 pub(super) fn read(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.len() < 16 || &bytes[..8] != CHECKPOINT_MAGIC {
+    if bytes.len() < 24 || &bytes[..8] != CHECKPOINT_MAGIC {
+        let what = if bytes.starts_with(b"FCCKPT") {
+            "checkpoint of an older format (before version 3); start the run again"
+        } else {
+            "not a feature-collapse checkpoint (bad magic)"
+        };
+        return Err(corrupt(path, what));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 8);
+    let stored = u64::from_le_bytes(tail.try_into().expect("8 bytes"));
+    if fnv1a64(body) != stored {
         return Err(corrupt(
             path,
-            "not a feature-collapse checkpoint (bad magic)",
+            "checksum mismatch (the file is corrupted or truncated)",
         ));
     }
-    let hlen = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-    let hend = 16usize
-        .checked_add(hlen)
-        .filter(|&e| e <= bytes.len())
+    let hlen = u64::from_le_bytes(body[8..16].try_into().expect("8 bytes"));
+    let hend = usize::try_from(hlen)
+        .ok()
+        .and_then(|h| h.checked_add(16))
+        .filter(|&e| e <= body.len())
         .ok_or_else(|| corrupt(path, "truncated header"))?;
-    let h: Header = serde_json::from_slice(&bytes[16..hend])?;
-    if h.format != FORMAT || h.version != 2 {
+    let h: Header = serde_json::from_slice(&body[16..hend])
+        .map_err(|e| corrupt(path, format!("bad header: {e}")))?;
+    if h.format != FORMAT || h.version != VERSION {
         return Err(corrupt(
             path,
             format!("unsupported format {} v{}", h.format, h.version),
@@ -161,11 +164,14 @@ pub(super) fn read(path: &Path) -> Result<Checkpoint> {
         .task
         .build()
         .map_err(|e| corrupt(path, format!("invalid task in header: {e}")))?;
+    h.config
+        .validate()
+        .map_err(|e| corrupt(path, format!("invalid train config in header: {e}")))?;
     let t = &task;
     if h.w_len != t.n_w() * t.dim() || h.u_len != t.k() * t.len() * t.dim() {
         return Err(corrupt(path, "weight sizes do not match the task"));
     }
-    let data = &bytes[hend..];
+    let data = &body[hend..];
     if data.len() != 4 * (h.w_len + h.u_len) {
         return Err(corrupt(
             path,
@@ -175,9 +181,6 @@ pub(super) fn read(path: &Path) -> Result<Checkpoint> {
                 4 * (h.w_len + h.u_len)
             ),
         ));
-    }
-    if format!("{:016x}", fnv1a64(data)) != h.checksum {
-        return Err(corrupt(path, "checksum mismatch"));
     }
     let mut vals = data
         .chunks_exact(4)
@@ -193,6 +196,7 @@ pub(super) fn read(path: &Path) -> Result<Checkpoint> {
         return Err(corrupt(path, "step inside the epoch out of range"));
     }
     Ok(Checkpoint {
+        name: h.name,
         task,
         config: h.config,
         epoch: h.epoch,

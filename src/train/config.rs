@@ -1,8 +1,7 @@
 //! Run settings and the records a run produces.
 
 use crate::error::{Error, Result};
-use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Settings of an SGD run (the task itself carries `lambda_w`, `lambda_u`, LayerNorm).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,12 +96,18 @@ pub struct EvalRecord {
     pub epoch: usize,
     /// Mean over the batches of the last epoch of the batch-mean cross entropy
     /// (before each step's update, as the reference reports it).
+    /// (`null` in the log, if ever non-finite, reads back as NaN; so do the fields below.)
+    #[serde(deserialize_with = "f64_or_nan")]
     pub loss: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub train_accuracy: f64,
+    #[serde(deserialize_with = "f64_or_nan")]
     pub test_accuracy: f64,
     /// Training seconds so far (evaluation, logging and checkpoints excluded).
+    #[serde(deserialize_with = "f64_or_nan")]
     pub secs: f64,
     /// `secs / epoch`.
+    #[serde(deserialize_with = "f64_or_nan")]
     pub secs_per_epoch: f64,
     /// Extra measurements added by the `on_eval` callback of [`Trainer::train`](super::Trainer::train) —
     /// **the place for collapse metrics** (`metrics::collapse_metrics(task, &params)`).
@@ -122,6 +127,10 @@ pub struct TrainSummary {
     pub train_secs: f64,
     /// `train_secs / epochs`.
     pub secs_per_epoch: f64,
-    /// The final checkpoint, when an output directory was given.
-    pub checkpoint: Option<PathBuf>,
+}
+
+/// Reads a number written by serde_json, where `null` stands for a non-finite value
+/// (serde_json writes NaN and infinities as `null`): `null` gives NaN.
+fn f64_or_nan<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }

@@ -38,31 +38,42 @@
 //! parallel loop is row-wise or has a fixed reduction order (see `kernel`). A run
 //! interrupted and resumed from a checkpoint ends bit-identical to an uninterrupted one.
 //!
-//! # Files (when an output directory is given to [`Trainer::train`])
+//! # Structure
 //!
-//! - `log.jsonl`: one JSON line per evaluation ([`EvalRecord`]), appended;
-//! - `checkpoint.bin`: the latest checkpoint (format: see [`CHECKPOINT_FILE`]), written atomically
-//!   every `checkpoint_every` epochs, at the end, and on Ctrl-C.
+//! - [`Trainer`]: the state (weights, data, shuffle rng, position) and single steps
+//!   and epochs;
+//! - [`Session`] (from [`Trainer::session`]): the loop to the configured epoch count,
+//!   which reports to [`Observe`]rs ([`LogWriter`], [`Checkpointer`], [`Progress`]),
+//!   stops on a [`StopFlag`] and detects divergence (a non-finite loss);
+//! - [`RunDir`]: the run directory's files (`log.jsonl`, `checkpoint.bin`,
+//!   `summary.json`, `W.npy`, `U.npy`).
+//!
+//! Nothing here installs a signal handler: the command line opts in to Ctrl-C by
+//! raising a [`StopFlag`].
 
 mod checkpoint;
 mod config;
-mod interrupt;
 mod kernel;
+mod observe;
+mod rundir;
+mod session;
+mod stop;
 
-pub use checkpoint::{CHECKPOINT_FILE, CHECKPOINT_MAGIC};
+pub use checkpoint::CHECKPOINT_MAGIC;
 pub use config::{EvalRecord, TrainConfig, TrainSummary};
+pub use observe::{Checkpointer, Divergence, End, LogWriter, Observe, ObserverMode, Progress};
+pub use rundir::RunDir;
+pub use session::{Outcome, Session};
+pub use stop::StopFlag;
 
 use crate::error::{Error, Result};
 use crate::network::{standard_normal, Params};
 use crate::task::{Sentences, Task};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use interrupt::{ctrl_c_flag, CtrlCGuard};
 use kernel::{Shape, Work};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::io::{IsTerminal, Write};
+use session::EpochEnd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -72,11 +83,11 @@ pub const DATA_STREAM: u64 = 1;
 pub const INIT_STREAM: u64 = 2;
 /// ChaCha stream of the per-epoch shuffles.
 pub const SHUFFLE_STREAM: u64 = 3;
-/// Name of the evaluation log inside the output directory.
-pub const LOG_FILE: &str = "log.jsonl";
 
 /// The f32 SGD trainer. See the module docs for the protocol.
 pub struct Trainer {
+    /// Name of the run (kept in checkpoints).
+    name: String,
     task: Task,
     config: TrainConfig,
     train: Sentences,
@@ -103,7 +114,6 @@ pub struct Trainer {
     /// Training seconds so far.
     train_secs: f64,
     pool: Arc<rayon::ThreadPool>,
-    stop: Option<Arc<AtomicBool>>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -189,6 +199,7 @@ impl Trainer {
         };
         let shuffle_rng = rng(config.seed, SHUFFLE_STREAM);
         Ok(Trainer {
+            name: "train".into(),
             work: Work::new(batch, task.k(), task.len(), task.dim()),
             perm: (0..n).collect(),
             epoch_rng_pos: shuffle_rng.get_word_pos(),
@@ -206,17 +217,16 @@ impl Trainer {
             last_loss: f64::NAN,
             train_secs: 0.0,
             pool,
-            stop: None,
         })
     }
 
     /// Reloads `dir/checkpoint.bin` and continues exactly where it stopped: the data are
-    /// resampled from the seed, the weights, epoch, position inside the epoch and shuffle
-    /// state are restored.
+    /// resampled from the seed, the weights, epoch, position inside the epoch, shuffle
+    /// state and run name are restored. A corrupted file is refused (`Error::Io` naming it).
     pub fn resume(dir: &Path) -> Result<Self> {
-        let ck = checkpoint::read(&dir.join(CHECKPOINT_FILE))?;
-        ck.config.validate()?;
+        let ck = RunDir::new(dir).read_checkpoint()?;
         let mut t = Self::assemble(ck.task, ck.config, ck.w, ck.u)?;
+        t.name = ck.name;
         t.epoch = ck.epoch;
         t.step_in_epoch = ck.step_in_epoch;
         t.epoch_loss_sum = ck.epoch_loss_sum;
@@ -254,10 +264,20 @@ impl Trainer {
         Ok(())
     }
 
-    /// Uses `flag` instead of the process-wide Ctrl-C flag to request a stop
-    /// (checked after every step by [`Trainer::train`]).
-    pub fn set_stop_flag(&mut self, flag: Arc<AtomicBool>) {
-        self.stop = Some(flag);
+    /// Changes how often [`Checkpointer`] observers set up from the config write
+    /// (results do not depend on it).
+    pub fn set_checkpoint_every(&mut self, every: usize) {
+        self.config.checkpoint_every = every;
+    }
+
+    /// Names the run (the name is stored in checkpoints and restored by [`Trainer::resume`]).
+    pub fn set_name(&mut self, name: impl Into<String>) {
+        self.name = name.into();
+    }
+
+    /// The run's name (`train` unless set).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn task(&self) -> &Task {
@@ -275,6 +295,10 @@ impl Trainer {
     /// Completed epochs.
     pub fn epochs_done(&self) -> usize {
         self.epoch
+    }
+    /// Completed steps of the epoch under way (0 between epochs).
+    pub fn steps_done_in_epoch(&self) -> usize {
+        self.step_in_epoch
     }
     /// `W`, row-major `n_w x d`.
     pub fn w(&self) -> &[f32] {
@@ -389,8 +413,8 @@ impl Trainer {
     }
 
     /// Runs (the rest of) the current epoch, stopping early after a step when `stop`
-    /// is set. Returns the epoch's mean batch loss if the epoch completed.
-    fn run_epoch(&mut self, stop: Option<&AtomicBool>) -> Option<f64> {
+    /// is raised, and, when `check` is set, at the first step whose loss is not finite.
+    fn run_epoch(&mut self, stop: Option<&StopFlag>, check: bool) -> EpochEnd {
         if self.step_in_epoch == 0 {
             self.epoch_rng_pos = self.shuffle_rng.get_word_pos();
             self.shuffle();
@@ -410,27 +434,52 @@ impl Trainer {
                 &self.train,
                 rows,
             );
+            if check && !(loss as f32).is_finite() {
+                return EpochEnd::Diverged {
+                    step: self.step_in_epoch,
+                    loss,
+                };
+            }
             self.epoch_loss_sum += loss as f32 as f64;
             self.step_in_epoch += 1;
-            if self.step_in_epoch < steps && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                return None;
+            if self.step_in_epoch < steps && stop.is_some_and(StopFlag::is_requested) {
+                return EpochEnd::Stopped;
             }
         }
         self.step_in_epoch = 0;
         self.epoch += 1;
         self.epoch_rng_pos = self.shuffle_rng.get_word_pos();
         self.last_loss = self.epoch_loss_sum / steps as f64;
-        Some(self.last_loss)
+        EpochEnd::Done(self.last_loss)
+    }
+
+    /// Whether every weight is finite.
+    fn weights_finite(&self) -> bool {
+        self.w.iter().chain(&self.u).all(|v| v.is_finite())
+    }
+
+    fn divergence(&self, epoch: usize, step: usize, loss: f64) -> Divergence {
+        Divergence {
+            epoch,
+            step,
+            steps_per_epoch: self.steps_per_epoch(),
+            loss,
+            lr: self.config.lr,
+        }
     }
 
     /// One full epoch (reshuffle, then `ceil(n / batch)` steps); returns the mean of
-    /// the batch losses. Finishes the current epoch if one is under way.
+    /// the batch losses. Finishes the current epoch if one is under way. No divergence
+    /// check: a non-finite loss makes the mean non-finite.
     pub fn epoch(&mut self) -> f32 {
         let pool = Arc::clone(&self.pool);
         let t = Instant::now();
-        let loss = pool.install(|| self.run_epoch(None)).expect("no stop flag");
+        let end = pool.install(|| self.run_epoch(None, false));
         self.train_secs += t.elapsed().as_secs_f64();
-        loss as f32
+        match end {
+            EpochEnd::Done(loss) => loss as f32,
+            EpochEnd::Stopped | EpochEnd::Diverged { .. } => unreachable!("no stop flag, no check"),
+        }
     }
 
     /// Fraction of `data` classified correctly (argmax of the scores, first on ties).
@@ -460,133 +509,51 @@ impl Trainer {
 
     /// Writes a checkpoint of the current state to `dir/checkpoint.bin` atomically.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<PathBuf> {
-        checkpoint::write(self, dir)
+        RunDir::new(dir).write_checkpoint(self)
     }
 
-    /// Trains until `config.epochs` epochs are done.
+    /// A training run of this trainer, to set up with observers and a stop flag.
+    pub fn session(&mut self) -> Session<'_> {
+        Session::new(self)
+    }
+
+    /// Trains until `config.epochs` epochs are done, with the usual observers: with
+    /// `out_dir`, [`LogWriter`] and [`Checkpointer`] (every `checkpoint_every` epochs,
+    /// at the end and when stopped) on it, no progress bar. `on_eval` fills each
+    /// evaluation record (e.g. collapse metrics) before it is logged.
     ///
-    /// - Evaluates at epoch 1, every `eval_every` epochs and at the end; each evaluation
-    ///   builds an [`EvalRecord`], passes it to `on_eval` together with the trainer
-    ///   (**hook for collapse metrics**: fill `record.extra`), then appends it to
-    ///   `out_dir/log.jsonl`.
-    /// - Writes `out_dir/checkpoint.bin` every `checkpoint_every` epochs and at the end.
-    /// - Ctrl-C (when `out_dir` is given) or the flag of [`Trainer::set_stop_flag`] stops
-    ///   after the current step, writes a checkpoint and returns [`Error::Interrupted`];
-    ///   a second Ctrl-C exits at once with code 130.
-    /// - `progress`: an indicatif bar with ETA on stderr, if stderr is a terminal.
-    ///
-    /// Timing counts training steps only (as the reference does).
+    /// A raised `stop` flag gives [`Error::Interrupted`] (after the checkpoint), a
+    /// non-finite loss [`Error::Diverged`] (no checkpoint is written then).
     pub fn train(
         &mut self,
         out_dir: Option<&Path>,
-        progress: bool,
-        mut on_eval: impl FnMut(&mut EvalRecord, &Trainer),
+        stop: Option<&StopFlag>,
+        on_eval: impl FnMut(&mut EvalRecord, &Trainer),
     ) -> Result<TrainSummary> {
-        if let Some(dir) = out_dir {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let dir = out_dir.map(RunDir::new);
+        let every = ObserverMode::Every(self.config.checkpoint_every);
+        let mut session = self.session().measure(on_eval);
+        if let Some(d) = &dir {
+            d.create()?;
+            session = session
+                .add_observer(LogWriter(d), ObserverMode::Never)
+                .add_observer(Checkpointer::new(d), every);
         }
-        let _armed = out_dir.map(|_| CtrlCGuard::arm());
-        let stop_flag = self.stop.clone();
-        let stop: Option<&AtomicBool> = match (&stop_flag, out_dir) {
-            (Some(f), _) => Some(f),
-            (None, Some(_)) => Some(ctrl_c_flag()),
-            (None, None) => None,
-        };
-        let total = self.config.epochs;
-        let bar = if progress && std::io::stderr().is_terminal() {
-            let b = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{bar:30} {pos}/{len} epochs [{elapsed_precise} < {eta_precise}] {msg}",
-                )
-                .expect("valid template"),
-            );
-            b.set_position(self.epoch as u64);
-            b
-        } else {
-            ProgressBar::hidden()
-        };
-        let pool = Arc::clone(&self.pool);
-        let mut last: Option<EvalRecord> = None;
-        while self.epoch < total {
-            let t = Instant::now();
-            let done = pool.install(|| self.run_epoch(stop));
-            self.train_secs += t.elapsed().as_secs_f64();
-            let Some(loss) = done else {
-                bar.abandon_with_message("interrupted");
-                let path = match out_dir {
-                    Some(dir) => self.save_checkpoint(dir)?,
-                    None => PathBuf::new(),
-                };
-                return Err(Error::Interrupted { path });
-            };
-            let ep = self.epoch;
-            bar.set_position(ep as u64);
-            let every = self.config.eval_every;
-            if ep == total || (every > 0 && (ep == 1 || ep.is_multiple_of(every))) {
-                let mut rec = self.evaluate();
-                on_eval(&mut rec, self);
-                if let Some(dir) = out_dir {
-                    append_log(dir, &rec)?;
-                }
-                bar.set_message(format!(
-                    "loss {:.4} train {:.3} test {:.3}",
-                    rec.loss, rec.train_accuracy, rec.test_accuracy
-                ));
-                last = Some(rec);
-            } else {
-                bar.set_message(format!("loss {loss:.4}"));
-            }
-            let ck = self.config.checkpoint_every;
-            if let Some(dir) = out_dir {
-                if ep < total && ck > 0 && ep.is_multiple_of(ck) {
-                    self.save_checkpoint(dir)?;
-                }
-            }
-            if ep < total && stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                bar.abandon_with_message("interrupted");
-                let path = match out_dir {
-                    Some(dir) => self.save_checkpoint(dir)?,
-                    None => PathBuf::new(),
-                };
-                return Err(Error::Interrupted { path });
-            }
+        if let Some(f) = stop {
+            session = session.stop_on(f.clone());
         }
-        bar.finish();
-        let last = match last {
-            Some(r) => r,
-            None => {
-                // Already complete on entry (e.g. resumed from a final checkpoint).
-                let mut rec = self.evaluate();
-                on_eval(&mut rec, self);
-                rec
-            }
-        };
-        let checkpoint = match out_dir {
-            Some(dir) => Some(self.save_checkpoint(dir)?),
-            None => None,
-        };
-        Ok(TrainSummary {
-            epochs: self.epoch,
-            train_secs: self.train_secs,
-            secs_per_epoch: self.train_secs / self.epoch.max(1) as f64,
-            last,
-            checkpoint,
-        })
+        match session.run()? {
+            Outcome::Completed(s) => Ok(s),
+            Outcome::Interrupted => Err(Error::Interrupted {
+                path: dir.map(|d| d.checkpoint_path()).unwrap_or_default(),
+            }),
+            Outcome::Diverged(d) => Err(Error::Diverged {
+                epoch: d.epoch,
+                step: d.step,
+                lr: d.lr,
+            }),
+        }
     }
-}
-
-fn append_log(dir: &Path, rec: &EvalRecord) -> Result<()> {
-    let path = dir.join(LOG_FILE);
-    let mut line = serde_json::to_string(rec)?;
-    line.push('\n');
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
-    f.write_all(line.as_bytes())
-        .map_err(|e| Error::io(&path, e))
 }
 
 #[cfg(test)]

@@ -253,22 +253,22 @@ fn resume_setup(epochs: usize) -> (Task, TrainConfig) {
 fn checkpoint_resume_is_bit_identical() {
     let (task, cfg) = resume_setup(5);
     let mut full = Trainer::new(&task, &cfg).unwrap();
-    let summary = full.train(None, false, |_, _| {}).unwrap();
+    let summary = full.train(None, None, |_, _| {}).unwrap();
     assert_eq!(summary.epochs, 5);
 
     // (a) stop requested before the start: stops after the first step, mid-epoch.
     let dir = tmpdir("mid");
     let mut t = Trainer::new(&task, &cfg).unwrap();
-    let flag = Arc::new(AtomicBool::new(true));
-    t.set_stop_flag(flag);
-    match t.train(Some(&dir), false, |_, _| {}) {
-        Err(Error::Interrupted { path }) => assert_eq!(path, dir.join(CHECKPOINT_FILE)),
+    let flag = StopFlag::new();
+    flag.request();
+    match t.train(Some(&dir), Some(&flag), |_, _| {}) {
+        Err(Error::Interrupted { path }) => assert_eq!(path, dir.join(RunDir::CHECKPOINT)),
         other => panic!("expected an interruption, got {other:?}"),
     }
     let mut r = Trainer::resume(&dir).unwrap();
     assert_eq!((r.epoch, r.step_in_epoch), (0, 1));
     r.set_threads(1).unwrap(); // a different thread count must not matter
-    let s2 = r.train(Some(&dir), false, |_, _| {}).unwrap();
+    let s2 = r.train(Some(&dir), None, |_, _| {}).unwrap();
     assert!(bits(r.w()) == bits(full.w()) && bits(r.u()) == bits(full.u()));
     assert_eq!(s2.last.loss.to_bits(), summary.last.loss.to_bits());
     assert_eq!(s2.last.test_accuracy, summary.last.test_accuracy);
@@ -276,19 +276,18 @@ fn checkpoint_resume_is_bit_identical() {
     // (b) stop requested by the eval callback at epoch 3: stops at the epoch boundary.
     let dir = tmpdir("boundary");
     let mut t = Trainer::new(&task, &cfg).unwrap();
-    let flag = Arc::new(AtomicBool::new(false));
-    t.set_stop_flag(flag.clone());
-    let res = t.train(Some(&dir), false, |rec, _| {
+    let flag = StopFlag::new();
+    let res = t.train(Some(&dir), Some(&flag), |rec, _| {
         if rec.epoch == 3 {
-            flag.store(true, Ordering::SeqCst);
+            flag.request();
         }
     });
     assert!(matches!(res, Err(Error::Interrupted { .. })));
     let mut r = Trainer::resume(&dir).unwrap();
     assert_eq!((r.epoch, r.step_in_epoch), (3, 0));
-    r.train(Some(&dir), false, |_, _| {}).unwrap();
+    r.train(Some(&dir), None, |_, _| {}).unwrap();
     assert!(bits(r.w()) == bits(full.w()) && bits(r.u()) == bits(full.u()));
-    let log = std::fs::read_to_string(dir.join(LOG_FILE)).unwrap();
+    let log = std::fs::read_to_string(dir.join(RunDir::LOG)).unwrap();
     let epochs: Vec<u64> = log
         .lines()
         .map(|l| {
@@ -302,10 +301,10 @@ fn checkpoint_resume_is_bit_identical() {
     // (c) a finished run extended from its final checkpoint = one longer run.
     let (_, cfg7) = resume_setup(7);
     let mut full7 = Trainer::new(&task, &cfg7).unwrap();
-    full7.train(None, false, |_, _| {}).unwrap();
+    full7.train(None, None, |_, _| {}).unwrap();
     let mut r = Trainer::resume(&dir).unwrap();
     r.set_epochs(7).unwrap();
-    r.train(Some(&dir), false, |_, _| {}).unwrap();
+    r.train(Some(&dir), None, |_, _| {}).unwrap();
     assert!(bits(r.w()) == bits(full7.w()) && bits(r.u()) == bits(full7.u()));
     let _ = std::fs::remove_dir_all(tmpdir("mid"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -435,7 +434,7 @@ fn small_shape_learns_the_training_set() {
         (0..task.k()).map(|k| task.z_of(k)).collect();
     let ceiling = distinct.len() as f64 / task.k() as f64;
     let mut t = Trainer::new(&task, &cfg).unwrap();
-    let s = t.train(None, false, |_, _| {}).unwrap();
+    let s = t.train(None, None, |_, _| {}).unwrap();
     // Measured (seed 0): loss 0.177, train 0.925 (memorises beyond the ceiling), test 0.83.
     assert!(s.last.loss < 0.25, "{:?}", s.last);
     assert!(s.last.train_accuracy >= 0.9, "{:?}", s.last);
