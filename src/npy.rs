@@ -12,10 +12,10 @@
 //! (`'<f8'`) arrays in C order, with the header laid out exactly as `numpy.save`
 //! lays it out (sorted dictionary keys, spare growth space after the dictionary,
 //! space padding and a final newline), so the data starts at a multiple of 64
-//! bytes and files are byte-identical to NumPy's. (`npyz`'s writer pads the
-//! header to 16 bytes without the growth space, so its files are valid but not
-//! byte-identical to `numpy.save`: for a `(2, 3)` `'<f4'` array its header is 80
-//! bytes where NumPy's is 128.)
+//! bytes and files are byte-identical to NumPy's. (`npyz`'s writer also aligns
+//! to 64 bytes, but writes the shape tuple as `(2, 3, )` where NumPy writes
+//! `(2, 3)` and reserves no growth space, so its files are valid but not
+//! byte-identical to `numpy.save`.)
 //!
 //! Writes are atomic: the file is written to a temporary sibling and renamed
 //! into place, so a reader never sees a half-written array.
