@@ -417,17 +417,32 @@ mod tests {
         let (nw, d, k) = (t.n_w(), t.dim(), t.k());
         let w = vec![0.5; nw * d];
         let u = vec![0.25; k * 2 * d];
-        let p = params_from_arrays(&t, (&[nw, d], w.clone(), "W.npy"), (&[k, 2, d], u.clone(), "U.npy"))
-            .unwrap();
+        let p = params_from_arrays(
+            &t,
+            (&[nw, d], w.clone(), "W.npy"),
+            (&[k, 2, d], u.clone(), "U.npy"),
+        )
+        .unwrap();
         assert_eq!(p.u_block(k - 1, 1), &[0.25; 4][..]);
-        let err = params_from_arrays(&t, (&[d, nw], w.clone(), "W.npy"), (&[k, 2 * d], u.clone(), "U.npy"))
-            .unwrap_err();
+        let err = params_from_arrays(
+            &t,
+            (&[d, nw], w.clone(), "W.npy"),
+            (&[k, 2 * d], u.clone(), "U.npy"),
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("W.npy") && msg.contains("(9, 4)") && msg.contains("(4, 9)"), "{msg}");
+        assert!(
+            msg.contains("W.npy") && msg.contains("(9, 4)") && msg.contains("(4, 9)"),
+            "{msg}"
+        );
         assert_eq!(err.exit_code(), 2);
-        let msg = params_from_arrays(&t, (&[nw, d], w, "W.npy"), (&[k, d], vec![0.0; k * d], "U.npy"))
-            .unwrap_err()
-            .to_string();
+        let msg = params_from_arrays(
+            &t,
+            (&[nw, d], w, "W.npy"),
+            (&[k, d], vec![0.0; k * d], "U.npy"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(msg.contains("U.npy") && msg.contains("(9, 8)"), "{msg}");
 
         let ints = NpyArray {
@@ -436,12 +451,21 @@ mod tests {
             fortran_order: false,
             data: NpyData::Int(vec![0, 2, 1, 1]),
         };
-        assert_eq!(latent_from_array("Z.npy", &ints, 3, 2).unwrap(), vec![0, 2, 1, 1]);
-        let msg = latent_from_array("Z.npy", &ints, 2, 2).unwrap_err().to_string();
+        assert_eq!(
+            latent_from_array("Z.npy", &ints, 3, 2).unwrap(),
+            vec![0, 2, 1, 1]
+        );
+        let msg = latent_from_array("Z.npy", &ints, 2, 2)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("entry 2 is outside 0..2"), "{msg}");
-        let msg = latent_from_array("Z.npy", &ints, 3, 3).unwrap_err().to_string();
+        let msg = latent_from_array("Z.npy", &ints, 3, 3)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("(K, 3)"), "{msg}");
-        let msg = float_values("w", "Z.npy", &ints, "(n_w, d)").unwrap_err().to_string();
+        let msg = float_values("w", "Z.npy", &ints, "(n_w, d)")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("'<i8'") && msg.contains("Z.npy"), "{msg}");
     }
 

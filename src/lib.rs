@@ -27,6 +27,8 @@ pub mod metrics;
 pub mod network;
 pub mod npy;
 pub mod plots;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod task;
 pub mod train;
 pub mod verify;

@@ -403,13 +403,19 @@ pub fn read_array(path: &Path) -> Result<NpyArray> {
             let v = file.into_vec::<u64>().map_err(read_err)?;
             ints(
                 v.into_iter()
-                    .map(|x| i64::try_from(x).map_err(|_| bad(path, format!("value {x} too large"))))
+                    .map(|x| {
+                        i64::try_from(x).map_err(|_| bad(path, format!("value {x} too large")))
+                    })
                     .collect::<Result<_>>()?,
             )
         }
-        (npyz::TypeChar::Bool, 1) => {
-            ints(file.into_vec::<bool>().map_err(read_err)?.into_iter().map(i64::from).collect())
-        }
+        (npyz::TypeChar::Bool, 1) => ints(
+            file.into_vec::<bool>()
+                .map_err(read_err)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
         _ => {
             return Err(bad(
                 path,
@@ -507,7 +513,10 @@ mod tests {
         // Both parse to the same array.
         let f = npyz::NpyFile::new(&bytes[..]).unwrap();
         assert_eq!(f.shape(), &[2, 3]);
-        assert_eq!(f.into_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            f.into_vec::<f32>().unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
     }
 
     #[test]
@@ -540,7 +549,13 @@ mod tests {
             split_npz(Path::new("a/b.npz:W")),
             (PathBuf::from("a/b.npz"), Some("W".to_string()))
         );
-        assert_eq!(split_npz(Path::new("a/b.npz")), (PathBuf::from("a/b.npz"), None));
-        assert_eq!(split_npz(Path::new("c:d.npy")), (PathBuf::from("c:d.npy"), None));
+        assert_eq!(
+            split_npz(Path::new("a/b.npz")),
+            (PathBuf::from("a/b.npz"), None)
+        );
+        assert_eq!(
+            split_npz(Path::new("c:d.npy")),
+            (PathBuf::from("c:d.npy"), None)
+        );
     }
 }

@@ -4,8 +4,8 @@
 use feature_collapse::npy::{
     read_array, read_npy_f32, read_npy_f64, write_npy_f32, write_npy_f64, NpyData,
 };
-use std::io::Write;
 use feature_collapse::Error;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -336,19 +336,37 @@ fn fortran_order_big_endian_and_integers_are_read_in_c_order() {
     assert_eq!(read_npy_f64(&p).unwrap(), (vec![2, 3], c_order.clone()));
 
     // Big-endian f4, C order.
-    let payload: Vec<u8> = [1.5f32, -2.25].iter().flat_map(|x| x.to_be_bytes()).collect();
+    let payload: Vec<u8> = [1.5f32, -2.25]
+        .iter()
+        .flat_map(|x| x.to_be_bytes())
+        .collect();
     let p = dir.join("be.npy");
     std::fs::write(&p, raw_npy(">f4", false, "(2,)", &payload)).unwrap();
     assert_eq!(read_npy_f32(&p).unwrap(), (vec![2], vec![1.5f32, -2.25]));
     assert_eq!(read_array(&p).unwrap().to_f64().unwrap(), vec![1.5, -2.25]);
-    assert!(read_npy_f64(&p).is_err(), "no silent widening in read_npy_f64");
+    assert!(
+        read_npy_f64(&p).is_err(),
+        "no silent widening in read_npy_f64"
+    );
 
     // Integers of every width widen to i64; floats are not integers.
     for (descr, bytes) in [
-        ("<i8", [3i64, -1].iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()),
-        ("<i4", [3i32, -1].iter().flat_map(|x| x.to_le_bytes()).collect()),
+        (
+            "<i8",
+            [3i64, -1]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
+        (
+            "<i4",
+            [3i32, -1].iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
         ("|i1", vec![3u8, 0xff]),
-        (">i2", [3i16, -1].iter().flat_map(|x| x.to_be_bytes()).collect()),
+        (
+            ">i2",
+            [3i16, -1].iter().flat_map(|x| x.to_be_bytes()).collect(),
+        ),
     ] {
         let p = dir.join("int.npy");
         std::fs::write(&p, raw_npy(descr, false, "(2,)", &bytes)).unwrap();
@@ -404,5 +422,8 @@ fn npz_members_stored_and_deflated() {
     assert_eq!(read_npy_f64(&path).unwrap(), (vec![3, 2], w));
     // Not a zip at all.
     std::fs::write(&path, b"nonsense").unwrap();
-    assert!(read_array(&path).unwrap_err().report().contains("not a valid .npz"));
+    assert!(read_array(&path)
+        .unwrap_err()
+        .report()
+        .contains("not a valid .npz"));
 }

@@ -2,7 +2,7 @@
 
 use super::predict::print_prediction_line;
 use super::TaskArgs;
-use crate::analyze::{self, AnalyzeConfig, Analysis};
+use crate::analyze::{self, Analysis, AnalyzeConfig};
 use crate::error::{Error, Result};
 use crate::limit;
 use crate::npy::{self, NpyArray};
@@ -44,7 +44,11 @@ pub struct AnalyzeArgs {
 fn read(name: &'static str, path: &Path, expected: &str) -> Result<NpyArray> {
     npy::read_array(path).map_err(|e| match e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
-            Error::invalid(name, path.display(), format!("{source}; expected {expected}"))
+            Error::invalid(
+                name,
+                path.display(),
+                format!("{source}; expected {expected}"),
+            )
         }
         other => other,
     })
