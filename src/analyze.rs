@@ -205,6 +205,7 @@ pub fn latent_from_array(origin: &str, a: &NpyArray, n_c: usize, len: usize) -> 
 /// and its standard error `sqrt(sum_k s_k^2 / n_per_class) / K`, with `s_k^2` the
 /// unbiased sample variance of the losses of class `k` (`n_per_class >= 2`).
 /// Deterministic in `seed` (one ChaCha8 stream per class), whatever the thread count.
+/// Cost `O(K n_per_class K L d)` (every sentence scores all `K` classes).
 pub fn sampled_risk(task: &Task, p: &Params, n_per_class: usize, seed: u64) -> (f64, f64) {
     let n = n_per_class.max(2);
     let phi = features(p, task.layer_norm());

@@ -17,8 +17,9 @@ class Task:
     ``K`` classes with latent variables ``z_k in [n_c]^L`` (all of ``[n_c]^L``
     when ``classes`` is ``None``, else ``classes`` drawn with ``seed``, or the
     rows of ``z``), token frequencies ``mu_beta = 1/s_c`` (``'uniform'``) or
-    ``∝ 1/beta^zipf_exponent`` (``'zipf'``), LayerNorm without affine
-    parameters with ``eps`` when ``layer_norm``, weight decays ``lambda_w``,
+    ``∝ 1/beta^zipf_exponent`` (``'zipf'``; ``zipf_exponent`` is ignored for
+    ``'uniform'``), LayerNorm without affine parameters with ``eps`` when
+    ``layer_norm`` (``eps`` is ignored otherwise), weight decays ``lambda_w``,
     ``lambda_u``. Invalid settings raise ``ValueError`` with the CLI's message."""
 
     def __init__(
