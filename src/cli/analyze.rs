@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// Embedding weight W, shaped (n_w, d) (a PyTorch nn.Embedding weight): .npy or ARCHIVE.npz[:NAME], float32/64, C or Fortran order.
+    /// Embedding weight W, shaped (n_w, d) (a PyTorch nn.Embedding weight): .npy or ARCHIVE.npz (ARCHIVE.npz:NAME for one of several arrays), float32/64, C or Fortran order.
     #[arg(long, value_name = "W.npy")]
     pub w: PathBuf,
     /// Classifier weight U, shaped (K, L*d) (an nn.Linear weight) or (K, L, d).
