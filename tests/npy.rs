@@ -427,3 +427,55 @@ fn npz_members_stored_and_deflated() {
         .report()
         .contains("not a valid .npz"));
 }
+
+/// Column-major layout of the row-major `c` of `shape`.
+fn to_fortran(shape: &[usize], c: &[f64]) -> Vec<f64> {
+    let n = c.len();
+    let mut out = vec![0.0; n];
+    let mut idx = vec![0usize; shape.len()];
+    for &v in c {
+        // C strides: last axis contiguous; Fortran: first axis contiguous.
+        let mut f = 0;
+        let mut stride = 1;
+        for (ax, &i) in idx.iter().enumerate() {
+            f += i * stride;
+            stride *= shape[ax];
+        }
+        out[f] = v;
+        for ax in (0..shape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// The same array stored in C and in Fortran order reads back identically.
+    #[test]
+    fn fortran_and_c_order_read_the_same(
+        shape in proptest::collection::vec(1usize..5, 1..5),
+        seed in 0u64..1000,
+    ) {
+        let dir = out_dir(&format!("order{seed}_{}", shape.len()));
+        let n: usize = shape.iter().product();
+        let c: Vec<f64> = (0..n).map(|i| (i as f64 + seed as f64 * 0.37).sin()).collect();
+        let cp = dir.join("c.npy");
+        write_npy_f64(&cp, &shape, &c).unwrap();
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let tuple = if shape.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+        let payload: Vec<u8> = to_fortran(&shape, &c).iter().flat_map(|x| x.to_le_bytes()).collect();
+        let fp = dir.join("f.npy");
+        std::fs::write(&fp, raw_npy("<f8", true, &tuple, &payload)).unwrap();
+        let (sc, dc) = read_npy_f64(&cp).unwrap();
+        let (sf, df) = read_npy_f64(&fp).unwrap();
+        proptest::prop_assert_eq!(&sc, &shape);
+        proptest::prop_assert_eq!(&sf, &shape);
+        proptest::prop_assert_eq!(bits64(&dc), bits64(&c));
+        proptest::prop_assert_eq!(bits64(&df), bits64(&c));
+    }
+}
