@@ -11,10 +11,13 @@
 //! - [`verify`]: the theorem checks with argmin (§5);
 //! - [`train`]: finite-sample SGD (§6);
 //! - [`experiments`]: the paper's experiments and their report;
+//! - [`analyze`]: collapse measures of weights trained anywhere;
 //! - [`cli`]: the `fcollapse` command line;
 //! - [`plots`]: PNG + SVG figures of the experiments;
-//! - [`npy`]: NumPy `.npy` export of arrays.
+//! - [`npy`]: NumPy `.npy` / `.npz` reading and `.npy` export of arrays;
+//! - `python` (with `--features python`): the Python module `feature_collapse`.
 
+pub mod analyze;
 pub mod cli;
 pub mod collapse;
 pub mod error;
@@ -24,6 +27,8 @@ pub mod metrics;
 pub mod network;
 pub mod npy;
 pub mod plots;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod task;
 pub mod train;
 pub mod verify;

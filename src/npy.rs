@@ -1,10 +1,21 @@
-//! Minimal reader and writer for NumPy `.npy` files (format version 1.0).
+//! NumPy `.npy` / `.npz` arrays.
 //!
-//! Only what the experiments need: dense little-endian `float32` (`'<f4'`) and
-//! `float64` (`'<f8'`) arrays in C (row-major) order. The header is laid out
-//! exactly as `numpy.save` lays it out (sorted dictionary keys, spare growth
-//! space after the dictionary, space padding and a final newline), so the data
-//! starts at a multiple of 64 bytes and files are byte-identical to NumPy's.
+//! **Reading** goes through the `npyz` crate, which parses every header version
+//! (1.0–3.0), byte order and memory order: [`read_array`] returns any plain
+//! float, integer or boolean array as a C-order (row-major) [`NpyArray`]
+//! (Fortran-order data is transposed on reading). A path `ARCHIVE.npz` or
+//! `ARCHIVE.npz:NAME` selects an array of an `.npz` archive (a zip of `.npy`
+//! files, stored or deflated, as `numpy.savez` and `numpy.savez_compressed`
+//! write them); without `:NAME` the archive must hold exactly one array.
+//!
+//! **Writing** stays here: dense little-endian `float32` (`'<f4'`) and `float64`
+//! (`'<f8'`) arrays in C order, with the header laid out exactly as `numpy.save`
+//! lays it out (sorted dictionary keys, spare growth space after the dictionary,
+//! space padding and a final newline), so the data starts at a multiple of 64
+//! bytes and files are byte-identical to NumPy's. (`npyz`'s writer also aligns
+//! to 64 bytes, but writes the shape tuple as `(2, 3, )` where NumPy writes
+//! `(2, 3)` and reserves no growth space, so its files are valid but not
+//! byte-identical to `numpy.save`.)
 //!
 //! Writes are atomic: the file is written to a temporary sibling and renamed
 //! into place, so a reader never sees a half-written array.
@@ -35,7 +46,7 @@ const GROWTH_AXIS_MAX_DIGITS: usize = 21;
 /// Length of the fixed prefix of a version 1.0 file: magic, 2 version bytes, `u16` header length.
 const PREFIX_V1: usize = 6 + 2 + 2;
 
-/// Element types this module can store.
+/// Element types this module can write.
 trait Element: Copy {
     /// NumPy `descr` string, e.g. `'<f8'`.
     const DESCR: &'static str;
@@ -43,8 +54,8 @@ trait Element: Copy {
     const SIZE: usize;
     /// Appends the little-endian bytes of `self` to `out`.
     fn put_le(self, out: &mut Vec<u8>);
-    /// Decodes one element from exactly [`Self::SIZE`] little-endian bytes.
-    fn get_le(bytes: &[u8]) -> Self;
+    /// The values of `data` when they have exactly this type.
+    fn take(data: NpyData) -> Option<Vec<Self>>;
 }
 
 impl Element for f32 {
@@ -53,8 +64,11 @@ impl Element for f32 {
     fn put_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
-    fn get_le(bytes: &[u8]) -> Self {
-        f32::from_le_bytes(bytes.try_into().expect("4 bytes"))
+    fn take(data: NpyData) -> Option<Vec<Self>> {
+        match data {
+            NpyData::F32(v) => Some(v),
+            _ => None,
+        }
     }
 }
 
@@ -64,8 +78,11 @@ impl Element for f64 {
     fn put_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
-    fn get_le(bytes: &[u8]) -> Self {
-        f64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+    fn take(data: NpyData) -> Option<Vec<Self>> {
+        match data {
+            NpyData::F64(v) => Some(v),
+            _ => None,
+        }
     }
 }
 
@@ -85,17 +102,18 @@ pub fn write_npy_f64(path: &Path, shape: &[usize], data: &[f64]) -> Result<()> {
     write_npy(path, shape, data)
 }
 
-/// Reads a little-endian `float32` C-order `.npy` file, returning `(shape, data)`.
+/// Reads a `float32` array (either byte order, C or Fortran order; `.npy` or an
+/// `.npz` member as in [`read_array`]), returning `(shape, data)` in C order.
 ///
 /// Errors: [`Error::Io`] if the file cannot be read, or (with kind
-/// `InvalidData`) if it is not a `'<f4'`, C-order `.npy` file of version 1.0–3.0.
+/// `InvalidData`) if it does not hold a `float32` array (no silent conversion).
 pub fn read_npy_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     read_npy(path)
 }
 
 /// Reads a little-endian `float64` C-order `.npy` file, returning `(shape, data)`.
 ///
-/// Same contract as [`read_npy_f32`], for `'<f8'`.
+/// Same contract as [`read_npy_f32`], for `float64`.
 pub fn read_npy_f64(path: &Path) -> Result<(Vec<usize>, Vec<f64>)> {
     read_npy(path)
 }
@@ -217,115 +235,224 @@ fn bad(path: &Path, msg: impl Into<String>) -> Error {
     )
 }
 
-/// Parsed header fields.
-struct Header {
-    descr: String,
-    fortran_order: bool,
-    shape: Vec<usize>,
+/// The values of an array read by [`read_array`], in C order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyData {
+    /// `float32` (`f4`), either byte order.
+    F32(Vec<f32>),
+    /// `float64` (`f8`), either byte order.
+    F64(Vec<f64>),
+    /// Any signed, unsigned (up to `2^63 - 1`) or boolean integer type, widened to `i64`.
+    Int(Vec<i64>),
 }
 
-/// Returns the text after `'key':` in the header dictionary, trimmed at the start.
-fn dict_value<'a>(dict: &'a str, key: &str) -> Option<&'a str> {
-    let pos = dict
-        .find(&format!("'{key}':"))
-        .or_else(|| dict.find(&format!("\"{key}\":")))?;
-    Some(dict[pos + key.len() + 3..].trim_start())
+/// An array read by [`read_array`]: shape, NumPy `descr` as stored (e.g. `'<f4'`,
+/// `'>i8'`) and the values in C (row-major) order whatever the file's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    pub shape: Vec<usize>,
+    pub descr: String,
+    /// True when the file stored the data in Fortran (column-major) order.
+    pub fortran_order: bool,
+    pub data: NpyData,
 }
 
-/// Parses the Python-literal header dictionary NumPy writes.
-fn parse_header(dict: &str) -> std::result::Result<Header, String> {
-    let dict = dict.trim();
-    if !dict.starts_with('{') || !dict.ends_with('}') {
-        return Err("header is not a dictionary".into());
+impl NpyArray {
+    /// The values as `f64` when the array holds floats (`f4` values are exact in `f64`).
+    pub fn to_f64(&self) -> Option<Vec<f64>> {
+        match &self.data {
+            NpyData::F32(v) => Some(v.iter().map(|&x| f64::from(x)).collect()),
+            NpyData::F64(v) => Some(v.clone()),
+            NpyData::Int(_) => None,
+        }
     }
-    let descr_val = dict_value(dict, "descr").ok_or("header has no 'descr'")?;
-    let quote = descr_val.chars().next().ok_or("empty 'descr'")?;
-    if quote != '\'' && quote != '"' {
-        return Err("'descr' is not a plain string (structured dtypes are not supported)".into());
-    }
-    let end = descr_val[1..]
-        .find(quote)
-        .ok_or("unterminated 'descr' string")?;
-    let descr = descr_val[1..1 + end].to_string();
 
-    let fo_val = dict_value(dict, "fortran_order").ok_or("header has no 'fortran_order'")?;
-    let fortran_order = if fo_val.starts_with("True") {
-        true
-    } else if fo_val.starts_with("False") {
-        false
-    } else {
-        return Err("'fortran_order' is neither True nor False".into());
+    /// The values when the array holds integers.
+    pub fn as_ints(&self) -> Option<&[i64]> {
+        match &self.data {
+            NpyData::Int(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Splits `ARCHIVE.npz:NAME` into the archive path and the array name.
+fn split_npz(path: &Path) -> (PathBuf, Option<String>) {
+    let s = path.to_string_lossy();
+    if let Some(pos) = s.rfind(':') {
+        let (file, name) = (&s[..pos], &s[pos + 1..]);
+        if file.ends_with(".npz") && !name.is_empty() {
+            return (PathBuf::from(file), Some(name.to_string()));
+        }
+    }
+    (path.to_path_buf(), None)
+}
+
+/// The bytes of the `.npy` file at `path`, or of the selected member of an `.npz`.
+fn npy_bytes(path: &Path) -> Result<Vec<u8>> {
+    let (file, name) = split_npz(path);
+    let is_npz = file.extension().is_some_and(|e| e == "npz");
+    let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    if !is_npz {
+        return Ok(bytes);
+    }
+    let zip_err = |e: zip::result::ZipError| {
+        Error::io(
+            &file,
+            io::Error::new(io::ErrorKind::InvalidData, format!("not a valid .npz: {e}")),
+        )
     };
-
-    let shape_val = dict_value(dict, "shape").ok_or("header has no 'shape'")?;
-    if !shape_val.starts_with('(') {
-        return Err("'shape' is not a tuple".into());
+    let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(zip_err)?;
+    let mut names: Vec<String> = Vec::new();
+    for f in archive.file_names() {
+        let f = f.map_err(zip_err)?;
+        if let Some(n) = npyz::npz::array_name_from_file_name(&f) {
+            names.push(n.to_string());
+        }
     }
-    let close = shape_val.find(')').ok_or("unterminated 'shape' tuple")?;
-    let shape = shape_val[1..close]
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.trim_end_matches('L')
-                .parse::<usize>()
-                .map_err(|_| format!("bad dimension `{s}` in 'shape'"))
-        })
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    Ok(Header {
+    let wanted = match name {
+        Some(n) if names.contains(&n) => n,
+        Some(n) => {
+            return Err(bad(
+                &file,
+                format!("the archive has no array `{n}` (it holds {names:?})"),
+            ))
+        }
+        None if names.len() == 1 => names[0].clone(),
+        None => {
+            return Err(bad(
+                &file,
+                format!("the archive holds {names:?}; name one as ARCHIVE.npz:NAME"),
+            ))
+        }
+    };
+    let mut entry = archive
+        .by_name(&npyz::npz::file_name_from_array_name(&wanted))
+        .map_err(zip_err)?;
+    let mut out = Vec::new();
+    io::Read::read_to_end(&mut entry, &mut out).map_err(|e| Error::io(&file, e))?;
+    Ok(out)
+}
+
+/// Reorders column-major `data` of `shape` into row-major order.
+fn fortran_to_c<T: Copy>(shape: &[usize], data: Vec<T>) -> Vec<T> {
+    if shape.len() < 2 || data.is_empty() {
+        return data;
+    }
+    // Fortran strides: dimension 0 is contiguous.
+    let mut f_stride = vec![1usize; shape.len()];
+    for i in 1..shape.len() {
+        f_stride[i] = f_stride[i - 1] * shape[i - 1];
+    }
+    let mut idx = vec![0usize; shape.len()];
+    let mut out = Vec::with_capacity(data.len());
+    for _ in 0..data.len() {
+        let src: usize = idx.iter().zip(&f_stride).map(|(i, s)| i * s).sum();
+        out.push(data[src]);
+        // C order: the last index runs fastest.
+        for ax in (0..shape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    out
+}
+
+/// Reads a whole array of any plain float (`f4`, `f8`), integer or boolean dtype,
+/// either byte order, C or Fortran order, from an `.npy` file or an `.npz`
+/// member (`ARCHIVE.npz[:NAME]`, see the module doc). The data comes back in C order.
+///
+/// Errors: [`Error::Io`] if the file cannot be read, or (kind `InvalidData`) if it
+/// is not such an array (the message says why: e.g. the unsupported dtype).
+pub fn read_array(path: &Path) -> Result<NpyArray> {
+    let bytes = npy_bytes(path)?;
+    let file = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(path, e.to_string()))?;
+    let ts = match file.dtype() {
+        npyz::DType::Plain(ts) => ts,
+        other => {
+            return Err(bad(
+                path,
+                format!("dtype {} is not a plain numeric type", other.descr()),
+            ))
+        }
+    };
+    let descr = ts.to_string();
+    let shape: Vec<usize> = file
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| bad(path, "shape overflows")))
+        .collect::<Result<_>>()?;
+    element_count(&shape).ok_or_else(|| bad(path, "shape overflows"))?;
+    let fortran_order = file.order() == npyz::Order::Fortran;
+    let read_err = |e: io::Error| bad(path, format!("{e} (dtype '{descr}')"));
+    let ints = |v: Vec<i64>| NpyData::Int(v);
+    let data = match (ts.type_char(), ts.size_field()) {
+        (npyz::TypeChar::Float, 4) => NpyData::F32(file.into_vec::<f32>().map_err(read_err)?),
+        (npyz::TypeChar::Float, 8) => NpyData::F64(file.into_vec::<f64>().map_err(read_err)?),
+        (npyz::TypeChar::Int, 1) => ints(widen(file.into_vec::<i8>().map_err(read_err)?)),
+        (npyz::TypeChar::Int, 2) => ints(widen(file.into_vec::<i16>().map_err(read_err)?)),
+        (npyz::TypeChar::Int, 4) => ints(widen(file.into_vec::<i32>().map_err(read_err)?)),
+        (npyz::TypeChar::Int, 8) => ints(file.into_vec::<i64>().map_err(read_err)?),
+        (npyz::TypeChar::Uint, 1) => ints(widen(file.into_vec::<u8>().map_err(read_err)?)),
+        (npyz::TypeChar::Uint, 2) => ints(widen(file.into_vec::<u16>().map_err(read_err)?)),
+        (npyz::TypeChar::Uint, 4) => ints(widen(file.into_vec::<u32>().map_err(read_err)?)),
+        (npyz::TypeChar::Uint, 8) => {
+            let v = file.into_vec::<u64>().map_err(read_err)?;
+            ints(
+                v.into_iter()
+                    .map(|x| {
+                        i64::try_from(x).map_err(|_| bad(path, format!("value {x} too large")))
+                    })
+                    .collect::<Result<_>>()?,
+            )
+        }
+        (npyz::TypeChar::Bool, 1) => ints(
+            file.into_vec::<bool>()
+                .map_err(read_err)?
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        ),
+        _ => {
+            return Err(bad(
+                path,
+                format!("dtype '{descr}' is not supported (float32/64, integers or bool)"),
+            ))
+        }
+    };
+    let data = if fortran_order {
+        match data {
+            NpyData::F32(v) => NpyData::F32(fortran_to_c(&shape, v)),
+            NpyData::F64(v) => NpyData::F64(fortran_to_c(&shape, v)),
+            NpyData::Int(v) => NpyData::Int(fortran_to_c(&shape, v)),
+        }
+    } else {
+        data
+    };
+    Ok(NpyArray {
+        shape,
         descr,
         fortran_order,
-        shape,
+        data,
     })
 }
 
+fn widen<T: Into<i64>>(v: Vec<T>) -> Vec<i64> {
+    v.into_iter().map(Into::into).collect()
+}
+
 fn read_npy<T: Element>(path: &Path) -> Result<(Vec<usize>, Vec<T>)> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.len() < PREFIX_V1 || &bytes[..6] != MAGIC {
-        return Err(bad(path, "missing magic string"));
-    }
-    let (major, minor) = (bytes[6], bytes[7]);
-    let (header_len, header_start) = match major {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 => {
-            if bytes.len() < 12 {
-                return Err(bad(path, "truncated header length"));
-            }
-            let n = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-            (n as usize, 12)
-        }
-        _ => return Err(bad(path, format!("unknown format version {major}.{minor}"))),
-    };
-    let data_start = header_start + header_len;
-    if bytes.len() < data_start {
-        return Err(bad(path, "truncated header"));
-    }
-    let dict = std::str::from_utf8(&bytes[header_start..data_start])
-        .map_err(|_| bad(path, "header is not valid text"))?;
-    let header = parse_header(dict).map_err(|m| bad(path, m))?;
-    if header.descr != T::DESCR {
-        return Err(bad(
+    let a = read_array(path)?;
+    let data = T::take(a.data).ok_or_else(|| {
+        bad(
             path,
-            format!("dtype is '{}', expected '{}'", header.descr, T::DESCR),
-        ));
-    }
-    if header.fortran_order {
-        return Err(bad(path, "Fortran-order arrays are not supported"));
-    }
-    let count = element_count(&header.shape).ok_or_else(|| bad(path, "shape overflows"))?;
-    let payload = &bytes[data_start..];
-    if Some(payload.len()) != count.checked_mul(T::SIZE) {
-        return Err(bad(
-            path,
-            format!(
-                "shape {} needs {count} elements but the file holds {} bytes of data",
-                shape_repr(&header.shape),
-                payload.len()
-            ),
-        ));
-    }
-    let data = payload.chunks_exact(T::SIZE).map(T::get_le).collect();
-    Ok((header.shape, data))
+            format!("dtype is '{}', expected '{}'", a.descr, T::DESCR),
+        )
+    })?;
+    Ok((a.shape, data))
 }
 
 #[cfg(test)]
@@ -352,10 +479,83 @@ mod tests {
             let h = header_v1("<f8", &shape).unwrap();
             assert_eq!(h.len() % 64, 0, "{shape:?}");
             assert_eq!(*h.last().unwrap(), b'\n');
-            let parsed = parse_header(std::str::from_utf8(&h[10..]).unwrap()).unwrap();
-            assert_eq!(parsed.shape, shape);
-            assert_eq!(parsed.descr, "<f8");
-            assert!(!parsed.fortran_order);
+            let parsed = npyz::NpyHeader::from_reader(&h[..]).unwrap();
+            let got: Vec<usize> = parsed.shape().iter().map(|&d| d as usize).collect();
+            assert_eq!(got, shape);
+            assert_eq!(parsed.dtype().descr(), "'<f8'");
+            assert_eq!(parsed.order(), npyz::Order::C);
         }
+    }
+
+    /// Why writing does not go through npyz: its files are valid `.npy` but their
+    /// shape tuple is written `(2, 3, )` where NumPy writes `(2, 3)`.
+    #[test]
+    fn npyz_writer_header_differs_from_numpy() {
+        let mut bytes = Vec::new();
+        {
+            use npyz::WriterBuilder;
+            let mut w = npyz::WriteOptions::new()
+                .default_dtype()
+                .shape(&[2, 3])
+                .writer(&mut bytes)
+                .begin_nd()
+                .unwrap();
+            w.extend([1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+            w.finish().unwrap();
+        }
+        let ours = header_v1("<f4", &[2, 3]).unwrap();
+        let theirs = &bytes[..bytes.len() - 6 * 4];
+        assert_eq!((ours.len(), theirs.len()), (128, 128));
+        let text = String::from_utf8_lossy(theirs);
+        assert!(text.contains("'shape': (2, 3, ), }"), "{text}");
+        assert!(String::from_utf8_lossy(&ours).contains("'shape': (2, 3), }"));
+        assert_ne!(theirs, &ours[..]);
+        // Both parse to the same array.
+        let f = npyz::NpyFile::new(&bytes[..]).unwrap();
+        assert_eq!(f.shape(), &[2, 3]);
+        assert_eq!(
+            f.into_vec::<f32>().unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
+    }
+
+    #[test]
+    fn fortran_to_c_transposes_every_axis() {
+        // a[i, j, k] = 100 i + 10 j + k, shape (2, 3, 4), stored column-major.
+        let shape = [2, 3, 4];
+        let mut f = Vec::new();
+        for k in 0..4 {
+            for j in 0..3 {
+                for i in 0..2 {
+                    f.push(100 * i + 10 * j + k);
+                }
+            }
+        }
+        let c = fortran_to_c(&shape, f);
+        let mut expected = Vec::new();
+        for i in 0..2 {
+            for j in 0..3 {
+                for k in 0..4 {
+                    expected.push(100 * i + 10 * j + k);
+                }
+            }
+        }
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn npz_member_syntax() {
+        assert_eq!(
+            split_npz(Path::new("a/b.npz:W")),
+            (PathBuf::from("a/b.npz"), Some("W".to_string()))
+        );
+        assert_eq!(
+            split_npz(Path::new("a/b.npz")),
+            (PathBuf::from("a/b.npz"), None)
+        );
+        assert_eq!(
+            split_npz(Path::new("c:d.npy")),
+            (PathBuf::from("c:d.npy"), None)
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! Tests of `feature_collapse::npy`: Rust round trips, exact header bytes, and
 //! (when a Python with NumPy is available) agreement with `numpy.load`/`numpy.save`.
 
-use feature_collapse::npy::{read_npy_f32, read_npy_f64, write_npy_f32, write_npy_f64};
+use feature_collapse::npy::{
+    read_array, read_npy_f32, read_npy_f64, write_npy_f32, write_npy_f64, NpyData,
+};
 use feature_collapse::Error;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -167,29 +170,27 @@ fn bad_writes_and_reads_are_errors() {
         Err(Error::Io { .. })
     ));
 
-    // Fortran order is refused.
-    let mut h: Vec<u8> = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
-    let dict = b"{'descr': '<f8', 'fortran_order': True, 'shape': (1,), }";
-    h.extend_from_slice(dict);
-    h.resize(127, b' ');
-    h.push(b'\n');
-    h.extend_from_slice(&2.0f64.to_le_bytes());
-    std::fs::write(&p, &h).unwrap();
-    let err = read_npy_f64(&p).unwrap_err();
-    assert!(err.report().contains("Fortran"), "{}", err.report());
+    // A structured dtype is refused with its descr in the message.
+    std::fs::write(
+        &p,
+        raw_npy("[('a', '<f8')]", false, "(1,)", &1.0f64.to_le_bytes()),
+    )
+    .unwrap();
+    let err = read_array(&p).unwrap_err();
+    assert!(err.report().contains("not a plain"), "{}", err.report());
 
     // Writing into a missing directory is an I/O error naming the path.
     let err = write_npy_f64(&dir.join("no/such/dir/x.npy"), &[1], &[1.0]).unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err}");
 }
 
-/// A Python interpreter that can `import numpy`, if any.
+/// A Python interpreter that can `import numpy`, if any: `$FCOLLAPSE_PYTHON`, else
+/// `python3` on the `PATH`.
 fn python_with_numpy() -> Option<String> {
     let mut candidates = Vec::new();
     if let Ok(p) = std::env::var("FCOLLAPSE_PYTHON") {
         candidates.push(p);
     }
-    candidates.push("/work/ref-venv/bin/python".into());
     candidates.push("python3".into());
     candidates.into_iter().find(|py| {
         Command::new(py)
@@ -294,4 +295,187 @@ fn numpy_agrees_when_available() {
         }
     }
     println!("NumPy cross-check passed with {py}");
+}
+
+/// A hand-made `.npy` (version 1.0) with this header dictionary and payload.
+fn raw_npy(descr: &str, fortran: bool, shape: &str, payload: &[u8]) -> Vec<u8> {
+    let dict = format!(
+        "{{'descr': {}, 'fortran_order': {}, 'shape': {shape}, }}",
+        if descr.starts_with('[') {
+            descr.to_string()
+        } else {
+            format!("'{descr}'")
+        },
+        if fortran { "True" } else { "False" }
+    );
+    let mut header = dict.into_bytes();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut out: Vec<u8> = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(payload);
+    out
+}
+
+#[test]
+fn fortran_order_big_endian_and_integers_are_read_in_c_order() {
+    let dir = out_dir("dtypes");
+    // a[i, j] = 10 i + j, shape (2, 3), Fortran order: a[0,0] a[1,0] a[0,1] ...
+    let c_order: Vec<f64> = vec![0.0, 1.0, 2.0, 10.0, 11.0, 12.0];
+    let f_order = [0.0f64, 10.0, 1.0, 11.0, 2.0, 12.0];
+    let payload: Vec<u8> = f_order.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let p = dir.join("f.npy");
+    std::fs::write(&p, raw_npy("<f8", true, "(2, 3)", &payload)).unwrap();
+    let a = read_array(&p).unwrap();
+    assert!(a.fortran_order);
+    assert_eq!(a.shape, vec![2, 3]);
+    assert_eq!(a.to_f64().unwrap(), c_order);
+    assert_eq!(read_npy_f64(&p).unwrap(), (vec![2, 3], c_order.clone()));
+
+    // Big-endian f4, C order.
+    let payload: Vec<u8> = [1.5f32, -2.25]
+        .iter()
+        .flat_map(|x| x.to_be_bytes())
+        .collect();
+    let p = dir.join("be.npy");
+    std::fs::write(&p, raw_npy(">f4", false, "(2,)", &payload)).unwrap();
+    assert_eq!(read_npy_f32(&p).unwrap(), (vec![2], vec![1.5f32, -2.25]));
+    assert_eq!(read_array(&p).unwrap().to_f64().unwrap(), vec![1.5, -2.25]);
+    assert!(
+        read_npy_f64(&p).is_err(),
+        "no silent widening in read_npy_f64"
+    );
+
+    // Integers of every width widen to i64; floats are not integers.
+    for (descr, bytes) in [
+        (
+            "<i8",
+            [3i64, -1]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>(),
+        ),
+        (
+            "<i4",
+            [3i32, -1].iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ),
+        ("|i1", vec![3u8, 0xff]),
+        (
+            ">i2",
+            [3i16, -1].iter().flat_map(|x| x.to_be_bytes()).collect(),
+        ),
+    ] {
+        let p = dir.join("int.npy");
+        std::fs::write(&p, raw_npy(descr, false, "(2,)", &bytes)).unwrap();
+        let a = read_array(&p).unwrap();
+        assert_eq!(a.as_ints(), Some(&[3i64, -1][..]), "{descr}");
+        assert_eq!(a.to_f64(), None, "{descr}");
+    }
+    let p = dir.join("u8.npy");
+    std::fs::write(&p, raw_npy("<u8", false, "(1,)", &u64::MAX.to_le_bytes())).unwrap();
+    assert!(read_array(&p).unwrap_err().report().contains("too large"));
+    assert!(matches!(
+        read_array(&dir.join("f.npy")).unwrap().data,
+        NpyData::F64(_)
+    ));
+}
+
+#[test]
+fn npz_members_stored_and_deflated() {
+    let dir = out_dir("npz");
+    let w: Vec<f64> = (0..6).map(|i| i as f64 * 0.5).collect();
+    let wp = dir.join("w.npy");
+    write_npy_f64(&wp, &[3, 2], &w).unwrap();
+    let u = vec![7.0f32, 8.0];
+    let up = dir.join("u.npy");
+    write_npy_f32(&up, &[1, 2], &u).unwrap();
+    for (name, method) in [
+        ("stored.npz", zip::CompressionMethod::Stored),
+        ("deflated.npz", zip::CompressionMethod::Deflated),
+    ] {
+        let path = dir.join(name);
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+        z.start_file("W.npy", opts).unwrap();
+        z.write_all(&std::fs::read(&wp).unwrap()).unwrap();
+        z.start_file("U.npy", opts).unwrap();
+        z.write_all(&std::fs::read(&up).unwrap()).unwrap();
+        z.finish().unwrap();
+        let member = |m: &str| PathBuf::from(format!("{}:{m}", path.display()));
+        assert_eq!(read_npy_f64(&member("W")).unwrap(), (vec![3, 2], w.clone()));
+        assert_eq!(read_npy_f32(&member("U")).unwrap(), (vec![1, 2], u.clone()));
+        let err = read_array(&path).unwrap_err().report();
+        assert!(err.contains("ARCHIVE.npz:NAME"), "{err}");
+        let err = read_array(&member("Z")).unwrap_err().report();
+        assert!(err.contains("no array `Z`"), "{err}");
+    }
+    // A one-array archive needs no name.
+    let path = dir.join("one.npz");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    z.start_file("arr_0.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    z.write_all(&std::fs::read(&wp).unwrap()).unwrap();
+    z.finish().unwrap();
+    assert_eq!(read_npy_f64(&path).unwrap(), (vec![3, 2], w));
+    // Not a zip at all.
+    std::fs::write(&path, b"nonsense").unwrap();
+    assert!(read_array(&path)
+        .unwrap_err()
+        .report()
+        .contains("not a valid .npz"));
+}
+
+/// Column-major layout of the row-major `c` of `shape`.
+fn to_fortran(shape: &[usize], c: &[f64]) -> Vec<f64> {
+    let n = c.len();
+    let mut out = vec![0.0; n];
+    let mut idx = vec![0usize; shape.len()];
+    for &v in c {
+        // C strides: last axis contiguous; Fortran: first axis contiguous.
+        let mut f = 0;
+        let mut stride = 1;
+        for (ax, &i) in idx.iter().enumerate() {
+            f += i * stride;
+            stride *= shape[ax];
+        }
+        out[f] = v;
+        for ax in (0..shape.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < shape[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// The same array stored in C and in Fortran order reads back identically.
+    #[test]
+    fn fortran_and_c_order_read_the_same(
+        shape in proptest::collection::vec(1usize..5, 1..5),
+        seed in 0u64..1000,
+    ) {
+        let dir = out_dir(&format!("order{seed}_{}", shape.len()));
+        let n: usize = shape.iter().product();
+        let c: Vec<f64> = (0..n).map(|i| (i as f64 + seed as f64 * 0.37).sin()).collect();
+        let cp = dir.join("c.npy");
+        write_npy_f64(&cp, &shape, &c).unwrap();
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let tuple = if shape.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+        let payload: Vec<u8> = to_fortran(&shape, &c).iter().flat_map(|x| x.to_le_bytes()).collect();
+        let fp = dir.join("f.npy");
+        std::fs::write(&fp, raw_npy("<f8", true, &tuple, &payload)).unwrap();
+        let (sc, dc) = read_npy_f64(&cp).unwrap();
+        let (sf, df) = read_npy_f64(&fp).unwrap();
+        proptest::prop_assert_eq!(&sc, &shape);
+        proptest::prop_assert_eq!(&sf, &shape);
+        proptest::prop_assert_eq!(bits64(&dc), bits64(&c));
+        proptest::prop_assert_eq!(bits64(&df), bits64(&c));
+    }
 }

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success (every check passed), 1 a verification failed,
 //! 2 bad input (message names the parameter), 3 run-time failure, 130 interrupted.
 
+mod analyze;
 mod interrupt;
 mod predict;
 mod reproduce;
@@ -11,6 +12,7 @@ mod task_args;
 mod train;
 mod verify;
 
+pub use analyze::AnalyzeArgs;
 pub use predict::{FormArg, PredictArgs};
 pub use reproduce::ReproduceArgs;
 pub use task_args::{FreqArg, TaskArgs};
@@ -38,6 +40,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Run the paper's four experiments and the norm table; write docs/reproduction.md.
     Reproduce(ReproduceArgs),
+    /// Measure collapse of weights trained anywhere (W, U as .npy/.npz): every metric, distance to the prediction, limit risk.
+    Analyze(AnalyzeArgs),
 }
 
 /// Parses the process arguments and runs; returns the exit code.
@@ -48,6 +52,7 @@ pub fn run() -> Result<i32> {
         Command::Predict(a) => predict::run(&a),
         Command::Train(a) => train::run(&a),
         Command::Reproduce(a) => reproduce::run(&a),
+        Command::Analyze(a) => analyze::run(&a),
     }
 }
 

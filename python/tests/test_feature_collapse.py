@@ -1,0 +1,366 @@
+"""Tests of the Python package `feature_collapse` against independent
+computations: finite differences, a PyTorch autograd implementation of the limit
+risk written here (when torch is installed), and the `fcollapse` binary."""
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+
+import feature_collapse as fc
+
+
+def random_weights(task, scale=0.6, seed=0, u3=False):
+    rng = np.random.default_rng(seed)
+    W = scale * rng.standard_normal((task.n_w, task.dim))
+    shape = (task.k, task.len, task.dim) if u3 else (task.k, task.len * task.dim)
+    U = scale * rng.standard_normal(shape)
+    return W, U
+
+
+TASKS = {
+    "uniform": dict(nc=3, sc=2, len=2, dim=4),
+    "zipf-drawn": dict(nc=3, sc=3, len=2, dim=3, classes=5, freq="zipf", seed=4),
+    "layernorm": dict(nc=2, sc=3, len=2, dim=3, freq="zipf", zipf_exponent=1.5,
+                      layer_norm=True, eps=1e-3, lambda_w=0.02, lambda_u=0.005),
+}
+
+
+# ---------------------------------------------------------------- Task
+
+
+def test_task_properties_follow_the_library_order():
+    t = fc.Task(3, 2, 2, 4)
+    assert (t.n_w, t.k, t.nc, t.sc, t.len, t.dim) == (6, 9, 3, 2, 2, 4)
+    assert t.full_latent
+    z = t.z
+    assert z.dtype == np.int64 and z.shape == (9, 2)
+    # the full latent set in lexicographic order, position L-1 fastest
+    assert [tuple(r) for r in z] == list(itertools.product(range(3), repeat=2))
+    np.testing.assert_allclose(t.mu, [0.5, 0.5])
+
+    tz = fc.Task(2, 4, 3, 2, classes=5, freq="zipf", zipf_exponent=2.0, seed=7)
+    assert tz.z.shape == (5, 3) and tz.z.min() >= 0 and tz.z.max() < 2
+    raw = 1.0 / np.arange(1, 5) ** 2.0
+    np.testing.assert_allclose(tz.mu, raw / raw.sum(), rtol=1e-15)
+    # the same seed draws the same latent variables, another seed others
+    assert np.array_equal(fc.Task(2, 4, 3, 2, classes=5, seed=7).z, tz.z)
+    assert not np.array_equal(fc.Task(2, 4, 3, 2, classes=5, seed=8).z, tz.z)
+
+    explicit = fc.Task(3, 2, 2, 4, z=np.array([[2, 0], [1, 1]]))
+    assert explicit.k == 2 and explicit.z.tolist() == [[2, 0], [1, 1]]
+    assert json.loads(explicit.to_json())["z"] == [2, 0, 1, 1]
+    assert "K=2" in repr(explicit)
+
+
+@pytest.mark.parametrize(
+    "kwargs, flags",
+    [
+        (dict(nc=1, sc=2, len=2, dim=4), ["--nc", "1", "--sc", "2", "--len", "2", "--dim", "4"]),
+        (dict(nc=3, sc=2, len=2, dim=4, classes=10),
+         ["--nc", "3", "--sc", "2", "--len", "2", "--dim", "4", "--classes", "10"]),
+        (dict(nc=3, sc=2, len=2, dim=4, lambda_w=-1.0),
+         ["--nc", "3", "--sc", "2", "--len", "2", "--dim", "4", "--lambda-w", "-1"]),
+        (dict(nc=3, sc=2, len=2, dim=4, freq="zipf", zipf_exponent=-1.0),
+         ["--nc", "3", "--sc", "2", "--len", "2", "--dim", "4", "--zipf-exponent", "-1"]),
+    ],
+)
+def test_task_validation_matches_the_cli(cli, kwargs, flags):
+    with pytest.raises(ValueError) as err:
+        fc.Task(**kwargs)
+    out = cli("predict", *flags)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"error: {err.value}"
+
+
+def test_bad_freq_and_z_are_value_errors():
+    with pytest.raises(ValueError, match="freq"):
+        fc.Task(3, 2, 2, 4, freq="normal")
+    with pytest.raises(ValueError, match="latent.*concepts are 0..2"):
+        fc.Task(3, 2, 2, 4, z=np.array([[0, 3]]))
+    with pytest.raises(ValueError, match=r"\(K, L\)"):
+        fc.Task(3, 2, 2, 4, z=np.array([0, 1]))
+
+
+# ---------------------------------------------------------------- limit risk
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+@pytest.mark.parametrize("u3", [False, True])
+def test_limit_risk_grad_matches_finite_differences(name, u3):
+    task = fc.Task(**TASKS[name])
+    W, U = random_weights(task, seed=len(name), u3=u3)
+    r, dW, dU = fc.limit_risk_grad(task, W, U)
+    assert r == pytest.approx(fc.limit_risk(task, W, U), rel=1e-13)
+    assert dW.shape == W.shape and dU.shape == U.shape
+    h = 1e-5
+    for A, G in ((W, dW), (U, dU)):
+        for idx in np.ndindex(A.shape):
+            old = A[idx]
+            A[idx] = old + h
+            rp = fc.limit_risk(task, W, U)
+            A[idx] = old - h
+            rm = fc.limit_risk(task, W, U)
+            A[idx] = old
+            fd = (rp - rm) / (2 * h)
+            assert G[idx] == pytest.approx(fd, rel=1e-6, abs=1e-8), (name, idx)
+
+
+def test_limit_risk_accepts_float32_fortran_and_torch_layouts():
+    task = fc.Task(**TASKS["uniform"])
+    W, U = random_weights(task, seed=3)
+    r = fc.limit_risk(task, W, U)
+    assert fc.limit_risk(task, np.asfortranarray(W), np.asfortranarray(U)) == r
+    U3 = U.reshape(task.k, task.len, task.dim)
+    assert fc.limit_risk(task, W, U3) == r
+    r32 = fc.limit_risk(task, W.astype(np.float32), U.astype(np.float32))
+    assert r32 == pytest.approx(r, rel=1e-6)
+
+
+def test_shape_errors_name_the_expected_shape():
+    task = fc.Task(**TASKS["uniform"])
+    W, U = random_weights(task)
+    with pytest.raises(ValueError, match=r"\(n_w, d\) = \(6, 4\)"):
+        fc.limit_risk(task, W.T, U)
+    with pytest.raises(ValueError, match=r"\(K, L\*d\) = \(9, 8\)"):
+        fc.collapse_metrics(task, W, U[:, :4])
+    big = fc.Task(4, 30, 6, 3)
+    with pytest.raises(ValueError, match="budget"):
+        fc.limit_risk(big, *random_weights(big))
+
+
+def torch_limit_risk(torch, task, W, U):
+    """The limit risk written directly in PyTorch (autograd gives the gradient):
+    every rank tuple beta in [s_c]^L for every class k, weight prod_l mu_{beta_l}."""
+    K, L, d, sc = task.k, task.len, task.dim, task.sc
+    z = torch.as_tensor(task.z)
+    betas = torch.tensor(list(itertools.product(range(sc), repeat=L)))  # (S, L)
+    mu = torch.as_tensor(task.mu)
+    weight = mu[betas].prod(dim=1)  # (S,)
+    tokens = z[:, None, :] * sc + betas[None, :, :]  # (K, S, L)
+    phi = W
+    if task.layer_norm is not None:
+        centred = W - W.mean(dim=1, keepdim=True)
+        var = (centred**2).mean(dim=1, keepdim=True)
+        phi = centred / torch.sqrt(var + task.layer_norm)
+    x = phi[tokens]  # (K, S, L, d)
+    h = torch.einsum("ksld,jld->ksj", x, U.reshape(K, L, d))
+    ce = torch.logsumexp(h, dim=2) - h[torch.arange(K), :, torch.arange(K)]
+    data = (ce * weight[None, :]).sum(dim=1).mean()
+    return data + task.lambda_w / 2 * (W**2).sum() + task.lambda_u / 2 * (U**2).sum()
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_limit_risk_grad_matches_torch_autograd(name):
+    torch = pytest.importorskip("torch", reason="torch not installed: autograd cross-check skipped")
+    task = fc.Task(**TASKS[name])
+    W, U = random_weights(task, seed=11)
+    Wt = torch.tensor(W, dtype=torch.float64, requires_grad=True)
+    Ut = torch.tensor(U, dtype=torch.float64, requires_grad=True)
+    rt = torch_limit_risk(torch, task, Wt, Ut)
+    rt.backward()
+    r, dW, dU = fc.limit_risk_grad(task, W, U)
+    assert r == pytest.approx(rt.item(), rel=1e-12)
+    np.testing.assert_allclose(dW, Wt.grad.numpy(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(dU, Ut.grad.numpy(), rtol=1e-10, atol=1e-13)
+
+
+# ---------------------------------------------------------------- predict / verify
+
+
+def test_predict_matches_the_cli(cli):
+    task = fc.Task(3, 2, 2, 4, lambda_w=0.01, lambda_u=0.02)
+    p = fc.predict(task, "full")
+    out = cli("predict", "--nc", 3, "--sc", 2, "--len", 2, "--dim", 4,
+              "--lambda-w", 0.01, "--lambda-u", 0.02, "--form", "full", "--json")
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout)
+    assert p["kind"] == c["kind"] == "I"
+    for key in ("word_norm", "u_norm", "c", "risk", "r"):
+        assert p[key] == c[key], key
+    with pytest.raises(ValueError, match="form"):
+        fc.predict(fc.Task(3, 2, 2, 4, classes=4), "full")
+
+
+def test_verify_has_the_fields_of_verify_json(cli):
+    task = fc.Task(3, 2, 2, 4)
+    rep = fc.verify(task, 1, restarts=2, seed=0)
+    out = cli("verify", "--theorem", 1, "--nc", 3, "--sc", 2, "--len", 2, "--dim", 4,
+              "--restarts", 2, "--seed", 0, "--json")
+    c = json.loads(out.stdout.splitlines()[0])
+    missing = set(c) - set(rep)
+    assert not missing, missing
+    assert rep["passed"] is c["passed"] is True
+    assert rep["predicted_risk"] == c["predicted_risk"]
+    assert rep["best_risk"] == pytest.approx(c["best_risk"], rel=1e-12)
+    with pytest.raises(ValueError):
+        fc.verify(task, 4)
+
+
+# ---------------------------------------------------------------- training and analysis
+
+
+def numpy_train(task, steps=400, lr=0.5, n_spl=20, seed=1):
+    """Full-batch gradient descent on the cross entropy plus weight decay, hand-written
+    in NumPy (no LayerNorm): h_j = sum_l <u_{j,l}, w_{x_l}>."""
+    rng = np.random.default_rng(seed)
+    K, L, d, sc = task.k, task.len, task.dim, task.sc
+    betas = rng.choice(sc, size=(K, n_spl, L), p=task.mu)
+    X = (task.z[:, None, :] * sc + betas).reshape(-1, L)
+    y = np.repeat(np.arange(K), n_spl)
+    n = len(y)
+    W = 0.1 * rng.standard_normal((task.n_w, d))
+    U = 0.1 * rng.standard_normal((K, L, d))
+    for _ in range(steps):
+        E = W[X]
+        h = np.einsum("nld,jld->nj", E, U)
+        p = np.exp(h - h.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(n), y] -= 1.0
+        g = p / n
+        dU = np.einsum("nj,nld->jld", g, E) + task.lambda_u * U
+        dE = np.einsum("nj,jld->nld", g, U)
+        dW = task.lambda_w * W
+        np.add.at(dW, X, dE)
+        W -= lr * dW
+        U -= lr * dU
+    return W, U.reshape(K, L * d)
+
+
+def torch_train(torch, task, steps=300, lr=0.5, n_spl=20, seed=1):
+    """The same network as nn.Embedding + nn.Linear(L d, K, bias=False), trained in float32."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    K, L, d, sc = task.k, task.len, task.dim, task.sc
+    betas = rng.choice(sc, size=(K, n_spl, L), p=task.mu)
+    X = torch.as_tensor((task.z[:, None, :] * sc + betas).reshape(-1, L))
+    y = torch.arange(K).repeat_interleave(n_spl)
+    emb = torch.nn.Embedding(task.n_w, d)
+    lin = torch.nn.Linear(L * d, K, bias=False)
+    opt = torch.optim.SGD(list(emb.parameters()) + list(lin.parameters()), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        h = lin(emb(X).reshape(len(y), L * d))
+        loss = torch.nn.functional.cross_entropy(h, y)
+        loss = loss + task.lambda_w / 2 * (emb.weight**2).sum() + task.lambda_u / 2 * (lin.weight**2).sum()
+        loss.backward()
+        opt.step()
+    return emb.weight.detach().numpy(), lin.weight.detach().numpy()
+
+
+def trained_weights(task):
+    try:
+        import torch
+    except ImportError:
+        W, U = numpy_train(task)
+        return W.astype(np.float32), U.astype(np.float32), "numpy"
+    return (*torch_train(torch, task), "torch")
+
+
+def assert_same(a, b, path=""):
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, (int, float)):
+        assert b == pytest.approx(a, rel=1e-12, abs=1e-300), path
+    else:
+        assert a == b, path
+
+
+def test_trained_network_gives_the_same_metrics_through_analyze_and_python(cli, tmp_path):
+    task = fc.Task(3, 3, 2, 4, classes=6, freq="zipf", lambda_w=0.002, lambda_u=0.002, seed=2)
+    W, U, how = trained_weights(task)
+    assert W.dtype == np.float32
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "U.npy", np.asfortranarray(U))  # Fortran order on purpose
+    np.save(tmp_path / "Z.npy", task.z.astype(np.int32))
+    np.savez_compressed(tmp_path / "net.npz", W=W, U=U.reshape(task.k, task.len, task.dim))
+    (tmp_path / "task.json").write_text(task.to_json())
+
+    py_metrics = fc.collapse_metrics(task, W, U)
+    py_analysis = fc.analyze(task, W, U)
+    assert py_analysis["limit_risk"]["exact"]
+    assert py_analysis["limit_risk"]["value"] == pytest.approx(fc.limit_risk(task, W, U), rel=1e-14)
+
+    flags = ["--lambda", 0.002, "--freq", "zipf", "--json"]
+    runs = {
+        "flags+z": cli("analyze", "--w", "W.npy", "--u", "U.npy", "--z", "Z.npy", "--nc", 3, *flags, cwd=tmp_path),
+        "task.json": cli("analyze", "--w", "W.npy", "--u", "U.npy", "--task", "task.json", "--json", cwd=tmp_path),
+        "npz": cli("analyze", "--w", "net.npz:W", "--u", "net.npz:U", "--z", "Z.npy", "--nc", 3, *flags, cwd=tmp_path),
+    }
+    for name, out in runs.items():
+        assert out.returncode == 0, (name, out.stderr)
+        rep = json.loads(out.stdout)
+        metrics = dict(rep["metrics"], within_concept_spread=rep["within_concept_spread"])
+        assert_same(py_metrics, metrics, name)
+        assert rep["limit_risk"]["value"] == pytest.approx(py_analysis["limit_risk"]["value"], rel=1e-12)
+        assert_same(py_analysis["families"], rep["families"], name)
+    # training did something: the classes are separated and the concepts are grouped
+    assert py_metrics["within_spread_w"] < 0.5, (how, py_metrics)
+    assert py_analysis["limit_risk"]["value"] < math.log(task.k), how
+
+
+def test_analyze_cli_errors_name_the_file_and_shape(cli, tmp_path):
+    task = fc.Task(3, 2, 2, 4)
+    W, U = random_weights(task)
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "U.npy", U[:, :4])
+    np.save(tmp_path / "Wi.npy", W.astype(np.int64))
+    out = cli("analyze", "--w", "W.npy", "--u", "U.npy", "--nc", 3, "--len", 2, cwd=tmp_path)
+    assert out.returncode == 2
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "U.npy" in out.stderr and "(9, 8)" in out.stderr, out.stderr
+    np.save(tmp_path / "U.npy", U)
+    out = cli("analyze", "--w", "Wi.npy", "--u", "U.npy", "--nc", 3, cwd=tmp_path)
+    assert out.returncode == 2 and "Wi.npy" in out.stderr and "'<i8'" in out.stderr, out.stderr
+    out = cli("analyze", "--w", "W.npy", "--u", "U.npy", "--nc", 3, "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["limit_risk"]["value"] == pytest.approx(fc.limit_risk(task, W, U), rel=1e-12)
+
+
+def test_sampled_limit_risk_over_budget():
+    task = fc.Task(3, 3, 2, 4, freq="zipf")
+    W, U = random_weights(task, seed=5)
+    exact = fc.limit_risk(task, W, U)
+    s = fc.analyze(task, W, U, budget=1.0, samples=20_000, seed=3)["limit_risk"]
+    assert not s["exact"] and s["n_samples"] == math.ceil(20_000 / task.k) * task.k
+    assert abs(s["value"] - exact) < 5 * s["std_error"], (s, exact)
+
+
+def test_train_returns_weights_and_a_decreasing_loss():
+    task = fc.Task(3, 2, 2, 4, lambda_w=0.001, lambda_u=0.001, seed=1)
+    W, U, summary = fc.train(task, epochs=40, n_spl=20, lr=0.5, batch=30, threads=1)
+    assert W.shape == (6, 4) and U.shape == (9, 8)
+    losses = summary["losses"]
+    assert len(losses) == 40 and losses[-1] < 0.5 * losses[0]
+    assert summary["train_accuracy"] > 0.9
+    # same seed, same weights, whatever the thread count
+    W2, U2, _ = fc.train(task, epochs=40, n_spl=20, lr=0.5, batch=30, threads=2)
+    np.testing.assert_array_equal(W, W2)
+    with pytest.raises(ValueError, match="unknown protocol key"):
+        fc.train(task, epoch=3)
+    with pytest.raises(ValueError, match="lr"):
+        fc.train(task, lr=-1.0, epochs=1)
+
+
+def test_example_notebook_runs():
+    """Every code cell of examples/feature_collapse.ipynb, in order, in one namespace."""
+    from conftest import REPO
+
+    nb = json.loads((REPO / "examples" / "feature_collapse.ipynb").read_text())
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert len(cells) >= 4
+    ns = {}
+    for cell in cells:
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        exec(compile(src, "notebook", "exec"), ns)
+    assert ns["summary"]["losses"][-1] < ns["summary"]["losses"][0]
+    assert ns["fd"] == pytest.approx(ns["dW"][0, 0], rel=1e-5, abs=1e-9)

@@ -1,0 +1,226 @@
+//! `fcollapse analyze`: collapse measures of weights trained anywhere.
+
+use super::predict::print_prediction_line;
+use super::TaskArgs;
+use crate::analyze::{self, Analysis, AnalyzeConfig};
+use crate::error::{Error, Result};
+use crate::limit;
+use crate::npy::{self, NpyArray};
+use crate::task::{Task, TaskConfig};
+use clap::Args;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Embedding weight W, shaped (n_w, d) (a PyTorch nn.Embedding weight): .npy or ARCHIVE.npz (ARCHIVE.npz:NAME for one of several arrays), float32/64, C or Fortran order.
+    #[arg(long, value_name = "W.npy")]
+    pub w: PathBuf,
+    /// Classifier weight U, shaped (K, L*d) (an nn.Linear weight) or (K, L, d).
+    #[arg(long, value_name = "U.npy")]
+    pub u: PathBuf,
+    /// Latent variables z_k, a (K, L) integer array with entries in 0..n_c (default: the task's, e.g. the full latent set).
+    #[arg(long, value_name = "Z.npy")]
+    pub z: Option<PathBuf>,
+    /// The task as JSON: a task object (`summary.json` of `fcollapse train` or `Task.to_json()` in Python, whose `z` is used) or a file with such an object under "task". Instance flags override it.
+    #[arg(long = "task", value_name = "task.json")]
+    pub task_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Work budget of the exact limit risk (operations); over it, the risk is sampled.
+    #[arg(long, default_value_t = limit::DEFAULT_WORK_BUDGET)]
+    pub budget: f64,
+    /// Sentences drawn in all when the limit risk is sampled.
+    #[arg(long, default_value_t = 20_000)]
+    pub samples: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Draw the figures (PCA of W and U, norms per rank) into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+}
+
+/// Reads an array; a file that is not a supported array is bad input (exit 2).
+fn read(name: &'static str, path: &Path, expected: &str) -> Result<NpyArray> {
+    npy::read_array(path).map_err(|e| match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+            Error::invalid(
+                name,
+                path.display(),
+                format!("{source}; expected {expected}"),
+            )
+        }
+        other => other,
+    })
+}
+
+/// The task settings from `--task FILE`: a task object or `{"task": {...}}`; its
+/// `z` (with `k`) become explicit latent variables.
+fn task_from_json(path: &Path) -> Result<TaskConfig> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let bad = |why: String| Error::invalid("task", path.display(), why);
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let obj = match v.get("task") {
+        Some(inner) if inner.is_object() => inner.clone(),
+        _ => v,
+    };
+    let mut cfg: TaskConfig =
+        serde_json::from_value(obj.clone()).map_err(|e| bad(format!("not a task: {e}")))?;
+    if cfg.latent.is_none() {
+        if let Some(z) = obj.get("z") {
+            let z: Vec<usize> = serde_json::from_value(z.clone())
+                .map_err(|e| bad(format!("`z` is not a list of concepts: {e}")))?;
+            cfg.classes = Some(z.len() / cfg.len.max(1));
+            cfg.latent = Some(z);
+        }
+    }
+    Ok(cfg)
+}
+
+/// The task settings inferred from the weights: `d` from `W`, `L` from `U`,
+/// `s_c = n_w / n_c` (`--nc` required).
+fn task_from_shapes(a: &AnalyzeArgs, w: &NpyArray, u: &NpyArray) -> Result<TaskConfig> {
+    let n_c = a.task.nc.ok_or_else(|| {
+        Error::invalid(
+            "nc",
+            "none",
+            "give --nc (the number of concepts) or --task task.json",
+        )
+    })?;
+    let mut c = TaskConfig {
+        n_c,
+        ..TaskConfig::default()
+    };
+    if let [n_w, d] = w.shape[..] {
+        c.dim = d;
+        if n_c >= 2 && a.task.sc.is_none() && a.task.nw.is_none() {
+            if n_w % n_c != 0 {
+                return Err(Error::invalid(
+                    "nc",
+                    n_c,
+                    format!(
+                        "{} has n_w = {n_w} rows, not a multiple of n_c",
+                        a.w.display()
+                    ),
+                ));
+            }
+            c.s_c = n_w / n_c;
+        }
+    }
+    match u.shape[..] {
+        [_, ld] if c.dim > 0 && ld % c.dim == 0 => c.len = ld / c.dim,
+        [_, l, _] => c.len = l,
+        _ => {}
+    }
+    Ok(c)
+}
+
+/// The task and weights the flags describe.
+pub fn load(a: &AnalyzeArgs) -> Result<(Task, crate::network::Params)> {
+    let w_arr = read("w", &a.w, "a float array (n_w, d)")?;
+    let u_arr = read("u", &a.u, "a float array (K, L*d) or (K, L, d)")?;
+    let base = match &a.task_file {
+        Some(p) => task_from_json(p)?,
+        None => task_from_shapes(a, &w_arr, &u_arr)?,
+    };
+    let mut cfg = a.task.apply(base, 1e-5)?;
+    if let Some(zp) = &a.z {
+        let origin = zp.display().to_string();
+        let z_arr = read("z", zp, "an integer array (K, L)")?;
+        let z = analyze::latent_from_array(&origin, &z_arr, cfg.n_c, cfg.len)?;
+        cfg.classes = Some(z.len() / cfg.len);
+        cfg.latent = Some(z);
+    }
+    let task = cfg.build()?;
+    let w_origin = a.w.display().to_string();
+    let u_origin = a.u.display().to_string();
+    let w = analyze::float_values("w", &w_origin, &w_arr, "(n_w, d)")?;
+    let u = analyze::float_values("u", &u_origin, &u_arr, "(K, L*d)")?;
+    let p = analyze::params_from_arrays(
+        &task,
+        (&w_arr.shape, w, &w_origin),
+        (&u_arr.shape, u, &u_origin),
+    )?;
+    Ok((task, p))
+}
+
+pub(super) fn run(a: &AnalyzeArgs) -> Result<i32> {
+    let cfg = AnalyzeConfig {
+        budget: a.budget,
+        samples: a.samples,
+        seed: a.task.seed.unwrap_or(0),
+    };
+    cfg.validate()?;
+    let (task, p) = load(a)?;
+    let report = analyze::analyze(&task, &p, &cfg)?;
+    let figures = match &a.plots {
+        Some(dir) => analyze::figures(&task, &p, &report, dir)?,
+        None => Vec::new(),
+    };
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["figures"] = serde_json::to_value(&figures)?;
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        print_report(a, &report, &figures);
+    }
+    Ok(0)
+}
+
+fn print_report(a: &AnalyzeArgs, r: &Analysis, figures: &[PathBuf]) {
+    let m = &r.metrics;
+    println!("task       {}", r.task);
+    println!("weights    W {}  U {}", a.w.display(), a.u.display());
+    println!(
+        "collapse   within-concept spread ||Phi - M||/||Phi|| = {:.3e}",
+        r.within_concept_spread
+    );
+    println!(
+        "  W        spread ratio {:.3e}  direction spread {:.3e}  norm CV {:.3e}  Gram error {:.3e}",
+        m.within_spread_w, m.direction_spread_w, m.norm_cv_w, m.gram_error_w
+    );
+    println!(
+        "  U        spread ratio {:.3e}  direction spread {:.3e}  Gram error {:.3e}  duality {:.6}",
+        m.within_spread_u, m.direction_spread_u, m.gram_error_u, m.duality
+    );
+    println!(
+        "  PCA      W singular values {:.3?}  U {:.3?}",
+        m.pca_w, m.pca_u
+    );
+    println!(
+        "norms      word {:.6} ± {:.6}  u {:.6}",
+        m.word_norm_mean, m.word_norm_std, m.u_norm_mean
+    );
+    for f in &r.families {
+        match (&f.prediction, &f.distance) {
+            (Some(pred), Some(d)) => {
+                print_prediction_line(pred);
+                println!(
+                    "  distance max {:.3e}  (W {:.3e}, U {:.3e}, |phi(w)| {:.3e}, |u| {:.3e}, Gram {:.3e}, duality {:.3e})",
+                    d.max, d.within_w, d.spread_u, d.norm_w_err, d.norm_u_err, d.gram_err, d.duality_err
+                );
+            }
+            _ => println!(
+                "  no {} prediction: {}",
+                f.form,
+                f.error.as_deref().unwrap_or("?")
+            ),
+        }
+    }
+    let lr = &r.limit_risk;
+    if lr.exact {
+        println!("limit risk R(W, U) = {:.12} (exact)", lr.value);
+    } else {
+        println!(
+            "limit risk R(W, U) ≈ {:.6} ± {:.1e} (sampled, {} sentences; {})",
+            lr.value,
+            lr.std_error.unwrap_or(f64::NAN),
+            lr.n_samples.unwrap_or(0),
+            lr.note.as_deref().unwrap_or("")
+        );
+    }
+    for f in figures {
+        println!("figure     {}", f.display());
+    }
+}

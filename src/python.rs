@@ -1,0 +1,394 @@
+//! The Python module `feature_collapse._native` (PyO3, abi3), wrapped by the
+//! package `feature_collapse` (see `python/`). Only with `--features python`.
+//!
+//! Every function calls the same library code as the command line; errors that
+//! the CLI reports with exit code 2 (bad input) raise `ValueError` with the same
+//! message, others `RuntimeError`. Arrays are NumPy `float64`, `W` shaped
+//! `(n_w, d)` and `U` shaped `(K, L d)` (the `nn.Linear` layout) or `(K, L, d)`.
+//! The GIL is released while the library computes.
+
+use crate::analyze::{self, AnalyzeConfig};
+use crate::cli::{FreqArg, TaskArgs};
+use crate::collapse::{self, Form};
+use crate::error::Error;
+use crate::limit;
+use crate::metrics;
+use crate::network::Params;
+use crate::task::{Task, TaskConfig};
+use crate::train::{TrainConfig, Trainer};
+use crate::verify::{self, Theorem, VerifyConfig};
+use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+
+/// The Python exception for a library error: `ValueError` for bad input (the
+/// CLI's exit code 2), `RuntimeError` otherwise; the message is the CLI's.
+fn py_err(e: Error) -> PyErr {
+    if e.exit_code() == 2 {
+        PyValueError::new_err(e.report())
+    } else {
+        PyRuntimeError::new_err(e.report())
+    }
+}
+
+/// A Python object from serialisable data, through JSON (`json.loads`), so every
+/// field of the Rust type (present and future) reaches Python.
+fn to_py<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let text = serde_json::to_string(value).map_err(|e| py_err(e.into()))?;
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+/// A validated task (THEORY §1): `n_c` concepts of `s_c` tokens, sentences of
+/// length `L`, embedding dimension `d`, `K` classes with latent variables `z_k`.
+#[pyclass(name = "Task", module = "feature_collapse", frozen)]
+pub struct PyTask {
+    inner: Task,
+}
+
+#[pymethods]
+impl PyTask {
+    #[new]
+    #[pyo3(signature = (nc, sc, len, dim, classes=None, freq="uniform", zipf_exponent=1.0,
+        layer_norm=false, eps=0.0, lambda_w=0.01, lambda_u=0.01, seed=0, z=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        nc: usize,
+        sc: usize,
+        len: usize,
+        dim: usize,
+        classes: Option<usize>,
+        freq: &str,
+        zipf_exponent: f64,
+        layer_norm: bool,
+        eps: f64,
+        lambda_w: f64,
+        lambda_u: f64,
+        seed: u64,
+        z: Option<PyReadonlyArrayDyn<'_, i64>>,
+    ) -> PyResult<Self> {
+        let freq = match freq {
+            "uniform" => FreqArg::Uniform,
+            "zipf" => FreqArg::Zipf,
+            other => {
+                return Err(py_err(Error::invalid(
+                    "freq",
+                    other,
+                    "expected 'uniform' or 'zipf'",
+                )))
+            }
+        };
+        let args = TaskArgs {
+            nc: Some(nc),
+            sc: Some(sc),
+            len: Some(len),
+            dim: Some(dim),
+            classes,
+            lambda_w: Some(lambda_w),
+            lambda_u: Some(lambda_u),
+            freq: Some(freq),
+            zipf_exponent: (freq == FreqArg::Zipf).then_some(zipf_exponent),
+            layer_norm,
+            eps: layer_norm.then_some(eps),
+            seed: Some(seed),
+            ..TaskArgs::default()
+        };
+        let mut cfg = args.apply(TaskConfig::default(), 0.0).map_err(py_err)?;
+        if let Some(z) = z {
+            let shape = z.shape().to_vec();
+            if shape.len() != 2 || shape[1] != len {
+                return Err(py_err(Error::invalid(
+                    "z",
+                    format!("{shape:?}"),
+                    format!("expected shape (K, L) = (K, {len})"),
+                )));
+            }
+            let values: Vec<usize> = z
+                .as_array()
+                .iter()
+                .map(|&v| {
+                    usize::try_from(v)
+                        .map_err(|_| py_err(Error::invalid("z", v, "entries must be >= 0")))
+                })
+                .collect::<PyResult<_>>()?;
+            cfg.classes = Some(shape[0]);
+            cfg.latent = Some(values);
+        }
+        let inner = cfg.build().map_err(py_err)?;
+        Ok(PyTask { inner })
+    }
+
+    /// Latent variables `z_k`, a `(K, L)` int64 array (row `k` is `z_k`).
+    #[getter]
+    fn z<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<i64>>> {
+        let v: Vec<i64> = self.inner.z().iter().map(|&a| a as i64).collect();
+        PyArray1::from_vec(py, v).reshape(vec![self.inner.k(), self.inner.len()])
+    }
+    /// Token frequencies `mu_beta` inside a concept (length `s_c`, sum 1).
+    #[getter]
+    fn mu<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        PyArray1::from_vec(py, self.inner.mu().to_vec())
+    }
+    /// Vocabulary size `n_w = n_c s_c`.
+    #[getter]
+    fn n_w(&self) -> usize {
+        self.inner.n_w()
+    }
+    /// Number of classes `K`.
+    #[getter]
+    fn k(&self) -> usize {
+        self.inner.k()
+    }
+    #[getter]
+    fn nc(&self) -> usize {
+        self.inner.n_c()
+    }
+    #[getter]
+    fn sc(&self) -> usize {
+        self.inner.s_c()
+    }
+    #[getter]
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    /// LayerNorm `eps`, or `None` without LayerNorm.
+    #[getter]
+    fn layer_norm(&self) -> Option<f64> {
+        self.inner.layer_norm()
+    }
+    #[getter]
+    fn lambda_w(&self) -> f64 {
+        self.inner.lambda_w()
+    }
+    #[getter]
+    fn lambda_u(&self) -> f64 {
+        self.inner.lambda_u()
+    }
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.inner.seed()
+    }
+    /// True when the classes are the whole latent set `[n_c]^L`.
+    #[getter]
+    fn full_latent(&self) -> bool {
+        self.inner.full_latent()
+    }
+    /// The task as JSON (with `z`), readable by `fcollapse analyze --task`.
+    fn to_json(&self) -> PyResult<String> {
+        serde_json::to_string(&self.inner).map_err(|e| py_err(e.into()))
+    }
+    fn __repr__(&self) -> String {
+        format!("Task({})", self.inner)
+    }
+}
+
+/// `(W, U)` as library parameters, with the shape checks of `fcollapse analyze`.
+fn params(
+    task: &Task,
+    w: &PyReadonlyArrayDyn<'_, f64>,
+    u: &PyReadonlyArrayDyn<'_, f64>,
+) -> PyResult<Params> {
+    analyze::params_from_arrays(
+        task,
+        (w.shape(), w.as_array().iter().copied().collect(), "W"),
+        (u.shape(), u.as_array().iter().copied().collect(), "U"),
+    )
+    .map_err(py_err)
+}
+
+/// The exact limit risk `R(W, U)` (see the package docstring of `limit_risk`).
+#[pyfunction]
+fn limit_risk(
+    py: Python<'_>,
+    task: &PyTask,
+    w: PyReadonlyArrayDyn<'_, f64>,
+    u: PyReadonlyArrayDyn<'_, f64>,
+) -> PyResult<f64> {
+    let t = &task.inner;
+    limit::check_budget(t, limit::DEFAULT_WORK_BUDGET).map_err(py_err)?;
+    let p = params(t, &w, &u)?;
+    Ok(py.detach(|| limit::risk(t, &p)))
+}
+
+/// `(R(W, U), dR/dW, dR/dU)`, `dU` shaped like `U`.
+#[pyfunction]
+fn limit_risk_grad<'py>(
+    py: Python<'py>,
+    task: &PyTask,
+    w: PyReadonlyArrayDyn<'py, f64>,
+    u: PyReadonlyArrayDyn<'py, f64>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let t = &task.inner;
+    limit::check_budget(t, limit::DEFAULT_WORK_BUDGET).map_err(py_err)?;
+    let p = params(t, &w, &u)?;
+    let (risk, mut grad) = py.detach(|| limit::risk_grad(t, &p));
+    let g_u = grad.split_off(p.w.len());
+    let dw = PyArray1::from_vec(py, grad).reshape(w.shape().to_vec())?;
+    let du = PyArray1::from_vec(py, g_u).reshape(u.shape().to_vec())?;
+    PyTuple::new(
+        py,
+        [
+            risk.into_pyobject(py)?.into_any(),
+            dw.into_any(),
+            du.into_any(),
+        ],
+    )
+}
+
+/// The predicted collapsed configuration in `form` as a dict.
+#[pyfunction]
+#[pyo3(signature = (task, form="full"))]
+fn predict<'py>(py: Python<'py>, task: &PyTask, form: &str) -> PyResult<Bound<'py, PyAny>> {
+    let form: Form = form.parse().map_err(py_err)?;
+    let t = &task.inner;
+    let pred = py.detach(|| collapse::predict(t, form)).map_err(py_err)?;
+    to_py(py, &pred)
+}
+
+/// One theorem check, the fields of `fcollapse verify --json`.
+#[pyfunction]
+#[pyo3(name = "verify", signature = (task, theorem, restarts=16, seed=0))]
+fn verify_py<'py>(
+    py: Python<'py>,
+    task: &PyTask,
+    theorem: u8,
+    restarts: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let th = Theorem::from_number(theorem).map_err(py_err)?;
+    let cfg = VerifyConfig {
+        restarts,
+        seed,
+        ..VerifyConfig::default()
+    };
+    cfg.validate().map_err(py_err)?;
+    let t = &task.inner;
+    th.check_task(t).map_err(py_err)?;
+    limit::check_budget(t, cfg.budget).map_err(py_err)?;
+    let report = py
+        .detach(|| verify::verify_theorem(th, t, &cfg, |_| {}))
+        .map_err(py_err)?;
+    to_py(py, &report)
+}
+
+/// Every collapse measure of `(W, U)` plus `within_concept_spread`, as a dict.
+#[pyfunction]
+fn collapse_metrics<'py>(
+    py: Python<'py>,
+    task: &PyTask,
+    w: PyReadonlyArrayDyn<'py, f64>,
+    u: PyReadonlyArrayDyn<'py, f64>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = &task.inner;
+    let p = params(t, &w, &u)?;
+    let (m, spread) = py.detach(|| {
+        (
+            metrics::collapse_metrics(t, &p),
+            metrics::within_concept_spread(t, &p),
+        )
+    });
+    let d = to_py(py, &m)?;
+    d.set_item("within_concept_spread", spread)?;
+    Ok(d)
+}
+
+/// Everything `fcollapse analyze --json` reports, as a dict.
+#[pyfunction]
+#[pyo3(name = "analyze", signature = (task, w, u, budget=limit::DEFAULT_WORK_BUDGET, samples=20_000, seed=0))]
+fn analyze_py<'py>(
+    py: Python<'py>,
+    task: &PyTask,
+    w: PyReadonlyArrayDyn<'py, f64>,
+    u: PyReadonlyArrayDyn<'py, f64>,
+    budget: f64,
+    samples: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = &task.inner;
+    let p = params(t, &w, &u)?;
+    let cfg = AnalyzeConfig {
+        budget,
+        samples,
+        seed,
+    };
+    let a = py
+        .detach(|| analyze::analyze(t, &p, &cfg))
+        .map_err(py_err)?;
+    to_py(py, &a)
+}
+
+/// SGD as `fcollapse train` (no files): returns `(W, U, summary)`.
+#[pyfunction]
+#[pyo3(signature = (task, **protocol))]
+fn train<'py>(
+    py: Python<'py>,
+    task: &PyTask,
+    protocol: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let t = &task.inner;
+    let mut cfg = TrainConfig {
+        seed: t.seed(),
+        threads: 0,
+        ..TrainConfig::default()
+    };
+    if let Some(kw) = protocol {
+        for (key, value) in kw.iter() {
+            let key: String = key.extract()?;
+            match key.as_str() {
+                "n_spl" => cfg.n_spl = value.extract()?,
+                "n_test" => cfg.n_test = value.extract()?,
+                "epochs" => cfg.epochs = value.extract()?,
+                "lr" => cfg.lr = value.extract()?,
+                "batch" => cfg.batch = value.extract()?,
+                "seed" => cfg.seed = value.extract()?,
+                "threads" => cfg.threads = value.extract()?,
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown protocol key `{other}`: expected n_spl, n_test, epochs, lr, batch, seed or threads"
+                    )))
+                }
+            }
+        }
+    }
+    cfg.eval_every = 0;
+    cfg.checkpoint_every = 0;
+    let (p, summary) = py
+        .detach(|| -> crate::Result<_> {
+            let mut tr = Trainer::new(t, &cfg)?;
+            let losses: Vec<f64> = (0..cfg.epochs).map(|_| f64::from(tr.epoch())).collect();
+            let summary = serde_json::json!({
+                "epochs": cfg.epochs,
+                "losses": losses,
+                "train_accuracy": tr.accuracy(tr.train_data()),
+                "test_accuracy": tr.accuracy(tr.test_data()),
+                "train_secs": tr.train_secs(),
+                "config": cfg,
+            });
+            Ok((tr.params_f64(), summary))
+        })
+        .map_err(py_err)?;
+    let w = PyArray1::from_vec(py, p.w).reshape([t.n_w(), t.dim()])?;
+    let u = PyArray1::from_vec(py, p.u).reshape([t.k(), t.len() * t.dim()])?;
+    let s = to_py(py, &summary)?;
+    PyTuple::new(py, [w.into_any(), u.into_any(), s])
+}
+
+/// The extension module (`feature_collapse._native`).
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTask>()?;
+    m.add_function(wrap_pyfunction!(limit_risk, m)?)?;
+    m.add_function(wrap_pyfunction!(limit_risk_grad, m)?)?;
+    m.add_function(wrap_pyfunction!(predict, m)?)?;
+    m.add_function(wrap_pyfunction!(verify_py, m)?)?;
+    m.add_function(wrap_pyfunction!(collapse_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(analyze_py, m)?)?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
