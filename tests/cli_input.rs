@@ -84,3 +84,27 @@ fn frequencies_print_in_the_paper_notation() {
     assert!(out.contains("mu=zipf(s=1.5)"), "{out}");
     assert!(!out.contains("Zipf {"), "{out}");
 }
+
+#[test]
+fn a_preset_class_count_above_n_c_pow_l_becomes_the_full_latent_set() {
+    // fig3 has K = 1000; with --len 2 there are only 9 latent variables
+    let (o, _) = fcollapse(&["predict", "--preset", "fig3", "--len", "2", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["task"]["k"], 9, "{out}");
+    assert_eq!(v["task"]["full_latent"], true, "{out}");
+    // an explicit --classes above n_c^L stays an error
+    assert_bad_input(
+        &[
+            "predict",
+            "--preset",
+            "fig3",
+            "--len",
+            "2",
+            "--classes",
+            "10",
+        ],
+        "classes",
+    );
+}

@@ -22,7 +22,7 @@ pub struct TaskArgs {
     /// Embedding dimension d (>= n_c - 1, or >= n_c with LayerNorm).
     #[arg(long)]
     pub dim: Option<usize>,
-    /// Number of classes K, drawn uniformly from Z with --seed (default: the full latent set, K = n_c^L).
+    /// Number of classes K <= n_c^L, drawn uniformly from Z with --seed (default: the preset's K, or the full latent set K = n_c^L when there is no preset or its K is not below n_c^L).
     #[arg(long)]
     pub classes: Option<usize>,
     /// Weight decay on both layers (lambda_W = lambda_U).
@@ -85,6 +85,13 @@ impl TaskArgs {
         }
         if let Some(v) = self.classes {
             c.classes = Some(v);
+        } else if let Some(k) = c.classes {
+            // A preset's K (fig3: 1000) that exceeds the n_c^L of a smaller
+            // instance given by flags becomes the full latent set.
+            let full = u32::try_from(c.len).ok().and_then(|l| c.n_c.checked_pow(l));
+            if full.is_some_and(|f| k >= f) {
+                c.classes = None;
+            }
         }
         if let Some(v) = self.lambda {
             c.lambda_w = v;
