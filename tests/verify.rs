@@ -1,8 +1,8 @@
 //! Library-level theorem checks on instances other than the CLI defaults, and
 //! checks that the verifier can fail.
 
-use feature_collapse::task::{Freq, TaskConfig};
 use feature_collapse::collapse::Phase;
+use feature_collapse::task::{Freq, TaskConfig};
 use feature_collapse::verify::{verify_theorem, Theorem, Verdict, VerifyConfig};
 
 fn cfg(restarts: usize) -> VerifyConfig {
@@ -104,7 +104,10 @@ fn too_much_weight_decay_gives_the_trivial_phase_and_it_is_confirmed() {
     assert!((r.predicted_risk.unwrap() - (task.k() as f64).ln()).abs() < 1e-12);
     assert_eq!(r.verdict, Verdict::Confirmed, "{:#?}", r.reasons);
     // every restart ended at the origin
-    assert!(r.restarts.iter().all(|x| x.w_norm < 1e-6 && x.u_norm < 1e-6));
+    assert!(r
+        .restarts
+        .iter()
+        .all(|x| x.w_norm < 1e-6 && x.u_norm < 1e-6));
     // the Hessian at the origin has the closed-form smallest eigenvalue 1 - sigma
     let h = r.hessian.unwrap();
     assert!((h.min_eig - (1.0 - lc)).abs() < 1e-6, "{}", h.min_eig);

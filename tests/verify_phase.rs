@@ -9,7 +9,7 @@ use proptest::prelude::*;
 fn bisect_cfg() -> VerifyConfig {
     VerifyConfig {
         restarts: 2,
-        max_iters: 1000,
+        max_iters: 300,
         grad_tol: 1e-8,
         ..VerifyConfig::default()
     }
@@ -17,8 +17,16 @@ fn bisect_cfg() -> VerifyConfig {
 
 /// A random small instance: full or drawn latent set, uniform or Zipf mu, any d >= 1.
 fn instance() -> impl Strategy<Value = TaskConfig> {
-    (2usize..=3, 1usize..=3, 1usize..=3, 1usize..=3, any::<bool>(), 0u8..=2, 0u64..1000).prop_map(
-        |(n_c, s_c, len, dim, drawn, zipf, seed)| {
+    (
+        2usize..=3,
+        1usize..=3,
+        1usize..=3,
+        1usize..=3,
+        any::<bool>(),
+        0u8..=2,
+        0u64..1000,
+    )
+        .prop_map(|(n_c, s_c, len, dim, drawn, zipf, seed)| {
             let full = n_c.pow(len as u32);
             TaskConfig {
                 n_c,
@@ -35,8 +43,7 @@ fn instance() -> impl Strategy<Value = TaskConfig> {
                 seed,
                 ..TaskConfig::default()
             }
-        },
-    )
+        })
 }
 
 proptest! {
@@ -105,5 +112,9 @@ fn issue_instance_switches_at_sqrt_one_over_54() {
     let b = lambda_critical_bisection(&task, &bisect_cfg(), 1e-9)
         .unwrap()
         .unwrap();
-    assert!((b.lambda - closed).abs() <= 1e-8 * closed, "{} vs {closed}", b.lambda);
+    assert!(
+        (b.lambda - closed).abs() <= 1e-8 * closed,
+        "{} vs {closed}",
+        b.lambda
+    );
 }

@@ -35,7 +35,12 @@ fn phase_verdicts_on_both_sides_of_the_switch() {
                 },
                 4,
             );
-            assert_eq!(r.phase, phase, "theorem {} at {factor} lambda_c", t.number());
+            assert_eq!(
+                r.phase,
+                phase,
+                "theorem {} at {factor} lambda_c",
+                t.number()
+            );
             assert_eq!(
                 r.verdict,
                 Verdict::Confirmed,
@@ -90,13 +95,20 @@ fn drawn_latent_set_separates_the_central_claim_from_the_geometry() {
         4,
     );
     assert_eq!(r.verdict, Verdict::Confirmed, "{:#?}", r.reasons);
-    assert!(r.within_concept_spread <= 1e-4, "{}", r.within_concept_spread);
+    assert!(
+        r.within_concept_spread <= 1e-4,
+        "{}",
+        r.within_concept_spread
+    );
     let gap = r
         .measurements
         .iter()
         .find(|m| m.name.starts_with("(R_pred - R_best) / max"))
         .unwrap();
-    assert!(gap.value > 1e-3, "the restarts beat the equiangular configuration: {gap:?}");
+    assert!(
+        gap.value > 1e-3,
+        "the restarts beat the equiangular configuration: {gap:?}"
+    );
     assert!(r.best_risk < r.predicted_risk.unwrap());
 }
 
@@ -138,7 +150,11 @@ fn layer_norm_in_two_dimensions_is_inconclusive() {
     );
     assert_eq!(r.verdict, Verdict::Inconclusive, "{:#?}", r.checks);
     assert!(r.best_risk > r.predicted_risk.unwrap() + 0.5);
-    assert!(r.reasons[0].contains("ended elsewhere above"), "{:?}", r.reasons);
+    assert!(
+        r.reasons[0].contains("ended elsewhere above"),
+        "{:?}",
+        r.reasons
+    );
 }
 
 /// d < n_c - 1: outside the hypotheses, run and described; with uniform mu the
@@ -157,7 +173,11 @@ fn too_small_a_dimension_is_outside_and_described() {
     assert!(r.outside[0].contains("no equiangular frame"));
     assert_eq!(r.verdict, Verdict::Inconclusive);
     assert!(r.exact_risk_at_prediction.is_none());
-    assert!(r.within_concept_spread < 1e-6, "{}", r.within_concept_spread);
+    assert!(
+        r.within_concept_spread < 1e-6,
+        "{}",
+        r.within_concept_spread
+    );
     // the minimiser cannot reach the d >= 2 prediction
     assert!(r.best_risk > r.predicted_risk.unwrap());
 }
@@ -218,7 +238,12 @@ fn unequal_weight_decays_equal_the_geometric_mean() {
     );
     assert!(a.hypotheses);
     assert_eq!(a.verdict, Verdict::Confirmed, "{:#?}", a.reasons);
-    assert!((a.best_risk - b.best_risk).abs() < 1e-9, "{} {}", a.best_risk, b.best_risk);
+    assert!(
+        (a.best_risk - b.best_risk).abs() < 1e-9,
+        "{} {}",
+        a.best_risk,
+        b.best_risk
+    );
     let (pa, pb) = (a.prediction.unwrap(), b.prediction.unwrap());
     // the norms rescale by t = (lambda_U / lambda_W)^(1/4) = 2.5^(1/2)
     let t = (0.025f64 / 0.004).powf(0.25);

@@ -201,3 +201,16 @@ fn print_report(r: &TheoremReport) {
     }
     println!();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_worst_verdict() {
+        use Verdict::*;
+        assert_eq!(exit_code(&[Confirmed, Confirmed]), 0);
+        assert_eq!(exit_code(&[Confirmed, Inconclusive]), 4);
+        assert_eq!(exit_code(&[Inconclusive, Refuted, Confirmed]), 1);
+    }
+}

@@ -110,7 +110,13 @@ pub fn verify_theorem(
 
     let lambda_critical_bisection = if cfg.bisect && task.layer_norm().is_none() {
         progress("bisection");
-        lambda_critical_bisection(task, cfg, BISECTION_REL_TOL)?.map(|b| b.lambda)
+        // The restarts of each step only look for a point below log K: short runs suffice.
+        let quick = VerifyConfig {
+            restarts: cfg.restarts.min(4),
+            max_iters: cfg.max_iters.min(300),
+            ..cfg.clone()
+        };
+        lambda_critical_bisection(task, &quick, BISECTION_REL_TOL)?.map(|b| b.lambda)
     } else {
         None
     };
@@ -129,6 +135,17 @@ pub fn verify_theorem(
         (true, Phase::Trivial, _) => steps::trivial(&cx, &mut ev),
         (true, Phase::Collapsed, true) => steps::collapsed_full(&cx, &mut ev),
         (true, Phase::Collapsed, false) => steps::collapsed_drawn(&cx, &mut ev),
+    }
+    if let (Some(b), Some(c)) = (lambda_critical_bisection, collapse::lambda_critical(task)) {
+        let d = (b - c).abs() / c;
+        ev.check(
+            "lambda_critical: closed form = bisection on the exact problem (rel)",
+            d,
+            "<= 1e-6".into(),
+            d <= 1e-6,
+            OnFail::Undecided,
+            || format!("closed-form lambda_critical {c:.9} vs bisection {b:.9}"),
+        );
     }
     let verdict = ev.verdict(!inside);
 

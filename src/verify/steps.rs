@@ -199,7 +199,12 @@ impl Context<'_> {
             .restarts
             .iter()
             .filter(|r| !r.converged)
-            .map(|r| format!("seed {} ({}, ||grad R|| = {:.1e})", r.seed, r.termination, r.grad_norm))
+            .map(|r| {
+                format!(
+                    "seed {} ({}, ||grad R|| = {:.1e})",
+                    r.seed, r.termination, r.grad_norm
+                )
+            })
             .collect();
         ev.check(
             "restarts converged (grad tol, no iteration cap)",
@@ -207,7 +212,13 @@ impl Context<'_> {
             format!("= {n}"),
             bad.is_empty(),
             OnFail::Undecided,
-            || format!("{} of {n} restarts did not converge: {}", bad.len(), bad.join("; ")),
+            || {
+                format!(
+                    "{} of {n} restarts did not converge: {}",
+                    bad.len(),
+                    bad.join("; ")
+                )
+            },
         );
     }
 
@@ -239,7 +250,11 @@ impl Context<'_> {
     fn best_reaches(&self, ev: &mut Evidence, r_star: f64, tol: f64, what: &str) {
         let best = self.best();
         let gap = (best.risk - r_star).abs();
-        let above = self.restarts.iter().filter(|r| r.risk > r_star + tol).count();
+        let above = self
+            .restarts
+            .iter()
+            .filter(|r| r.risk > r_star + tol)
+            .count();
         ev.check(
             &format!("best restart reaches {what} (|R_best - R*|)"),
             gap,
@@ -272,7 +287,12 @@ impl Context<'_> {
             format!(">= {floor:.1e}"),
             h.min_eig >= floor,
             OnFail::Refutes,
-            || format!("negative curvature {:.3e} at the {label}: refuted (weights saved)", h.min_eig),
+            || {
+                format!(
+                    "negative curvature {:.3e} at the {label}: refuted (weights saved)",
+                    h.min_eig
+                )
+            },
         );
         ev.check(
             "Hessian min eigenvalue transverse to symmetries, not negative",
@@ -328,7 +348,10 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
         "> 0".into(),
         size > 0.0,
         OnFail::Undecided,
-        || "the reduced objective's minimiser is the origin although lambda < lambda_critical".into(),
+        || {
+            "the reduced objective's minimiser is the origin although lambda < lambda_critical"
+                .into()
+        },
     );
     let g = at.grad_rel.unwrap_or(f64::NAN);
     if g.is_nan() || g > tol.grad_at_prediction {
@@ -372,8 +395,16 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
     cx.best_reaches(ev, pred.risk, mtol, "the prediction");
     // Family: relative distance, plus a Newton-step estimate of how far a restart
     // stopped at ||grad R|| can be from the critical point.
-    let h_t = cx.hessian.map(|h| h.transverse_min_eig).filter(|v| *v > 0.0);
-    let scale = pred.r.iter().cloned().fold(f64::INFINITY, f64::min).min(pred.u_norm);
+    let h_t = cx
+        .hessian
+        .map(|h| h.transverse_min_eig)
+        .filter(|v| *v > 0.0);
+    let scale = pred
+        .r
+        .iter()
+        .cloned()
+        .fold(f64::INFINITY, f64::min)
+        .min(pred.u_norm);
     let reached: Vec<&Restart> = cx
         .restarts
         .iter()
@@ -447,7 +478,12 @@ pub fn trivial(cx: &Context, ev: &mut Evidence) {
             "<= 1e-6".into(),
             err <= 1e-6,
             OnFail::Undecided,
-            || format!("Hessian at the origin {:.6e} vs closed form {h0:.6e}", h.min_eig),
+            || {
+                format!(
+                    "Hessian at the origin {:.6e} vs closed form {h0:.6e}",
+                    h.min_eig
+                )
+            },
         );
         cx.hessian(ev, h, &origin, "origin");
     }
@@ -562,7 +598,9 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
         "local minima above the best risk; the claim is about minimisers",
     );
     // geometry, measured
-    let Some(pred) = &cx.at.prediction else { return };
+    let Some(pred) = &cx.at.prediction else {
+        return;
+    };
     let pgain = lk - pred.risk;
     ev.measure(
         "latent-set prediction (equiangular frame) R_pred",
@@ -605,7 +643,7 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
         ev.measure(
             "Hessian min eigenvalue at the latent-set prediction",
             h.min_eig,
-            "negative: the equiangular configuration is a saddle here",
+            "negative: the equiangular configuration has a descent direction here",
         );
     }
     let mtol = match_tol(cfg, pred.risk, Some(pgain));

@@ -159,7 +159,9 @@ impl Theorem {
                 ));
             }
             if eps > 0.0 {
-                out.push(format!("eps = {eps} > 0: the theorem's LayerNorm has eps = 0"));
+                out.push(format!(
+                    "eps = {eps} > 0: the theorem's LayerNorm has eps = 0"
+                ));
             }
         } else {
             if lw == 0.0 || lu == 0.0 {
