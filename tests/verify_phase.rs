@@ -3,7 +3,7 @@
 
 use feature_collapse::collapse::{lambda_critical, origin_coupling};
 use feature_collapse::task::{Freq, TaskConfig};
-use feature_collapse::verify::{lambda_critical_bisection, steps::origin_min_eig, VerifyConfig};
+use feature_collapse::verify::{claims::origin_min_eig, lambda_critical_bisection, VerifyConfig};
 use proptest::prelude::*;
 
 fn bisect_cfg() -> VerifyConfig {

@@ -73,7 +73,7 @@ pub fn lambda_critical_bisection(
     if task.layer_norm().is_some() {
         return Ok(None);
     }
-    if !(rel_tol > 0.0) {
+    if rel_tol.is_nan() || rel_tol <= 0.0 {
         return Err(Error::invalid("rel_tol", rel_tol, "must be > 0"));
     }
     let mut evaluations = 0;

@@ -15,10 +15,10 @@
 //!    smallest eigenvalue transverse to the symmetry orbit;
 //! 5. [`steps::run_restarts`]: argmin's L-BFGS from seeded random points;
 //! 6. the claims that belong to the instance, as checks and measurements:
-//!    [`steps::collapsed_full`] (the theorem proper), [`steps::trivial`] (the
-//!    origin is the global minimiser), [`steps::collapsed_drawn`] (drawn latent
+//!    [`claims::collapsed_full`] (the theorem proper), [`claims::trivial`] (the
+//!    origin is the global minimiser), [`claims::collapsed_drawn`] (drawn latent
 //!    set: the central claim at the restarts, the geometry measured), or
-//!    [`steps::outside`] (no claim: the minimiser found is described);
+//!    [`claims::outside`] (no claim: the minimiser found is described);
 //! 7. the verdict ([`Verdict`]): `refuted` when a check that counts as evidence
 //!    against the claim fails (a restart below the prediction, negative
 //!    curvature, a non-critical prediction, a second minimiser; the weights are
@@ -31,6 +31,7 @@
 //! converged: never a silent pass.
 
 pub mod bisect;
+pub mod claims;
 mod config;
 mod hessian;
 mod optimise;
@@ -131,10 +132,10 @@ pub fn verify_theorem(
     };
     let mut ev = Evidence::default();
     match (inside, phase, task.full_latent()) {
-        (false, _, _) => steps::outside(&cx, &outside, &mut ev),
-        (true, Phase::Trivial, _) => steps::trivial(&cx, &mut ev),
-        (true, Phase::Collapsed, true) => steps::collapsed_full(&cx, &mut ev),
-        (true, Phase::Collapsed, false) => steps::collapsed_drawn(&cx, &mut ev),
+        (false, _, _) => claims::outside(&cx, &outside, &mut ev),
+        (true, Phase::Trivial, _) => claims::trivial(&cx, &mut ev),
+        (true, Phase::Collapsed, true) => claims::collapsed_full(&cx, &mut ev),
+        (true, Phase::Collapsed, false) => claims::collapsed_drawn(&cx, &mut ev),
     }
     if let (Some(b), Some(c)) = (lambda_critical_bisection, collapse::lambda_critical(task)) {
         let d = (b - c).abs() / c;
