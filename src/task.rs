@@ -308,7 +308,7 @@ impl TaskConfig {
             return Err(Error::invalid(
                 "dim",
                 self.dim,
-                "LayerNorm needs d >= 2 (with d = 1 every phi(w) is 0/0)",
+                "LayerNorm needs d >= 2 (with d = 1, v - mean(v) = 0 for every v)",
             ));
         }
         if let Freq::Zipf { exponent } = self.freq {

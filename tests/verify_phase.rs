@@ -57,8 +57,14 @@ proptest! {
         let closed = lambda_critical(&task).unwrap();
         let b = lambda_critical_bisection(&task, &bisect_cfg(), 1e-8).unwrap().unwrap();
         prop_assert!(b.bracket[0] <= b.lambda && b.lambda <= b.bracket[1]);
-        let rel = (b.lambda - closed).abs() / closed;
-        prop_assert!(rel <= 1e-6, "closed {closed} bisection {} rel {rel:.2e} on {task}", b.lambda);
+        // closed = 0 when the drawn classes share one latent variable (nothing to
+        // learn); the finite-difference Hessian resolves lambda to about 1e-10.
+        let err = (b.lambda - closed).abs();
+        prop_assert!(
+            err <= 1e-6 * closed + 1e-10,
+            "closed {closed} bisection {} (error {err:.2e}) on {task}",
+            b.lambda
+        );
     }
 
     /// The smallest Hessian eigenvalue at the origin, for unequal decays, is

@@ -66,8 +66,9 @@ pub fn origin_coupling(task: &Task) -> f64 {
 }
 
 /// The weight decay `lambda` (with `lambda_W = lambda_U = lambda`) at which the
-/// origin becomes a local minimiser, `lambda_critical = sigma` (see
-/// [`origin_coupling`]); `None` with LayerNorm, where the phase never changes.
+/// origin becomes the global minimiser, `lambda_critical = sigma` (see
+/// [`origin_coupling`]), on every latent set; `None` with LayerNorm, where the
+/// phase never changes (`U = 0` is never a minimiser there).
 pub fn lambda_critical(task: &Task) -> Option<f64> {
     if task.layer_norm().is_some() {
         None
