@@ -302,24 +302,13 @@ impl TaskConfig {
                 "embedding dimension d must be >= 1",
             ));
         }
-        let min_d = if self.layer_norm.is_some() {
-            self.n_c
-        } else {
-            self.n_c - 1
-        };
-        if self.dim < min_d {
+        // d < n_c - 1 (no equiangular frame) is a valid model, outside the theorems'
+        // hypotheses; only LayerNorm needs d >= 2 (with d = 1, v - mean(v) = 0).
+        if self.layer_norm.is_some() && self.dim < 2 {
             return Err(Error::invalid(
                 "dim",
                 self.dim,
-                format!(
-                    "an equiangular frame of {} concepts{} needs d >= {min_d}",
-                    self.n_c,
-                    if self.layer_norm.is_some() {
-                        " that is mean-zero (LayerNorm)"
-                    } else {
-                        ""
-                    }
-                ),
+                "LayerNorm needs d >= 2 (with d = 1, v - mean(v) = 0 for every v)",
             ));
         }
         if let Freq::Zipf { exponent } = self.freq {
@@ -624,14 +613,14 @@ mod tests {
         );
         bad(
             TaskConfig {
-                dim: 1,
+                dim: 0,
                 ..Default::default()
             },
             "dim",
         );
         bad(
             TaskConfig {
-                dim: 2,
+                dim: 1,
                 layer_norm: Some(0.0),
                 ..Default::default()
             },

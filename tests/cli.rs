@@ -37,8 +37,8 @@ fn verify_default_passes_all_three_theorems() {
     for t in 1..=3 {
         assert!(out.contains(&format!("Theorem {t}:")), "{out}");
     }
-    assert_eq!(out.matches("verdict    PASSED").count(), 3, "{out}");
-    assert!(out.contains("ALL CHECKS PASSED"));
+    assert_eq!(out.matches("verdict    confirmed").count(), 3, "{out}");
+    assert!(out.contains("ALL CONFIRMED"));
 }
 
 #[test]
@@ -120,8 +120,8 @@ fn predict_preset_mean_field_json() {
 fn bad_input_gets_one_line_and_exit_code_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["predict", "--nc", "3", "--nw", "1201"], "nw"),
-        (&["verify", "--theorem", "1", "--dim", "1"], "dim"),
-        (&["verify", "--theorem", "3", "--dim", "2"], "dim"),
+        (&["verify", "--theorem", "1", "--dim", "0"], "dim"),
+        (&["verify", "--theorem", "3", "--dim", "1"], "dim"),
         (&["verify", "--lambda", "-1"], "lambda_w"),
         (&["predict", "--lambda-u", "NaN"], "lambda_u"),
         (&["predict", "--classes", "0"], "classes"),

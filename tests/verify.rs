@@ -1,8 +1,9 @@
 //! Library-level theorem checks on instances other than the CLI defaults, and
 //! checks that the verifier can fail.
 
+use feature_collapse::collapse::Phase;
 use feature_collapse::task::{Freq, TaskConfig};
-use feature_collapse::verify::{verify_theorem, Theorem, VerifyConfig};
+use feature_collapse::verify::{verify_theorem, Theorem, Verdict, VerifyConfig};
 
 fn cfg(restarts: usize) -> VerifyConfig {
     VerifyConfig {
@@ -20,7 +21,10 @@ fn assert_passed(t: Theorem, task: TaskConfig) {
         "theorem {}: failed checks {failed:#?}",
         t.number()
     );
-    assert!((r.best_risk - r.predicted_risk).abs() <= 1e-8 * r.predicted_risk.abs().max(1.0));
+    assert_eq!(r.verdict, Verdict::Confirmed);
+    assert!(r.hypotheses);
+    let pred = r.predicted_risk.unwrap();
+    assert!((r.best_risk - pred).abs() <= 1e-8 * pred.abs().max(1.0));
 }
 
 #[test]
@@ -74,6 +78,8 @@ fn iteration_cap_is_a_failed_verification() {
     };
     let r = verify_theorem(Theorem::One, &task, &c, |_| {}).unwrap();
     assert!(!r.passed);
+    assert_eq!(r.verdict, Verdict::Inconclusive);
+    assert!(r.reasons.iter().any(|x| x.contains("did not converge")));
     assert!(r.restarts.iter().all(|x| !x.converged));
     assert!(r
         .restarts
@@ -82,8 +88,8 @@ fn iteration_cap_is_a_failed_verification() {
 }
 
 #[test]
-fn too_much_weight_decay_gives_the_trivial_configuration_and_fails() {
-    // lambda above the threshold L kappa (n_c-1)/n_c / sqrt(n_w K L): the minimiser is W = U = 0
+fn too_much_weight_decay_gives_the_trivial_phase_and_it_is_confirmed() {
+    // lambda = 1 is above lambda_critical = sqrt(L / (n_w K)) = 0.136: the minimiser is W = U = 0
     let task = TaskConfig {
         lambda_w: 1.0,
         lambda_u: 1.0,
@@ -92,18 +98,24 @@ fn too_much_weight_decay_gives_the_trivial_configuration_and_fails() {
     .build()
     .unwrap();
     let r = verify_theorem(Theorem::One, &task, &cfg(2), |_| {}).unwrap();
-    let trivial = r
-        .checks
+    assert_eq!(r.phase, Phase::Trivial);
+    let lc = r.lambda_critical.unwrap();
+    assert!((lc - (3.0f64 / (6.0 * 27.0)).sqrt()).abs() < 1e-15, "{lc}");
+    assert!((r.predicted_risk.unwrap() - (task.k() as f64).ln()).abs() < 1e-12);
+    assert_eq!(r.verdict, Verdict::Confirmed, "{:#?}", r.reasons);
+    // every restart ended at the origin
+    assert!(r
+        .restarts
         .iter()
-        .find(|c| c.name.starts_with("prediction is non-trivial"))
-        .unwrap();
-    assert!(!trivial.passed);
-    assert!((r.predicted_risk - (task.k() as f64).ln()).abs() < 1e-12);
-    assert!(!r.passed);
+        .all(|x| x.w_norm < 1e-6 && x.u_norm < 1e-6));
+    // the Hessian at the origin has the closed-form smallest eigenvalue 1 - sigma
+    let h = r.hessian.unwrap();
+    assert!((h.min_eig - (1.0 - lc)).abs() < 1e-6, "{}", h.min_eig);
 }
 
 #[test]
 fn hypotheses_are_checked() {
+    // a task of another theorem is refused ...
     let zipf = TaskConfig {
         freq: Freq::Zipf { exponent: 1.0 },
         ..Theorem::One.default_task()
@@ -118,13 +130,22 @@ fn hypotheses_are_checked() {
     .build()
     .unwrap();
     assert!(verify_theorem(Theorem::Two, &uniform, &cfg(1), |_| {}).is_err());
+    // ... a task outside the hypotheses is run and described
     let decay_w = TaskConfig {
         lambda_w: 0.01,
         ..Theorem::Three.default_task()
     }
     .build()
     .unwrap();
-    assert!(verify_theorem(Theorem::Three, &decay_w, &cfg(1), |_| {}).is_err());
+    let c = VerifyConfig {
+        max_iters: 200,
+        ..cfg(1)
+    };
+    let r = verify_theorem(Theorem::Three, &decay_w, &c, |_| {}).unwrap();
+    assert!(!r.hypotheses);
+    assert!(r.outside[0].contains("lambda_W"), "{:?}", r.outside);
+    assert_eq!(r.verdict, Verdict::Inconclusive);
+    assert!(r.checks.is_empty());
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The `fcollapse` command line: argument parsing and report printing, one file
 //! per subcommand. `main` only calls [`run`] and maps errors to exit codes.
 //!
-//! Exit codes: 0 success (every check passed), 1 a verification failed,
-//! 2 bad input (message names the parameter), 3 run-time failure, 130 interrupted.
+//! Exit codes: 0 success (`verify`: every claim confirmed), 1 `verify`: a claim
+//! refuted, 4 `verify`: inconclusive, 2 bad input (message names the parameter),
+//! 3 run-time failure, 130 interrupted.
 
 mod analyze;
 mod interrupt;
@@ -32,7 +33,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Verify the paper's theorems on the exact large-sample limit risk (exit 0 only if every check passes).
+    /// Verify the paper's theorems on the exact large-sample limit risk (exit 0 confirmed, 1 refuted, 4 inconclusive).
     Verify(VerifyArgs),
     /// Print the predicted collapsed constants (a, b, r_beta, risk) for a configuration.
     Predict(PredictArgs),

@@ -1,10 +1,23 @@
 //! `fcollapse predict`: the predicted collapsed constants.
 
 use super::TaskArgs;
-use crate::collapse::{self, Form, Prediction};
+use crate::collapse::{self, Form, Phase, Prediction};
 use crate::error::Result;
 use crate::experiments::Preset;
+use crate::task::Task;
 use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+/// The JSON object of `predict --json`: the prediction's own fields, the task,
+/// the phase and the critical weight decay (`null` with LayerNorm).
+#[derive(Serialize)]
+struct PredictJson<'a> {
+    #[serde(flatten)]
+    prediction: &'a Prediction,
+    task: &'a Task,
+    phase: Phase,
+    lambda_critical: Option<f64>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FormArg {
@@ -74,17 +87,12 @@ pub(super) fn run(a: &PredictArgs) -> Result<i32> {
     };
     let pred = collapse::predict(&task, form)?;
     if a.json {
-        let v = serde_json::json!({
-            "kind": pred.kind,
-            "form": pred.form,
-            "word_norm": pred.word_norm,
-            "u_norm": pred.u_norm,
-            "c": pred.c,
-            "risk": pred.risk,
-            "risk_error": pred.risk_error,
-            "r": pred.r,
-            "task": task,
-        });
+        let v = PredictJson {
+            prediction: &pred,
+            task: &task,
+            phase: collapse::predicted_phase(&task),
+            lambda_critical: collapse::lambda_critical(&task),
+        };
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!("task       {}", &task);
@@ -93,6 +101,17 @@ pub(super) fn run(a: &PredictArgs) -> Result<i32> {
             "  word norm (a, sqrt(d) or mean r_beta) = {:.12}",
             pred.word_norm
         );
+        match collapse::lambda_critical(&task) {
+            Some(l) => println!(
+                "  phase {} (sqrt(lambda_W lambda_U) = {:.6}, lambda_critical = {l:.9})",
+                collapse::predicted_phase(&task),
+                (task.lambda_w() * task.lambda_u()).sqrt()
+            ),
+            None => println!(
+                "  phase {} (LayerNorm: no critical weight decay)",
+                collapse::predicted_phase(&task)
+            ),
+        }
         if let Some(e) = pred.risk_error {
             println!("  risk is a Monte-Carlo estimate, standard error {e:.2e}");
         }

@@ -19,7 +19,7 @@ pub struct TaskArgs {
     /// Sentence length L (>= 1).
     #[arg(long = "len")]
     pub len: Option<usize>,
-    /// Embedding dimension d (>= n_c - 1, or >= n_c with LayerNorm).
+    /// Embedding dimension d (>= 1, >= 2 with LayerNorm; the theorems assume d >= n_c - 1, or >= n_c with LayerNorm).
     #[arg(long)]
     pub dim: Option<usize>,
     /// Number of classes K <= n_c^L, drawn uniformly from Z with --seed (default: the preset's K, or the full latent set K = n_c^L when there is no preset or its K is not below n_c^L).

@@ -1,12 +1,17 @@
 //! `fcollapse verify`: the theorem checks on the exact limit risk.
+//!
+//! Exit codes (decided here, from the verdicts): 0 every theorem confirmed,
+//! 1 some theorem refuted, 4 none refuted but some inconclusive; 2 bad input,
+//! 3 run-time failure.
 
 use super::predict::print_prediction_line;
 use super::TaskArgs;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::limit;
-use crate::verify::{self, Theorem, TheoremReport, VerifyConfig};
+use crate::verify::{self, OnFail, Theorem, TheoremReport, Verdict, VerifyConfig};
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TheoremArg {
@@ -32,7 +37,7 @@ pub struct VerifyArgs {
     /// Gradient-norm tolerance of a converged restart.
     #[arg(long, default_value_t = 1e-9)]
     pub grad_tol: f64,
-    /// Iteration cap of one restart (hitting it fails the verification).
+    /// Iteration cap of one restart (hitting it means the restart did not converge).
     #[arg(long, default_value_t = 5000)]
     pub max_iters: u64,
     /// Work budget of one exact risk evaluation (operations).
@@ -41,9 +46,25 @@ pub struct VerifyArgs {
     /// Skip the Hessian (for instances with many parameters).
     #[arg(long)]
     pub no_hessian: bool,
+    /// Also locate the critical weight decay by bisection on the exact problem.
+    #[arg(long)]
+    pub bisect: bool,
+    /// Folder for the weights that refute a claim (.npy, written only on `refuted`).
+    #[arg(long, default_value = "verify-witnesses")]
+    pub witness_dir: PathBuf,
     /// One JSON object per theorem, one per line, on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Process exit code of a set of verdicts: 1 if any is refuted, else 4 if any
+/// is inconclusive, else 0.
+pub fn exit_code(verdicts: &[Verdict]) -> i32 {
+    match verdicts.iter().fold(Verdict::Confirmed, |a, &v| a.worst(v)) {
+        Verdict::Confirmed => 0,
+        Verdict::Refuted => 1,
+        Verdict::Inconclusive => 4,
+    }
 }
 
 pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
@@ -59,77 +80,76 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
         max_iters: a.max_iters,
         budget: a.budget,
         hessian: !a.no_hessian,
+        bisect: a.bisect,
         seed: a.task.seed.unwrap_or(0),
         ..VerifyConfig::default()
     };
     cfg.validate()?;
-    if a.budget.is_nan() || a.budget <= 0.0 {
-        return Err(Error::invalid("budget", a.budget, "must be > 0"));
-    }
     // Validate every instance before running anything.
     let mut jobs = Vec::new();
     for &t in &theorems {
         let task = a.task.apply(t.default_task(), 0.0)?.build()?;
-        t.check_task(&task)?;
+        t.outside(&task)?;
         limit::check_budget(&task, cfg.budget)?;
         jobs.push((t, task));
     }
     let show_progress = !a.json && std::io::stderr().is_terminal();
-    let mut all_passed = true;
+    let mut verdicts = Vec::new();
     for (t, task) in jobs {
-        let report = verify::verify_theorem(t, &task, &cfg, |stage| {
+        let mut report = verify::verify_theorem(t, &task, &cfg, |stage| {
             if show_progress {
                 eprintln!("  theorem {}: {stage} ...", t.number());
             }
         })?;
-        all_passed &= report.passed;
+        if report.verdict == Verdict::Refuted {
+            verify::write_witnesses(&mut report, &a.witness_dir)?;
+        }
+        verdicts.push(report.verdict);
         if a.json {
-            println!("{}", serde_json::to_string(&json_report(&report))?);
+            println!("{}", serde_json::to_string(&report)?);
         } else {
             print_report(&report);
         }
     }
+    let code = exit_code(&verdicts);
     if !a.json {
         println!(
             "{}",
-            if all_passed {
-                "ALL CHECKS PASSED"
-            } else {
-                "SOME CHECKS FAILED"
+            match code {
+                0 => "ALL CONFIRMED",
+                1 => "SOME CLAIM REFUTED",
+                _ => "SOME INCONCLUSIVE",
             }
         );
     }
-    Ok(if all_passed { 0 } else { 1 })
-}
-
-/// The JSON line of one theorem: the summary fields first, then the details.
-fn json_report(r: &TheoremReport) -> serde_json::Value {
-    serde_json::json!({
-        "theorem": r.theorem,
-        "statement": r.statement,
-        "kind": r.kind,
-        "passed": r.passed,
-        "predicted_risk": r.predicted_risk,
-        "exact_risk_at_prediction": r.exact_risk_at_prediction,
-        "best_risk": r.best_risk,
-        "grad_norm_at_prediction": r.grad_norm_at_prediction,
-        "hessian_min_eig": r.hessian_min_eig,
-        "collapse_distance": r.collapse_distance,
-        "type_i_grad_norm": r.type_i_grad_norm,
-        "prediction": r.prediction,
-        "hessian": r.hessian,
-        "checks": r.checks,
-        "restarts": r.restarts,
-        "task": r.task,
-        "n_params": r.n_params,
-        "seconds": r.seconds,
-    })
+    Ok(code)
 }
 
 fn print_report(r: &TheoremReport) {
     println!("Theorem {}: {}", r.theorem, r.statement);
     println!("  instance   {} ({} parameters)", r.task, r.n_params);
-    print_prediction_line(&r.prediction);
+    if !r.hypotheses {
+        for o in &r.outside {
+            println!("  outside    {o}");
+        }
+    }
+    match r.lambda_critical {
+        Some(l) => println!(
+            "  phase      {} (sqrt(lambda_W lambda_U) = {:.6} vs lambda_critical = {l:.9}{})",
+            r.phase,
+            (r.task.lambda_w() * r.task.lambda_u()).sqrt(),
+            r.lambda_critical_bisection
+                .map(|b| format!(", bisection {b:.9}"))
+                .unwrap_or_default()
+        ),
+        None => println!(
+            "  phase      {} (LayerNorm: the phase never changes)",
+            r.phase
+        ),
+    }
+    if let Some(p) = &r.prediction {
+        print_prediction_line(p);
+    }
     if let Some(h) = &r.hessian {
         println!(
             "  Hessian    eigenvalues in [{:.3e}, {:.3e}], {} near zero, symmetry orbit dim {}, transverse min {:.3e}",
@@ -147,21 +167,50 @@ fn print_report(r: &TheoremReport) {
         iters[iters.len() / 2]
     );
     println!(
-        "  {:<62} {:>11}  {:<10} result",
-        "check", "value", "criterion"
+        "  spread     max over restarts of ||Phi - M|| / ||Phi|| = {:.3e}",
+        r.within_concept_spread
     );
+    if !r.checks.is_empty() {
+        println!(
+            "  {:<74} {:>11}  {:<10} result",
+            "check", "value", "criterion"
+        );
+    }
     for c in &r.checks {
         println!(
-            "  {:<62} {:>11.3e}  {:<10} {}",
+            "  {:<74} {:>11.3e}  {:<10} {}",
             c.name,
             c.value,
             c.criterion,
-            if c.passed { "pass" } else { "FAIL" }
+            match (c.passed, c.on_fail) {
+                (true, _) => "pass",
+                (false, OnFail::Refutes) => "FAIL (refutes)",
+                (false, OnFail::Undecided) => "FAIL (undecided)",
+            }
         );
     }
-    println!(
-        "  verdict    {} ({:.1} s)\n",
-        if r.passed { "PASSED" } else { "FAILED" },
-        r.seconds
-    );
+    for m in &r.measurements {
+        println!("  measured   {:<70} {:>11.4e}  {}", m.name, m.value, m.note);
+    }
+    println!("  verdict    {} ({:.1} s)", r.verdict, r.seconds);
+    for why in &r.reasons {
+        println!("    because  {why}");
+    }
+    for w in &r.witnesses {
+        println!("    witness  {w}");
+    }
+    println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_worst_verdict() {
+        use Verdict::*;
+        assert_eq!(exit_code(&[Confirmed, Confirmed]), 0);
+        assert_eq!(exit_code(&[Confirmed, Inconclusive]), 4);
+        assert_eq!(exit_code(&[Inconclusive, Refuted, Confirmed]), 1);
+    }
 }

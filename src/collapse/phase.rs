@@ -19,11 +19,15 @@
 //! `sigma^2 = (||mu||^2 / K) lambda_max( sum_l (diag(nu_l) - nu_l nu_l^T) )`.
 //!
 //! On the full latent set `nu_l = 1/n_c`, the matrix is `(L/n_c)(I - 11^T/n_c)`, and
-//! `sigma = ||mu|| sqrt(L / (n_c K))` (`= sqrt(L/(n_w K))` for uniform `mu`). There,
-//! the reduced objectives of types I and III are bounded below by the same
-//! `sigma`-test (`g(x) = log(1 + (n_c-1) e^{-kappa x}) >= g(0) - x` and AM-GM on the
-//! penalties), so the collapsed minimiser exists exactly for
-//! `sqrt(lambda_W lambda_U) < sigma` and the phase changes at `lambda = sigma`.
+//! `sigma = ||mu|| sqrt(L / (n_c K))` (`= sqrt(L/(n_w K))` for uniform `mu`).
+//!
+//! The test is global, for every latent set: the cross entropy is convex in the
+//! scores, so it lies above its tangent at `h = 0`, and taking expectations
+//! `R(W, U) >= log K + T(W, U) + (lambda_W/2)||W||^2 + (lambda_U/2)||U||^2
+//! >= log K + (sqrt(lambda_W lambda_U) - sigma) ||W|| ||U||` (AM-GM on the
+//! penalties, `|T| <= sigma ||W|| ||U||`). So for `sqrt(lambda_W lambda_U) >= sigma`
+//! the origin is the global minimiser, and below it the origin is a saddle: the
+//! phase changes at `lambda = sigma` exactly (docs/theory.md §6).
 //!
 //! With LayerNorm `phi(w)` has norm `sqrt(d)` whatever `w` is, so `U = 0` is never
 //! preferred: the type-II loss falls linearly in `b` at `b = 0` (slope
@@ -62,8 +66,9 @@ pub fn origin_coupling(task: &Task) -> f64 {
 }
 
 /// The weight decay `lambda` (with `lambda_W = lambda_U = lambda`) at which the
-/// origin becomes a local minimiser, `lambda_critical = sigma` (see
-/// [`origin_coupling`]); `None` with LayerNorm, where the phase never changes.
+/// origin becomes the global minimiser, `lambda_critical = sigma` (see
+/// [`origin_coupling`]), on every latent set; `None` with LayerNorm, where the
+/// phase never changes (`U = 0` is never a minimiser there).
 pub fn lambda_critical(task: &Task) -> Option<f64> {
     if task.layer_norm().is_some() {
         None
@@ -91,8 +96,8 @@ impl std::fmt::Display for Phase {
     }
 }
 
-/// The phase predicted by the origin test: trivial iff there is no LayerNorm and
-/// `sqrt(lambda_W lambda_U) >= sigma` (exact on the full latent set, see the module docs).
+/// The phase of the limit problem: trivial iff there is no LayerNorm and
+/// `sqrt(lambda_W lambda_U) >= sigma` (exact for every latent set, see the module docs).
 pub fn predicted_phase(task: &Task) -> Phase {
     match lambda_critical(task) {
         Some(s) if (task.lambda_w() * task.lambda_u()).sqrt() >= s => Phase::Trivial,

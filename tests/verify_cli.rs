@@ -1,0 +1,111 @@
+//! `fcollapse verify` and `predict` on the real binary: the issue's commands get
+//! the right verdicts and exit codes (0 confirmed, 1 refuted, 4 inconclusive).
+
+use std::process::{Command, Output};
+
+fn fcollapse(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fcollapse"))
+        .args(args)
+        .output()
+        .expect("run fcollapse")
+}
+
+/// Runs `verify ARGS --restarts 4 --json` and returns the exit code and the one JSON line.
+fn verify_json(args: &str) -> (i32, serde_json::Value) {
+    let mut a: Vec<&str> = vec!["verify"];
+    a.extend(args.split_whitespace());
+    a.extend(["--restarts", "4", "--json"]);
+    let o = fcollapse(&a);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{args}: {out}{err}");
+    let v = serde_json::from_str(lines[0]).unwrap();
+    (o.status.code().unwrap(), v)
+}
+
+#[test]
+fn issue_commands_get_the_right_verdicts() {
+    // above the switch: the origin is the minimiser, and that is confirmed
+    let (code, v) = verify_json("--theorem 1 --nc 3 --sc 2 --len 3 --dim 4 --lambda 0.14");
+    assert_eq!((code, v["verdict"].as_str()), (0, Some("confirmed")), "{v}");
+    assert_eq!(v["phase"], "trivial");
+    assert_eq!(v["passed"], true);
+    let lc = v["lambda_critical"].as_f64().unwrap();
+    assert!(lc > 0.135 && lc < 0.137, "{lc}");
+
+    // just below the switch, Zipf: collapsed and confirmed
+    let (code, v) =
+        verify_json("--theorem 2 --nc 3 --sc 3 --len 3 --dim 4 --freq zipf --lambda 0.12");
+    assert_eq!((code, v["verdict"].as_str()), (0, Some("confirmed")), "{v}");
+    assert_eq!(v["phase"], "collapsed");
+
+    // drawn latent set: the central claim holds, the geometry is measured
+    let (code, v) = verify_json("--theorem 1 --nc 3 --sc 2 --len 4 --dim 4 --classes 20");
+    assert_eq!((code, v["verdict"].as_str()), (0, Some("confirmed")), "{v}");
+    assert!(v["within_concept_spread"].as_f64().unwrap() < 1e-4);
+    assert!(v["best_risk"].as_f64().unwrap() < v["predicted_risk"].as_f64().unwrap());
+
+    // LayerNorm in d = 2: the search cannot decide
+    let (code, v) = verify_json(
+        "--theorem 3 --nc 2 --sc 2 --len 3 --dim 2 --freq zipf --layer-norm --lambda-w 0 --lambda-u 0.01",
+    );
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (4, Some("inconclusive")),
+        "{v}"
+    );
+    assert_eq!(v["passed"], false);
+    assert!(v["lambda_critical"].is_null());
+    assert!(v["reasons"][0]
+        .as_str()
+        .unwrap()
+        .contains("above the prediction"));
+}
+
+#[test]
+fn outside_the_hypotheses_is_run_and_described() {
+    let (code, v) = verify_json("--theorem 1 --dim 1");
+    assert_eq!(code, 4, "{v}");
+    assert_eq!(v["hypotheses"], false);
+    assert!(v["outside"][0].as_str().unwrap().contains("n_c - 1"));
+    assert!(!v["measurements"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn bisection_agrees_with_the_closed_form() {
+    let (code, v) = verify_json("--theorem 1 --len 2 --lambda 0.2 --bisect");
+    assert_eq!(code, 0, "{v}");
+    let (c, b) = (
+        v["lambda_critical"].as_f64().unwrap(),
+        v["lambda_critical_bisection"].as_f64().unwrap(),
+    );
+    assert!((c - b).abs() <= 1e-6 * c, "{c} vs {b}");
+}
+
+#[test]
+fn predict_json_carries_lambda_critical() {
+    let o = fcollapse(&[
+        "predict", "--nc", "3", "--sc", "2", "--len", "3", "--dim", "4", "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let lc = v["lambda_critical"].as_f64().unwrap();
+    assert!((lc - (1.0f64 / 54.0).sqrt()).abs() < 1e-15, "{lc}");
+    assert_eq!(v["phase"], "collapsed");
+    for k in [
+        "kind",
+        "form",
+        "word_norm",
+        "u_norm",
+        "c",
+        "risk",
+        "r",
+        "task",
+    ] {
+        assert!(!v[k].is_null(), "{k} missing: {v}");
+    }
+    let o = fcollapse(&["predict", "--layer-norm", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["lambda_critical"].is_null());
+}
