@@ -436,7 +436,7 @@ mod tests {
             msg.contains("W.npy") && msg.contains("(9, 4)") && msg.contains("(4, 9)"),
             "{msg}"
         );
-        assert_eq!(err.exit_code(), 2);
+        assert!(err.is_bad_input());
         let msg = params_from_arrays(
             &t,
             (&[nw, d], w, "W.npy"),

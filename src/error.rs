@@ -88,14 +88,11 @@ impl Error {
         msg
     }
 
-    /// Process exit code for this error: 2 for bad input, 3 for run-time failures,
-    /// 130 for an interrupted run.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::InvalidParam { .. } | Error::OverBudget { .. } => 2,
-            Error::Interrupted { .. } => 130,
-            _ => 3,
-        }
+    /// True for errors in what the caller asked (a parameter out of range, an
+    /// instance over budget), as opposed to failures while running. The CLI
+    /// turns this into its exit code (`cli::exit_code`); Python into `ValueError`.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self, Error::InvalidParam { .. } | Error::OverBudget { .. })
     }
 }
 

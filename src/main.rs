@@ -7,7 +7,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             eprintln!("error: {}", e.report());
-            ExitCode::from(e.exit_code() as u8)
+            ExitCode::from(feature_collapse::cli::exit_code(&e))
         }
     }
 }

@@ -25,7 +25,7 @@ use pyo3::types::{PyDict, PyTuple};
 /// The Python exception for a library error: `ValueError` for bad input (the
 /// CLI's exit code 2), `RuntimeError` otherwise; the message is the CLI's.
 fn py_err(e: Error) -> PyErr {
-    if e.exit_code() == 2 {
+    if e.is_bad_input() {
         PyValueError::new_err(e.report())
     } else {
         PyRuntimeError::new_err(e.report())

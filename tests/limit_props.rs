@@ -410,7 +410,9 @@ fn check_budget_refuses_huge_instances_quickly() {
         let res = check_budget(&task, budget);
         assert!(t0.elapsed() < Duration::from_millis(50));
         match res {
-            Err(e @ Error::OverBudget { .. }) => assert_eq!(e.exit_code(), 2),
+            Err(e @ Error::OverBudget { .. }) => {
+                assert_eq!(feature_collapse::cli::exit_code(&e), 2)
+            }
             other => panic!("expected OverBudget for {c:?}, got {other:?}"),
         }
     }

@@ -18,7 +18,7 @@ fn missing_font_is_a_clear_plot_error() {
         }
         other => panic!("expected Error::Plot, got {other:?}"),
     }
-    assert_eq!(err.exit_code(), 3);
+    assert_eq!(feature_collapse::cli::exit_code(&err), 3);
     // The outcome is remembered.
     assert!(matches!(plots::ensure_font(), Err(Error::Plot(_))));
     assert!(!dir.join("fig.png").exists());

@@ -16,11 +16,11 @@ mod verify;
 pub use analyze::AnalyzeArgs;
 pub use predict::{FormArg, PredictArgs};
 pub use reproduce::ReproduceArgs;
-pub use task_args::{FreqArg, TaskArgs};
+pub use task_args::{FreqArg, PresetArg, TaskArgs};
 pub use train::TrainArgs;
 pub use verify::{TheoremArg, VerifyArgs};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Numerical verifier for the theory of "Feature Collapse" (Laurent, von Brecht, Bresson, ICLR 2024).
@@ -54,6 +54,19 @@ pub fn run() -> Result<i32> {
         Command::Train(a) => train::run(&a),
         Command::Reproduce(a) => reproduce::run(&a),
         Command::Analyze(a) => analyze::run(&a),
+    }
+}
+
+/// The process exit code of an error: 2 bad input (a parameter out of range, an
+/// instance over budget), 130 interrupted (a checkpoint was written), 3 any
+/// other run-time failure.
+pub fn exit_code(e: &Error) -> u8 {
+    if e.is_bad_input() {
+        2
+    } else if matches!(e, Error::Interrupted { .. }) {
+        130
+    } else {
+        3
     }
 }
 
@@ -100,6 +113,22 @@ fn parse() -> Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(exit_code(&Error::invalid("n_c", 1, "x")), 2);
+        let over = Error::OverBudget {
+            what: "x".into(),
+            work: 2.0,
+            budget: 1.0,
+        };
+        assert_eq!(exit_code(&over), 2);
+        let int = Error::Interrupted {
+            path: "ckpt".into(),
+        };
+        assert_eq!(exit_code(&int), 130);
+        assert_eq!(exit_code(&Error::Plot("x".into())), 3);
+    }
 
     #[test]
     fn clap_definition_is_consistent() {

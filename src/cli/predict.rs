@@ -1,5 +1,6 @@
 //! `fcollapse predict`: the predicted collapsed constants.
 
+use super::task_args::PresetArg;
 use super::TaskArgs;
 use crate::collapse::{self, Form, Phase, Prediction};
 use crate::error::Result;
@@ -43,7 +44,7 @@ impl From<FormArg> for Form {
 pub struct PredictArgs {
     /// A paper experiment's settings (explicit flags override it).
     #[arg(long, value_enum)]
-    pub preset: Option<Preset>,
+    pub preset: Option<PresetArg>,
     /// Which reduced objective to minimise (default: full for the full latent set, else mean-field).
     #[arg(long, value_enum)]
     pub form: Option<FormArg>,
@@ -76,7 +77,7 @@ pub(super) fn print_prediction_line(p: &Prediction) {
 }
 
 pub(super) fn run(a: &PredictArgs) -> Result<i32> {
-    let base = a.preset.map(Preset::task).unwrap_or_default();
+    let base = a.preset.map(|p| Preset::from(p).task()).unwrap_or_default();
     let cfg = a.task.apply(base, 0.0)?;
     // The theory's LayerNorm has eps = 0: predictions ignore eps.
     let task = cfg.build()?;

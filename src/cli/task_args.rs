@@ -1,6 +1,7 @@
 //! Task flags shared by the subcommands.
 
 use crate::error::{Error, Result};
+use crate::experiments::Preset;
 use crate::task::{Freq, TaskConfig};
 use clap::{Args, ValueEnum};
 
@@ -131,5 +132,29 @@ impl TaskArgs {
             c.seed = v;
         }
         Ok(c)
+    }
+}
+
+/// The paper's experiments on the command line (see [`Preset`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// Uniform mu, no LayerNorm, n_spl = 5, 1200 epochs.
+    Fig3,
+    /// Zipf mu, no LayerNorm, n_spl = 500, 10 epochs.
+    Fig4a,
+    /// Zipf mu, no LayerNorm, n_spl = 5, 3000 epochs.
+    Fig4b,
+    /// Zipf mu, LayerNorm (eps 1e-5), no weight decay on W, n_spl = 5, 500 epochs.
+    Fig4c,
+}
+
+impl From<PresetArg> for Preset {
+    fn from(p: PresetArg) -> Preset {
+        match p {
+            PresetArg::Fig3 => Preset::Fig3,
+            PresetArg::Fig4a => Preset::Fig4a,
+            PresetArg::Fig4b => Preset::Fig4b,
+            PresetArg::Fig4c => Preset::Fig4c,
+        }
     }
 }

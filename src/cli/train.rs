@@ -4,7 +4,7 @@
 //! 2 bad input (including a flag that conflicts with a resumed checkpoint),
 //! 3 run-time failure (e.g. a corrupted checkpoint), 130 interrupted (checkpoint written).
 
-use super::{interrupt, FreqArg, TaskArgs};
+use super::{interrupt, FreqArg, PresetArg, TaskArgs};
 use crate::error::{Error, Result};
 use crate::experiments::{self, Preset, RunOptions, RunOutput, RunResult};
 use crate::task::Freq;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 pub struct TrainArgs {
     /// A paper experiment's settings (default fig3); explicit flags override it.
     #[arg(long, value_enum)]
-    pub preset: Option<Preset>,
+    pub preset: Option<PresetArg>,
     #[command(flatten)]
     pub task: TaskArgs,
     /// Training sentences per class n_spl.
@@ -97,7 +97,7 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
 /// A fresh trainer from the preset and flags; the output directory is checked and
 /// cleared (a directory holding a run is refused without --force).
 fn fresh(a: &TrainArgs) -> Result<(Trainer, RunDir)> {
-    let preset = a.preset.unwrap_or(Preset::Fig3);
+    let preset = a.preset.map(Preset::from).unwrap_or(Preset::Fig3);
     let task = a.task.apply(preset.task(), 1e-5)?.build()?;
     let base = preset.train();
     let cfg = TrainConfig {
@@ -197,7 +197,7 @@ fn same<T: PartialEq + Display>(flag: &'static str, given: Option<T>, theirs: T)
 
 /// Refuses (exit 2) every flag given with --resume whose value differs from the checkpoint's.
 fn check_unchanged(a: &TrainArgs, t: &Trainer) -> Result<()> {
-    if let Some(p) = a.preset {
+    if let Some(p) = a.preset.map(Preset::from) {
         if p.name() != t.name() {
             return Err(conflict("preset", p.name(), format!("run `{}`", t.name())));
         }

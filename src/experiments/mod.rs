@@ -24,7 +24,8 @@ use std::time::Instant;
 
 /// The paper's experiments (THEORY §6). Common: `n_c = 3, n_w = 1200, L = 15,
 /// K = 1000, d = 100`, SGD with lr 0.1, batch 100, weight decay 0.001.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Preset {
     /// Uniform mu, no LayerNorm, n_spl = 5, 1200 epochs.
     Fig3,
@@ -34,6 +35,26 @@ pub enum Preset {
     Fig4b,
     /// Zipf mu, LayerNorm (eps 1e-5), no weight decay on W, n_spl = 5, 500 epochs.
     Fig4c,
+}
+
+impl std::fmt::Display for Preset {
+    /// `fig3`, `fig4a`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = crate::Error;
+    /// Parses `fig3`, `fig4a`, `fig4b` or `fig4c`.
+    fn from_str(s: &str) -> crate::Result<Preset> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                crate::Error::invalid("preset", s, "must be fig3, fig4a, fig4b or fig4c")
+            })
+    }
 }
 
 impl Preset {

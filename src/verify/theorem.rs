@@ -16,6 +16,23 @@ pub enum Theorem {
     Three,
 }
 
+impl std::fmt::Display for Theorem {
+    /// `1`, `2` or `3`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.number())
+    }
+}
+
+impl std::str::FromStr for Theorem {
+    type Err = Error;
+    /// Parses `1`, `2` or `3`.
+    fn from_str(s: &str) -> Result<Theorem> {
+        s.parse::<u8>()
+            .map_err(|_| Error::invalid("theorem", s, "must be 1, 2, 3 or all"))
+            .and_then(Theorem::from_number)
+    }
+}
+
 impl Theorem {
     /// All three, in order.
     pub const ALL: [Theorem; 3] = [Theorem::One, Theorem::Two, Theorem::Three];
@@ -129,7 +146,7 @@ impl Theorem {
             Theorem::Two if uniform => {
                 return Err(Error::invalid(
                     "freq",
-                    format!("{:?} with s_c = {}", task.freq(), task.s_c()),
+                    format!("{} with s_c = {}", task.freq(), task.s_c()),
                     "theorem 2 needs non-uniform mu (--freq zipf with exponent > 0, s_c >= 2)",
                 ))
             }
