@@ -23,8 +23,12 @@ mod hessian;
 mod optimise;
 pub mod verdict;
 
-pub use hessian::{hessian_fd, hessian_report, symmetry_tangents, HessianReport};
-pub use optimise::{minimise, Minimised};
+pub use hessian::{
+    hessian_fd, hessian_report, hessian_report_dense, hessian_report_lanczos,
+    hessian_vector_product, lanczos, min_eigenpair, symmetry_basis, symmetry_tangents, EigenPair,
+    HessianReport, Lanczos, DENSE_MAX_PARAMS,
+};
+pub use optimise::{minimise, minimise_with, MinimiseOptions, Minimised, Saddle, Safeguards};
 pub use verdict::Verdict;
 
 use crate::collapse::{self, CollapseType, Form, Prediction};
@@ -506,6 +510,7 @@ pub fn verify_theorem(
                 iterations,
                 termination,
                 hit_cap,
+                ..
             } = minimise(task, &start, cfg)?;
             let p = start.with_flat(&x);
             let (risk, g) = limit::risk_grad(task, &p);
