@@ -15,6 +15,7 @@
 //! - [`plots`]: PNG + SVG figures of the experiments;
 //! - [`npy`]: NumPy `.npy` export of arrays.
 
+pub mod atlas;
 pub mod cli;
 pub mod collapse;
 pub mod error;
