@@ -60,14 +60,32 @@ fn outcomes(dir: &Path) -> BTreeMap<String, (Option<String>, Option<u64>, u8)> {
 fn malformed_specs_exit_2_naming_the_key_and_write_nothing() {
     let base = scratch("malformed");
     let cases = [
-        ("[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\ncolour = 1\n", "grid[0].colour"),
-        ("[[grid]]\nn_c = []\ns_c = 2\nlen = 2\ndim = 2\n", "grid[0].n_c"),
-        ("[[grid]]\nn_c = \"two\"\ns_c = 2\nlen = 2\ndim = 2\n", "grid[0].n_c"),
+        (
+            "[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\ncolour = 1\n",
+            "grid[0].colour",
+        ),
+        (
+            "[[grid]]\nn_c = []\ns_c = 2\nlen = 2\ndim = 2\n",
+            "grid[0].n_c",
+        ),
+        (
+            "[[grid]]\nn_c = \"two\"\ns_c = 2\nlen = 2\ndim = 2\n",
+            "grid[0].n_c",
+        ),
         ("[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\n", "grid[0].dim"),
-        ("[[grid]]\nn_c = 2\ns_c = { from = 3, to = 1 }\nlen = 2\ndim = 2\n", "grid[0].s_c"),
+        (
+            "[[grid]]\nn_c = 2\ns_c = { from = 3, to = 1 }\nlen = 2\ndim = 2\n",
+            "grid[0].s_c",
+        ),
         ("[[grid]]\nn_c = 4\ns_c = 2\nlen = 2\ndim = 1\n", "grid[0]"),
-        ("[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\nlayer_norm = 1\n", "grid[0].layer_norm"),
-        ("restarts = 3\n[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\n", "restarts"),
+        (
+            "[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\nlayer_norm = 1\n",
+            "grid[0].layer_norm",
+        ),
+        (
+            "restarts = 3\n[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\n",
+            "restarts",
+        ),
         ("description = \"no grid\"\n", "grid"),
         ("[[grid]\nn_c = 2\n", "TOML"),
     ];
@@ -104,7 +122,13 @@ fn union_of_the_shards_equals_the_full_run() {
     let base = scratch("shards");
     let spec = write_spec(&base, QUICK);
     let full = base.join("full");
-    let o = bin().args(["atlas", "run"]).arg(&spec).arg("--out").arg(&full).output().unwrap();
+    let o = bin()
+        .args(["atlas", "run"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&full)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let sharded = base.join("sharded");
     for i in 1..=3 {
@@ -117,7 +141,9 @@ fn union_of_the_shards_equals_the_full_run() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        assert!(sharded.join(format!("results.shard-{i}-of-3.jsonl")).exists());
+        assert!(sharded
+            .join(format!("results.shard-{i}-of-3.jsonl"))
+            .exists());
     }
     let a = outcomes(&full);
     let b = outcomes(&sharded);
@@ -129,7 +155,11 @@ fn union_of_the_shards_equals_the_full_run() {
         assert!(a.values().any(|v| v.2 == t), "theorem {t} missing");
     }
     // report merges the shards into results.jsonl and writes the figures
-    let o = bin().args(["atlas", "report"]).arg(&sharded).output().unwrap();
+    let o = bin()
+        .args(["atlas", "report"])
+        .arg(&sharded)
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let merged = std::fs::read_to_string(sharded.join("results.jsonl")).unwrap();
     assert_eq!(merged.lines().count(), parsed.instances.len());
@@ -145,15 +175,30 @@ fn union_of_the_shards_equals_the_full_run() {
     let counted: usize = summary.theorems.iter().map(|t| t.instances).sum();
     assert_eq!(counted, parsed.instances.len());
     for t in &summary.theorems {
-        assert_eq!(t.confirmed + t.refuted + t.inconclusive + t.errors, t.instances);
+        assert_eq!(
+            t.confirmed + t.refuted + t.inconclusive + t.errors,
+            t.instances
+        );
     }
     // a rerun has nothing left to do
-    let o = bin().args(["atlas", "run"]).arg(&spec).arg("--out").arg(&full).output().unwrap();
+    let o = bin()
+        .args(["atlas", "run"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&full)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("0 run now"), "{out}");
     // another spec into the same directory is refused
     let other = write_spec(&base, &QUICK.replace("restarts = 2", "restarts = 1"));
-    let o = bin().args(["atlas", "run"]).arg(&other).arg("--out").arg(&full).output().unwrap();
+    let o = bin()
+        .args(["atlas", "run"])
+        .arg(&other)
+        .arg("--out")
+        .arg(&full)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -194,16 +239,28 @@ fn resume_after_killing_the_binary() {
     };
     while lines(&results) < 2 {
         assert!(started.elapsed() < Duration::from_secs(300), "no result");
-        assert!(child.try_wait().unwrap().is_none(), "finished before the kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before the kill"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     let before = lines(&results);
-    assert!(before >= 2 && before < n, "{before} of {n} done at the kill");
+    assert!(
+        before >= 2 && before < n,
+        "{before} of {n} done at the kill"
+    );
     let kept = outcomes(&out);
     assert_eq!(kept.len(), before);
-    let o = bin().args(["atlas", "run"]).arg(&spec).arg("--out").arg(&out).output().unwrap();
+    let o = bin()
+        .args(["atlas", "run"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     let msg = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -218,7 +275,13 @@ fn resume_after_killing_the_binary() {
     }
     // the same results as an uninterrupted run
     let clean = base.join("clean");
-    let o = bin().args(["atlas", "run"]).arg(&spec).arg("--out").arg(&clean).output().unwrap();
+    let o = bin()
+        .args(["atlas", "run"])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&clean)
+        .output()
+        .unwrap();
     assert!(o.status.success());
     assert_eq!(outcomes(&clean), after);
 }

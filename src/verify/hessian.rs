@@ -125,8 +125,21 @@ pub struct EigenPair {
 
 /// Smallest eigenpair of the Hessian at `p` transverse to the symmetry orbit
 /// (at a critical point the tangents are null directions, never negative ones):
-/// dense below [`DENSE_MAX_PARAMS`] parameters, Lanczos above.
+/// dense below [`DENSE_MAX_PARAMS`] parameters, Lanczos above (at most
+/// [`LANCZOS_MAX_PRODUCTS`] products, relative residual [`LANCZOS_TOL`]).
 pub fn min_eigenpair(task: &Task, p: &Params) -> Result<EigenPair> {
+    min_eigenpair_with(task, p, LANCZOS_MAX_PRODUCTS, LANCZOS_TOL)
+}
+
+/// [`min_eigenpair`] with the Lanczos budget and tolerance given (the dense
+/// path ignores them). The smallest Ritz value is never below the smallest
+/// eigenvalue, so a short run can miss a negative eigenvalue but never invents one.
+pub fn min_eigenpair_with(
+    task: &Task,
+    p: &Params,
+    max_products: usize,
+    rel_tol: f64,
+) -> Result<EigenPair> {
     let n = p.w.len() + p.u.len();
     let q = symmetry_basis(task, p);
     if q.len() >= n {
@@ -151,8 +164,8 @@ pub fn min_eigenpair(task: &Task, p: &Params) -> Result<EigenPair> {
         |v| hessian_vector_product(task, p, v),
         &q,
         &start_vector(n),
-        LANCZOS_MAX_PRODUCTS,
-        LANCZOS_TOL,
+        max_products,
+        rel_tol,
     );
     Ok(EigenPair {
         min_eig: l.ritz[0],

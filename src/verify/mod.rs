@@ -25,8 +25,8 @@ pub mod verdict;
 
 pub use hessian::{
     hessian_fd, hessian_report, hessian_report_dense, hessian_report_lanczos,
-    hessian_vector_product, lanczos, min_eigenpair, symmetry_basis, symmetry_tangents, EigenPair,
-    HessianReport, Lanczos, DENSE_MAX_PARAMS,
+    hessian_vector_product, lanczos, min_eigenpair, min_eigenpair_with, symmetry_basis,
+    symmetry_tangents, EigenPair, HessianReport, Lanczos, DENSE_MAX_PARAMS,
 };
 pub use optimise::{minimise, minimise_with, MinimiseOptions, Minimised, Saddle, Safeguards};
 pub use verdict::Verdict;

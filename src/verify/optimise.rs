@@ -19,6 +19,12 @@ use std::sync::Mutex;
 /// Largest number of saddle escapes of one restart.
 pub const MAX_ESCAPES: usize = 5;
 
+/// Hessian-vector products of the negative-curvature probe at the end of a
+/// restart (Lanczos above [`hessian::DENSE_MAX_PARAMS`] parameters): a
+/// saddle's negative eigenvalue is an extreme one and shows within a few dozen
+/// products; the full certificate is computed at the prediction only.
+pub const ESCAPE_PRODUCTS: usize = 60;
+
 /// A saddle point met by a restart: a point with `||grad R|| <= grad_tol` where the
 /// smallest Hessian eigenvalue is below `-tol.hessian_negative * max(1, |lambda_max|)`.
 #[derive(Debug, Clone, Serialize)]
@@ -169,7 +175,9 @@ pub fn minimise(task: &Task, start: &Params, cfg: &VerifyConfig) -> Result<Minim
 /// well conditioned.
 ///
 /// Saddle escape (`opts.escape_saddles`): at a converged point the smallest
-/// Hessian eigenpair `(lambda_min, v)` is computed ([`hessian::min_eigenpair`]);
+/// Hessian eigenpair `(lambda_min, v)` transverse to the symmetries is computed
+/// ([`hessian::min_eigenpair_with`], dense, or at most [`ESCAPE_PRODUCTS`]
+/// Lanczos products with relative residual `1e-6`);
 /// when `lambda_min < -tol.hessian_negative * max(1, |lambda_max|)`, the point moves
 /// to `x + alpha v` with the first `alpha` in `±{1, 1/4, 1/16, ...}` (`|v| = 1`, eight
 /// sizes) that lowers `R`, and minimisation continues, at most [`MAX_ESCAPES`] times.
@@ -232,6 +240,7 @@ pub fn minimise_with(
         guards.resets += g.resets;
         guards.backtracks += g.backtracks;
         guards.skipped_pairs += g.skipped_pairs;
+        guards.approximate_wolfe += g.approximate_wolfe;
         if let Some(p) = state.get_param().or(state.get_best_param()) {
             x = p.clone();
         }
@@ -291,7 +300,7 @@ fn escape(
     grad_norm: f64,
     cfg: &VerifyConfig,
 ) -> Result<Option<(Vec<f64>, Saddle)>> {
-    let pair = hessian::min_eigenpair(task, p)?;
+    let pair = hessian::min_eigenpair_with(task, p, ESCAPE_PRODUCTS, 1e-6)?;
     let floor = -cfg.tol.hessian_negative * pair.max_eig.abs().max(1.0);
     if pair.min_eig >= floor {
         return Ok(None);

@@ -14,6 +14,11 @@
 //! * a direction that is non-finite or not a descent direction (`g·d >= 0`, which
 //!   happens when the memory is indefinite at round-off) resets the memory and
 //!   the iteration retries along `-g`;
+//! * the first trial step (`alpha = 1`) is accepted at once when it satisfies the
+//!   strong Wolfe conditions or, when the cost change is at round-off, the
+//!   approximate Wolfe conditions of Hager and Zhang; More–Thuente runs only
+//!   otherwise (at round-off its cost test is noise, and it used to spend about
+//!   ten evaluations per iteration there);
 //! * a trial step whose risk is non-finite is backtracked (`alpha <- alpha / 10`)
 //!   before the line search starts; a line search that fails anyway resets the
 //!   memory and retries along `-g` with a step ten times shorter, up to
@@ -32,6 +37,11 @@ use std::collections::VecDeque;
 /// Line-search retries (memory reset, shorter first step) before a run ends.
 pub const MAX_RETRIES: usize = 8;
 
+/// Sufficient-decrease constant (as argmin's More–Thuente default).
+const C1: f64 = 1e-4;
+/// Curvature constant (as argmin's More–Thuente default).
+const C2: f64 = 0.9;
+
 /// State of the iterate: `IterState` over flat `Vec<f64>` parameters.
 pub type LbfgsState = IterState<Vec<f64>, Vec<f64>, (), (), (), f64>;
 
@@ -44,6 +54,8 @@ pub struct Safeguards {
     pub backtracks: u64,
     /// Curvature pairs skipped (`s·y` not positive enough).
     pub skipped_pairs: u64,
+    /// Steps accepted by the approximate Wolfe conditions (cost at round-off).
+    pub approximate_wolfe: u64,
 }
 
 /// L-BFGS with memory `m` and the safeguards of the module doc.
@@ -73,6 +85,23 @@ impl SafeLbfgs {
         self.s.clear();
         self.y.clear();
         self.guards.resets += 1;
+    }
+
+    /// Stores the pair `(x_new - x, g_new - g)` when `s·y > 1e-12 ||s|| ||y||`.
+    fn push_pair(&mut self, xn: &[f64], x: &[f64], gn: &[f64], g: &[f64]) {
+        let s: Vec<f64> = xn.iter().zip(x).map(|(a, b)| a - b).collect();
+        let y: Vec<f64> = gn.iter().zip(g).map(|(a, b)| a - b).collect();
+        let sy = dot(&s, &y);
+        if sy.is_finite() && sy > 1e-12 * dot(&s, &s).sqrt() * dot(&y, &y).sqrt() {
+            if self.s.len() == self.m {
+                self.s.pop_front();
+                self.y.pop_front();
+            }
+            self.s.push_back(s);
+            self.y.push_back(y);
+        } else {
+            self.guards.skipped_pairs += 1;
+        }
     }
 
     /// Two-loop recursion: `-H g`.
@@ -219,33 +248,42 @@ where
         for _retry in 0..=MAX_RETRIES {
             // backtrack trial steps whose risk is not finite
             let mut tries = 0;
-            loop {
+            let first = loop {
                 let trial: Vec<f64> = x.iter().zip(&d).map(|(xi, di)| xi + alpha * di).collect();
                 match inner.cost(&trial) {
-                    Ok(v) if v.is_finite() => break,
+                    Ok(v) if v.is_finite() => break Some((trial, v)),
                     _ if tries < 40 => {
                         alpha *= 0.1;
                         tries += 1;
                         self.guards.backtracks += 1;
                     }
-                    _ => break,
+                    _ => break None,
+                }
+            };
+            // Accept the first trial at once when it satisfies the strong Wolfe
+            // conditions (as More–Thuente would) or, at round-off, the approximate
+            // Wolfe conditions (Hager–Zhang): f(a) <= f + 1e-14 |f| and
+            // c2 g.d <= g(a).d <= (2 c1 - 1) g.d, where a cost test cannot decide.
+            if let Some((trial, ft)) = first {
+                if let Ok(gt) = inner.gradient(&trial) {
+                    let (gd0, gdt) = (dot(&g, &d), dot(&gt, &d));
+                    let armijo = ft <= f + C1 * alpha * gd0;
+                    let strong = armijo && gdt.abs() <= C2 * gd0.abs();
+                    let approx = ft <= f + 1e-14 * f.abs()
+                        && gdt >= C2 * gd0
+                        && gdt <= (2.0 * C1 - 1.0) * gd0;
+                    if (strong || approx) && trial != x && all_finite(&gt) {
+                        if approx && !strong {
+                            self.guards.approximate_wolfe += 1;
+                        }
+                        self.push_pair(&trial, &x, &gt, &g);
+                        return Ok((state.param(trial).cost(ft).gradient(gt), None));
+                    }
                 }
             }
             match line_search(inner, &x, f, &g, &d, alpha) {
                 Ok((xn, fn_, gn)) if all_finite(&xn) && fn_.is_finite() && xn != x => {
-                    let s: Vec<f64> = xn.iter().zip(&x).map(|(a, b)| a - b).collect();
-                    let y: Vec<f64> = gn.iter().zip(&g).map(|(a, b)| a - b).collect();
-                    let sy = dot(&s, &y);
-                    if sy.is_finite() && sy > 1e-12 * dot(&s, &s).sqrt() * dot(&y, &y).sqrt() {
-                        if self.s.len() == self.m {
-                            self.s.pop_front();
-                            self.y.pop_front();
-                        }
-                        self.s.push_back(s);
-                        self.y.push_back(y);
-                    } else {
-                        self.guards.skipped_pairs += 1;
-                    }
+                    self.push_pair(&xn, &x, &gn, &g);
                     return Ok((state.param(xn).cost(fn_).gradient(gn), None));
                 }
                 Ok(_) => last_err = "line search made no progress".to_string(),
