@@ -13,6 +13,7 @@
 mod report;
 mod run;
 mod spec;
+mod values;
 
 pub use report::{report, AtlasSummary, TheoremCounts};
 pub use run::{
