@@ -6,7 +6,7 @@
 use super::run::{read_results, result_files, ResultLine};
 use crate::error::{Error, Result};
 use crate::npy::write_atomic;
-use crate::plots::{category_grid, Cell};
+use crate::plots::{category_grid, CategoryGrid, Cell};
 use crate::verify::Verdict;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -222,13 +222,15 @@ pub fn report(dir: &Path) -> Result<AtlasSummary> {
         let y_ticks: Vec<String> = ys.iter().map(|&v| fmt_num(v as f64 * 1e-9)).collect();
         category_grid(
             &dir.join(stem),
-            title,
-            "lambda / lambda_critical",
-            "Zipf exponent (0 = uniform)",
-            &x_ticks,
-            &y_ticks,
-            &CATEGORIES,
-            &grid,
+            &CategoryGrid {
+                title,
+                x_label: "lambda / lambda_critical",
+                y_label: "Zipf exponent (0 = uniform)",
+                x_ticks: &x_ticks,
+                y_ticks: &y_ticks,
+                categories: &CATEGORIES,
+                cells: &grid,
+            },
         )?;
         let _ = writeln!(md, "### {title}\n");
         let _ = writeln!(md, "![{title}]({stem}.png) ([SVG]({stem}.svg))\n");

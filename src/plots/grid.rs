@@ -12,23 +12,27 @@ use std::path::Path;
 /// One cell: the index of its category and a short label drawn inside it.
 pub type Cell = Option<(usize, String)>;
 
-/// Draws `<stem>.png` and `<stem>.svg`: `cells[y][x]` coloured by its category
+/// A grid figure: `cells[y][x]` coloured by its category
 /// (`categories[i] = (legend name, RGB)`), empty cells left white, with the
 /// column labels `x_ticks` and the row labels `y_ticks` (row 0 at the bottom).
+pub struct CategoryGrid<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub x_ticks: &'a [String],
+    pub y_ticks: &'a [String],
+    pub categories: &'a [(&'a str, (u8, u8, u8))],
+    pub cells: &'a [Vec<Cell>],
+}
+
+/// Draws `grid` into `<stem>.png` and `<stem>.svg`.
 ///
 /// Errors: [`Error::InvalidParam`] if there is no category or more than 8, no
 /// column or row, `cells` does not have `y_ticks.len()` rows of `x_ticks.len()`
 /// cells, or a cell names a category that does not exist.
-pub fn category_grid(
-    stem: &Path,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    x_ticks: &[String],
-    y_ticks: &[String],
-    categories: &[(&str, (u8, u8, u8))],
-    cells: &[Vec<Cell>],
-) -> Result<()> {
+pub fn category_grid(stem: &Path, grid: &CategoryGrid) -> Result<()> {
+    let (categories, cells) = (grid.categories, grid.cells);
+    let (x_ticks, y_ticks) = (grid.x_ticks, grid.y_ticks);
     if categories.is_empty() || categories.len() > 8 {
         return Err(Error::invalid(
             "categories",
@@ -58,28 +62,7 @@ pub fn category_grid(
     {
         return Err(Error::invalid("cells", c, "category index out of range"));
     }
-    render(
-        stem,
-        &Grid {
-            title,
-            x_label,
-            y_label,
-            x_ticks,
-            y_ticks,
-            categories,
-            cells,
-        },
-    )
-}
-
-struct Grid<'a> {
-    title: &'a str,
-    x_label: &'a str,
-    y_label: &'a str,
-    x_ticks: &'a [String],
-    y_ticks: &'a [String],
-    categories: &'a [(&'a str, (u8, u8, u8))],
-    cells: &'a [Vec<Cell>],
+    render(stem, grid)
 }
 
 fn tick(labels: &[String], v: f64) -> String {
@@ -91,7 +74,7 @@ fn tick(labels: &[String], v: f64) -> String {
     }
 }
 
-impl Figure for Grid<'_> {
+impl Figure for CategoryGrid<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<()> {
         let colour = |c: (u8, u8, u8)| RGBColor(c.0, c.1, c.2);
         let legend: Vec<LegendEntry> = self

@@ -48,7 +48,7 @@ mod style;
 
 pub use figures::{curves, norms_vs_rank, pca_scatter};
 pub use font::{ensure_font, FONT_DIRS, FONT_ENV};
-pub use grid::{category_grid, Cell};
+pub use grid::{category_grid, CategoryGrid, Cell};
 
 /// Width of every figure in pixels (PNG) or user units (SVG).
 pub const WIDTH: u32 = 800;
