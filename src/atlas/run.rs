@@ -6,7 +6,9 @@
 //! - `results.jsonl` (whole grid) or `results.shard-I-of-N.jsonl` (`--shard I/N`):
 //!   one [`ResultLine`] per finished instance;
 //! - `counterexamples/<id>.W.npy`, `<id>.U.npy`: the weights of the lowest restart
-//!   of every instance with a restart below the prediction (or refuted).
+//!   of every refuted instance, and of every instance with a restart below the
+//!   prediction unless its report says it is outside the theorem's hypotheses
+//!   (`hypotheses: false`).
 //!
 //! Resume: every `results*.jsonl` of `DIR` is read first and the instances whose
 //! `id` is there are skipped. A line is written with one `write` call and synced;
@@ -69,6 +71,11 @@ pub struct ResultLine {
     pub restarts_reached: usize,
     /// Names of the checks that failed.
     pub failed_checks: Vec<String>,
+    /// The report's `hypotheses` flag when it has one: `false` when the instance
+    /// is outside the theorem's hypotheses (then a restart below the prediction
+    /// is no counterexample).
+    #[serde(default)]
+    pub hypotheses: Option<bool>,
     pub counterexample: Option<Counterexample>,
     pub provenance: Provenance,
     /// The whole report of [`verify_theorem`] (JSON), when there is one.
@@ -347,6 +354,7 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
         restarts_converged: 0,
         restarts_reached: 0,
         failed_checks: Vec::new(),
+        hypotheses: None,
         counterexample: None,
         provenance: Provenance {
             crate_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -372,10 +380,13 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
                 .filter(|c| !c.passed)
                 .map(|c| c.name.clone())
                 .collect();
-            if rep.verdict == Verdict::Refuted || gap > cfg.tol.below_prediction {
+            let value = serde_json::to_value(&rep)?;
+            line.hypotheses = value.get("hypotheses").and_then(|h| h.as_bool());
+            let below = gap > cfg.tol.below_prediction && line.hypotheses != Some(false);
+            if rep.verdict == Verdict::Refuted || below {
                 line.counterexample = Some(save_counterexample(&rep, inst, dir)?);
             }
-            line.report = Some(serde_json::to_value(&rep)?);
+            line.report = Some(value);
         }
     }
     line.provenance.wall_seconds = started.elapsed().as_secs_f64();

@@ -80,7 +80,7 @@ pub(super) fn run(a: &AtlasArgs) -> Result<i32> {
             for (i, t) in s.theorems.iter().enumerate() {
                 if t.instances > 0 {
                     println!(
-                        "theorem {}: {} instances, {} restarts, {} confirmed, {} refuted, {} inconclusive, {} errors, largest gap below prediction {}",
+                        "theorem {}: {} instances, {} restarts, {} confirmed, {} refuted, {} inconclusive, {} errors, {} outside hypotheses, largest gap below prediction {}",
                         i + 1,
                         t.instances,
                         t.restarts,
@@ -88,6 +88,7 @@ pub(super) fn run(a: &AtlasArgs) -> Result<i32> {
                         t.refuted,
                         t.inconclusive,
                         t.errors,
+                        t.outside_hypotheses,
                         t.largest_gap_below.map_or("-".into(), |g| format!("{g:.2e}"))
                     );
                 }
