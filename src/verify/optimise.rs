@@ -300,7 +300,10 @@ fn escape(
     grad_norm: f64,
     cfg: &VerifyConfig,
 ) -> Result<Option<(Vec<f64>, Saddle)>> {
-    let pair = hessian::min_eigenpair_with(task, p, ESCAPE_PRODUCTS, 1e-6)?;
+    // Err only when the symmetry tangents span everything: no transverse direction.
+    let Ok(pair) = hessian::min_eigenpair_with(task, p, ESCAPE_PRODUCTS, 1e-6) else {
+        return Ok(None);
+    };
     let floor = -cfg.tol.hessian_negative * pair.max_eig.abs().max(1.0);
     if pair.min_eig >= floor {
         return Ok(None);
