@@ -18,6 +18,7 @@
 //! - `python` (with `--features python`): the Python module `feature_collapse`.
 
 pub mod analyze;
+pub mod atlas;
 pub mod cli;
 pub mod collapse;
 pub mod error;

@@ -6,6 +6,7 @@
 //! 3 run-time failure, 130 interrupted.
 
 mod analyze;
+mod atlas;
 mod interrupt;
 mod predict;
 mod reproduce;
@@ -14,6 +15,7 @@ mod train;
 mod verify;
 
 pub use analyze::AnalyzeArgs;
+pub use atlas::AtlasArgs;
 pub use predict::{FormArg, PredictArgs};
 pub use reproduce::ReproduceArgs;
 pub use task_args::{FreqArg, PresetArg, TaskArgs};
@@ -43,6 +45,8 @@ pub enum Command {
     Reproduce(ReproduceArgs),
     /// Measure collapse of weights trained anywhere (W, U as .npy/.npz): every metric, distance to the prediction, limit risk.
     Analyze(AnalyzeArgs),
+    /// Verify a grid of instances from a TOML spec (resumable, shardable) and report it.
+    Atlas(AtlasArgs),
 }
 
 /// Parses the process arguments and runs; returns the exit code.
@@ -54,6 +58,7 @@ pub fn run() -> Result<i32> {
         Command::Train(a) => train::run(&a),
         Command::Reproduce(a) => reproduce::run(&a),
         Command::Analyze(a) => analyze::run(&a),
+        Command::Atlas(a) => atlas::run(&a),
     }
 }
 

@@ -42,11 +42,13 @@
 
 mod figures;
 mod font;
+mod grid;
 mod render;
 mod style;
 
 pub use figures::{curves, norms_vs_rank, pca_scatter};
 pub use font::{ensure_font, FONT_DIRS, FONT_ENV};
+pub use grid::{category_grid, CategoryGrid, Cell};
 
 /// Width of every figure in pixels (PNG) or user units (SVG).
 pub const WIDTH: u32 = 800;

@@ -43,8 +43,12 @@ mod witness;
 
 pub use bisect::{lambda_critical_bisection, Bisection};
 pub use config::{Tolerances, VerifyConfig};
-pub use hessian::{hessian_fd, hessian_report, symmetry_tangents, HessianReport};
-pub use optimise::{minimise, Minimised};
+pub use hessian::{
+    hessian_fd, hessian_report, hessian_report_dense, hessian_report_lanczos,
+    hessian_vector_product, lanczos, min_eigenpair, min_eigenpair_with, symmetry_basis,
+    symmetry_tangents, EigenPair, HessianReport, Lanczos, DENSE_MAX_PARAMS,
+};
+pub use optimise::{minimise, minimise_with, MinimiseOptions, Minimised, Saddle, Safeguards};
 pub use report::{Check, Evidence, Measurement, OnFail, Restart, TheoremReport, Witness};
 pub use steps::exact_form;
 pub use theorem::Theorem;

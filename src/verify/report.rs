@@ -25,6 +25,10 @@ pub struct Restart {
     pub converged: bool,
     /// Risk within the match tolerance of the prediction.
     pub reached_prediction: bool,
+    /// Exact risk + gradient evaluations (one per point: cost and gradient share it).
+    pub evaluations: u64,
+    /// Saddles met and escaped along negative curvature.
+    pub saddles: usize,
     /// Distance of the final point to the predicted family (none without a prediction).
     pub family: Option<FamilyDistance>,
     /// The paper's central claim at the final point, `||Phi - M||_F / ||Phi||_F`

@@ -133,6 +133,9 @@ pub fn run_restarts(
                 iterations,
                 termination,
                 hit_cap,
+                evaluations,
+                saddles,
+                ..
             } = minimise(task, &start, cfg)?;
             let p = start.with_flat(&x);
             let (risk, g) = limit::risk_grad(task, &p);
@@ -146,6 +149,8 @@ pub fn run_restarts(
                 termination,
                 converged: grad_norm <= cfg.grad_tol && !hit_cap,
                 reached_prediction: false,
+                evaluations,
+                saddles: saddles.len(),
                 family: pred.map(|pr| metrics::family_distance(task, &p, pr)),
                 within_concept_spread: metrics::within_concept_spread(task, &p),
                 w_norm: w2.sqrt(),
