@@ -4,12 +4,14 @@
 //! Exit codes: 0 success (every check passed), 1 a verification failed,
 //! 2 bad input (message names the parameter), 3 run-time failure, 130 interrupted.
 
+mod converge;
 mod predict;
 mod reproduce;
 mod task_args;
 mod train;
 mod verify;
 
+pub use converge::{ConvergeArgs, SolverArg};
 pub use predict::{FormArg, PredictArgs};
 pub use reproduce::ReproduceArgs;
 pub use task_args::{FreqArg, TaskArgs};
@@ -37,6 +39,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Run the paper's four experiments and the norm table; write docs/reproduction.md.
     Reproduce(ReproduceArgs),
+    /// Finite-sample solutions (ERM and SGD) against the limit minimiser as n_spl grows: rates, report, figures.
+    Converge(ConvergeArgs),
 }
 
 /// Parses the process arguments and runs; returns the exit code.
@@ -47,5 +51,6 @@ pub fn run() -> Result<i32> {
         Command::Predict(a) => predict::run(&a),
         Command::Train(a) => train::run(&a),
         Command::Reproduce(a) => reproduce::run(&a),
+        Command::Converge(a) => converge::run(&a),
     }
 }
