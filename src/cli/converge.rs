@@ -205,7 +205,7 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
         started.elapsed().as_secs_f64(),
     );
     let title = format!("type {:?}", reference.kind);
-    let stems = report::figures(&out, &records, &title)?;
+    let stems = report::figures(&out, &records, &title, reference.sgd_floor)?;
     report::write_markdown(&out, &records, &summary, &reference, &stems)?;
     let not_converged: usize = summary.solvers.values().map(|c| c.not_converged).sum();
     if a.json {
@@ -216,15 +216,20 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
             a.theorem, reference.kind
         );
         println!("limit      R* = {:.12}", reference.r_star);
+        if let Some(f) = reference.sgd_floor {
+            println!(
+                "sgd floor  lr tr(Sigma) / (4 B) = {f:.3e} (predicted excess limit risk of SGD)"
+            );
+        }
         print!("{:<24}", "rate (slope ± 95 %)");
         for s in summary.solvers.keys() {
-            print!(" {:>18}", s.to_uppercase());
+            print!(" {:>26}", s.to_uppercase());
         }
         println!();
         for m in &MEASURES {
             print!("{:<24}", m.key);
             for s in summary.solvers.keys() {
-                print!(" {:>18}", report::rate_cell(&summary, m, s));
+                print!(" {:>26}", report::rate_cell(&summary, m, s));
             }
             println!();
         }

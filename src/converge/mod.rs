@@ -26,6 +26,7 @@
 //! ([`store`]); the report and figures are written by [`report`].
 
 pub mod lbfgs;
+pub mod noise;
 pub mod rates;
 pub mod report;
 pub mod sgd;
@@ -199,6 +200,12 @@ pub struct Reference {
     pub grad_norm_at_prediction: f64,
     /// L-BFGS iterations of the polish.
     pub polish_iterations: u64,
+    /// `tr(Sigma)`, the trace of the covariance of one sentence's gradient at
+    /// the built prediction ([`noise::gradient_noise_trace`]); `None` when the
+    /// `K s_c^L` sentences are too many to enumerate.
+    pub gradient_noise_trace: Option<f64>,
+    /// The small-step SGD floor `lr tr(Sigma) / (4 batch)` of the excess limit risk.
+    pub sgd_floor: Option<f64>,
 }
 
 impl Reference {
@@ -212,7 +219,10 @@ impl Reference {
         let (risk_at_prediction, g) = limit::risk_grad(task, &built);
         let polished = verify::minimise(task, &built, &verify_config(&cfg.limit))?;
         let r_polished = limit::risk(task, &built.with_flat(&polished.x));
+        let trace = noise::gradient_noise_trace(task, &built, 1 << 20).ok();
         Ok(Reference {
+            gradient_noise_trace: trace,
+            sgd_floor: trace.map(|t| noise::sgd_floor(t, cfg.sgd.lr, cfg.sgd.batch)),
             kind: prediction.kind,
             r_star: risk_at_prediction.min(r_polished),
             risk_at_prediction,

@@ -88,6 +88,8 @@ pub struct Summary {
     pub theorem: Option<u8>,
     pub instance: String,
     pub r_star: f64,
+    /// Predicted small-step SGD floor of the excess limit risk ([`super::noise`]).
+    pub sgd_floor: Option<f64>,
     /// measure -> solver -> slope (null when it cannot be fitted).
     pub slopes: BTreeMap<String, BTreeMap<String, Option<f64>>>,
     /// measure -> solver -> the full fit (slope, 95 % half-width, seeds, points).
@@ -177,6 +179,7 @@ pub fn summarise(
         theorem,
         instance: instance.to_string(),
         r_star: reference.r_star,
+        sgd_floor: reference.sgd_floor,
         slopes,
         rates: fitted,
         below_floor: floored,
@@ -219,8 +222,14 @@ fn medians(records: &[Record], solver: Solver, m: &Measure) -> Vec<(usize, f64)>
 }
 
 /// Draws one log-log figure per measure into `dir/figures/` (file stems are the
-/// measure keys); returns the stems relative to `dir`.
-pub fn figures(dir: &Path, records: &[Record], title: &str) -> Result<Vec<String>> {
+/// measure keys); returns the stems relative to `dir`. `sgd_floor`, if given, is
+/// drawn dashed on the excess-risk figure.
+pub fn figures(
+    dir: &Path,
+    records: &[Record],
+    title: &str,
+    sgd_floor: Option<f64>,
+) -> Result<Vec<String>> {
     let solvers = solvers_of(records);
     let mut stems = Vec::new();
     for m in &MEASURES {
@@ -245,6 +254,22 @@ pub fn figures(dir: &Path, records: &[Record], title: &str) -> Result<Vec<String
         }
         if series.is_empty() {
             continue;
+        }
+        let xs: Vec<f64> = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .collect();
+        let (x_lo, x_hi) = xs
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+                (a.min(x), b.max(x))
+            });
+        let floor = sgd_floor.filter(|&f| f > 0.0 && x_hi > x_lo && m.key == "excess_limit_risk");
+        if let Some(f) = floor {
+            series.push(Series::dashed(
+                "SGD floor lr tr(Sigma)/(4B)",
+                vec![(x_lo, f.log10()), (x_hi, f.log10())],
+            ));
         }
         if let (Some(s), Some((x0, y0))) = (m.theory_slope, first) {
             if last_x > x0 {
@@ -295,6 +320,12 @@ pub fn write_markdown(
         reference.grad_norm_at_prediction,
         reference.polish_iterations
     );
+    if let (Some(tr), Some(fl)) = (reference.gradient_noise_trace, reference.sgd_floor) {
+        let _ = writeln!(
+            s,
+            "Gradient noise at the limit minimiser: `tr(Sigma) = {tr:.4e}`; small-step SGD floor `lr tr(Sigma) / (4 B) = {fl:.3e}`.\n"
+        );
+    }
     let solvers: Vec<String> = summary.solvers.keys().cloned().collect();
     let _ = writeln!(
         s,
