@@ -243,7 +243,9 @@ pub fn figures(
                 .map(|(n, y)| ((n as f64).log10(), y.log10()))
                 .collect();
             if let Some(&p) = pts.first() {
-                if solver == Solver::Erm || first.is_none() {
+                // anchor the theory's slope on the ERM's first point, unless it
+                // is at the floor (the solution is exact there: no rate to show)
+                if solver == Solver::Erm && 10f64.powf(p.1) > m.floor {
                     first = Some(p);
                 }
                 last_x = pts.last().map_or(last_x, |q| q.0);
