@@ -205,7 +205,13 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
         started.elapsed().as_secs_f64(),
     );
     let title = format!("type {:?}", reference.kind);
-    let stems = report::figures(&out, &records, &title, reference.sgd_floor)?;
+    let stems = report::figures(
+        &out,
+        &records,
+        &title,
+        reference.sgd_floor,
+        reference.erm_excess_coefficient,
+    )?;
     report::write_markdown(&out, &records, &summary, &reference, &stems)?;
     let not_converged: usize = summary.solvers.values().map(|c| c.not_converged).sum();
     if a.json {
@@ -216,6 +222,9 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
             a.theorem, reference.kind
         );
         println!("limit      R* = {:.12}", reference.r_star);
+        if let Some(c) = reference.erm_excess_coefficient {
+            println!("erm theory E[R - R*] = C / n_spl, C = tr(H+ Sigma_w) / (2K) = {c:.4e}");
+        }
         if let Some(f) = reference.sgd_floor {
             println!(
                 "sgd floor  lr tr(Sigma) / (4 B) = {f:.3e} (predicted excess limit risk of SGD)"

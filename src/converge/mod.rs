@@ -206,6 +206,9 @@ pub struct Reference {
     pub gradient_noise_trace: Option<f64>,
     /// The small-step SGD floor `lr tr(Sigma) / (4 batch)` of the excess limit risk.
     pub sgd_floor: Option<f64>,
+    /// `C` of the ERM's `E[R(theta_hat) - R*] ≈ C / n_spl`
+    /// ([`noise::erm_excess_coefficient`]); `None` when too large to enumerate.
+    pub erm_excess_coefficient: Option<f64>,
 }
 
 impl Reference {
@@ -220,7 +223,13 @@ impl Reference {
         let polished = verify::minimise(task, &built, &verify_config(&cfg.limit))?;
         let r_polished = limit::risk(task, &built.with_flat(&polished.x));
         let trace = noise::gradient_noise_trace(task, &built, 1 << 20).ok();
+        let erm_c = if task.n_params() <= 2000 {
+            noise::erm_excess_coefficient(task, &built, 1 << 16).ok()
+        } else {
+            None
+        };
         Ok(Reference {
+            erm_excess_coefficient: erm_c,
             gradient_noise_trace: trace,
             sgd_floor: trace.map(|t| noise::sgd_floor(t, cfg.sgd.lr, cfg.sgd.batch)),
             kind: prediction.kind,

@@ -15,11 +15,24 @@
 //! (The per-sentence losses share the symmetries of `R`, so their gradients at
 //! `theta*` are orthogonal to the flat directions of `H`.) [`gradient_noise_trace`]
 //! computes `tr(Sigma)` exactly from the exhaustive sample of every token choice.
+//!
+//! The ERM's excess risk (classical M-estimation): the sample risk has
+//! `grad R_hat(theta*) = g_n`, the mean of `N = K n_spl` sentence gradients drawn
+//! `n_spl` per class, so `Cov(g_n) = Sigma_w / N` with the *within-class*
+//! covariance `Sigma_w = (1/K) sum_k Cov_{beta ~ mu^L}(g | class k)`. Then
+//! `theta_hat - theta* ≈ -H^+ g_n` and
+//!
+//! `E[R(theta_hat) - R*] ≈ (1/2) E[g_n^T H^+ g_n] = tr(H^+ Sigma_w) / (2 K n_spl)`,
+//!
+//! [`erm_excess_coefficient`] (`H^+` inverts the eigenvalues above `1e-7` of the
+//! largest; the others are the symmetry directions).
 
 use crate::empirical::{sample_risk_grad, WeightedSample};
 use crate::error::Result;
 use crate::network::Params;
 use crate::task::Task;
+use crate::verify::hessian_fd;
+use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
 /// `tr(Sigma) = sum_i pi_i ||g_i||^2 - ||sum_i pi_i g_i||^2` over every sentence
 /// `x_i` of the limit distribution (weight `pi_i = P(beta) / K`), `g_i` the gradient
@@ -45,6 +58,57 @@ pub fn gradient_noise_trace(task: &Task, p: &Params, max_sentences: usize) -> Re
         }
     }
     Ok(second - mean.iter().map(|v| v * v).sum::<f64>())
+}
+
+/// `C = tr(H^+ Sigma_w) / (2K)` of the ERM's `E[R(theta_hat) - R*] ≈ C / n_spl`
+/// (module docs), `H` the Hessian of the limit risk at `p` by central differences
+/// ([`crate::verify::hessian_fd`]), `Sigma_w` the within-class covariance of the
+/// sentence gradients at `p`, both exact enumerations. Errors when the
+/// `K s_c^L` sentences exceed `max_sentences`.
+pub fn erm_excess_coefficient(task: &Task, p: &Params, max_sentences: usize) -> Result<f64> {
+    let all = WeightedSample::exhaustive(task, max_sentences)?;
+    let n = p.w.len() + p.u.len();
+    let k_n = task.k();
+    let per_class = all.n() / k_n;
+    let mut sigma = DMatrix::<f64>::zeros(n, n);
+    for k in 0..k_n {
+        let rows = k * per_class..(k + 1) * per_class;
+        let grads: Vec<(f64, Vec<f64>)> = rows
+            .map(|i| {
+                let one = WeightedSample {
+                    tokens: all.sentence(i).to_vec(),
+                    labels: vec![all.labels[i]],
+                    weights: vec![1.0],
+                    len: all.len,
+                };
+                // P(beta) = K pi_i inside class k
+                (
+                    all.weights[i] * k_n as f64,
+                    sample_risk_grad(task, p, &one).1,
+                )
+            })
+            .collect();
+        let mut mean = vec![0.0; n];
+        for (w, g) in &grads {
+            for (m, v) in mean.iter_mut().zip(g) {
+                *m += w * v;
+            }
+        }
+        for (w, g) in &grads {
+            let c = DVector::from_iterator(n, g.iter().zip(&mean).map(|(a, b)| a - b));
+            sigma.ger(w / k_n as f64, &c, &c, 1.0);
+        }
+    }
+    let eig = SymmetricEigen::new(hessian_fd(task, p));
+    let top = eig.eigenvalues.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
+    let mut tr = 0.0;
+    for (i, &h) in eig.eigenvalues.iter().enumerate() {
+        if h > 1e-7 * top {
+            let v = eig.eigenvectors.column(i);
+            tr += (v.transpose() * &sigma * v)[(0, 0)] / h;
+        }
+    }
+    Ok(tr / (2.0 * k_n as f64))
 }
 
 /// The small-step SGD floor `eta tr(Sigma) / (4 B)` of the excess limit risk.

@@ -90,6 +90,10 @@ pub struct Summary {
     pub r_star: f64,
     /// Predicted small-step SGD floor of the excess limit risk ([`super::noise`]).
     pub sgd_floor: Option<f64>,
+    /// `C` of the ERM's predicted `E[R - R*] ≈ C / n_spl` ([`super::noise`]).
+    pub erm_excess_coefficient: Option<f64>,
+    /// `n_spl` -> mean over seeds of `n_spl (R(theta_hat) - R*)` for the ERM (to compare with `C`).
+    pub erm_scaled_excess: BTreeMap<usize, f64>,
     /// measure -> solver -> slope (null when it cannot be fitted).
     pub slopes: BTreeMap<String, BTreeMap<String, Option<f64>>>,
     /// measure -> solver -> the full fit (slope, 95 % half-width, seeds, points).
@@ -180,6 +184,21 @@ pub fn summarise(
         instance: instance.to_string(),
         r_star: reference.r_star,
         sgd_floor: reference.sgd_floor,
+        erm_excess_coefficient: reference.erm_excess_coefficient,
+        erm_scaled_excess: {
+            let mut by_n: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+            for r in records
+                .iter()
+                .filter(|r| r.solver == Solver::Erm && r.converged)
+            {
+                by_n.entry(r.n_spl)
+                    .or_default()
+                    .push(r.n_spl as f64 * r.measures.excess_limit_risk);
+            }
+            by_n.into_iter()
+                .map(|(n, v)| (n, v.iter().sum::<f64>() / v.len() as f64))
+                .collect()
+        },
         slopes,
         rates: fitted,
         below_floor: floored,
@@ -229,6 +248,7 @@ pub fn figures(
     records: &[Record],
     title: &str,
     sgd_floor: Option<f64>,
+    erm_coefficient: Option<f64>,
 ) -> Result<Vec<String>> {
     let solvers = solvers_of(records);
     let mut stems = Vec::new();
@@ -266,6 +286,14 @@ pub fn figures(
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
                 (a.min(x), b.max(x))
             });
+        let c =
+            erm_coefficient.filter(|&c| c > m.floor && x_hi > x_lo && m.key == "excess_limit_risk");
+        if let Some(c) = c {
+            series.push(Series::dashed(
+                "ERM theory tr(H+ Sigma_w)/(2K n_spl)",
+                vec![(x_lo, c.log10() - x_lo), (x_hi, c.log10() - x_hi)],
+            ));
+        }
         let floor = sgd_floor.filter(|&f| f > 0.0 && x_hi > x_lo && m.key == "excess_limit_risk");
         if let Some(f) = floor {
             series.push(Series::dashed(
@@ -273,7 +301,8 @@ pub fn figures(
                 vec![(x_lo, f.log10()), (x_hi, f.log10())],
             ));
         }
-        if let (Some(s), Some((x0, y0))) = (m.theory_slope, first) {
+        let has_c = erm_coefficient.is_some_and(|c| c > m.floor) && m.key == "excess_limit_risk";
+        if let (Some(s), Some((x0, y0)), false) = (m.theory_slope, first, has_c) {
             if last_x > x0 {
                 series.push(Series::dashed(
                     format!("slope {s}"),
@@ -328,6 +357,22 @@ pub fn write_markdown(
             "Gradient noise at the limit minimiser: `tr(Sigma) = {tr:.4e}`; small-step SGD floor `lr tr(Sigma) / (4 B) = {fl:.3e}`.\n"
         );
     }
+    if let Some(c) = reference.erm_excess_coefficient {
+        let _ = writeln!(
+            s,
+            "ERM excess risk from M-estimation: `E[R - R*] ≈ C / n_spl` with `C = tr(H^+ Sigma_w) / (2K) = {c:.4e}`.\n"
+        );
+        if !summary.erm_scaled_excess.is_empty() {
+            let _ = writeln!(
+                s,
+                "| n_spl | ERM mean of `n_spl (R - R*)` | C |\n|---|---|---|"
+            );
+            for (n, v) in &summary.erm_scaled_excess {
+                let _ = writeln!(s, "| {n} | {v:.4e} | {c:.4e} |");
+            }
+            let _ = writeln!(s);
+        }
+    }
     let solvers: Vec<String> = summary.solvers.keys().cloned().collect();
     let _ = writeln!(
         s,
@@ -335,7 +380,7 @@ pub fn write_markdown(
     );
     let _ = writeln!(
         s,
-        "| measure | theory (ERM) | {} |",
+        "| measure | M-estimation (ERM, generic) | {} |",
         solvers
             .iter()
             .map(|x| x.to_uppercase())
