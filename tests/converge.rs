@@ -52,6 +52,15 @@ fn erm_on_the_exhaustive_sample_finds_the_limit_minimiser() {
         let task = theorem.default_task().build().unwrap();
         let cfg = ConvergeConfig::default();
         let reference = Reference::of(&task, &cfg).unwrap();
+        // M-estimation coefficient of the ERM's excess risk: zero for type II,
+        // where every sentence of a class has the same gradient at the minimiser
+        let c = reference.erm_excess_coefficient.unwrap();
+        if theorem == Theorem::Three {
+            assert!(c.abs() < 1e-20, "type II coefficient {c}");
+        } else {
+            assert!(c > 1e-4, "theorem {theorem:?}: coefficient {c}");
+        }
+        assert!(reference.sgd_floor.unwrap() > 0.0);
         let sample = WeightedSample::exhaustive(&task, 1 << 16).unwrap();
         assert_eq!(sample.n(), 27 * task.s_c().pow(3));
         let shape = Params::zeros(&task);
