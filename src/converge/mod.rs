@@ -222,12 +222,21 @@ impl Reference {
         let (risk_at_prediction, g) = limit::risk_grad(task, &built);
         let polished = verify::minimise(task, &built, &verify_config(&cfg.limit))?;
         let r_polished = limit::risk(task, &built.with_flat(&polished.x));
-        let trace = noise::gradient_noise_trace(task, &built, 1 << 20).ok();
-        let erm_c = if task.n_params() <= 2000 {
-            noise::erm_excess_coefficient(task, &built, 1 << 16).ok()
-        } else {
-            None
-        };
+        // The noise analysis enumerates every sentence (one gradient each) and,
+        // for the ERM coefficient, a finite-difference Hessian (2 n_params exact
+        // gradients): only where that stays within the work budget.
+        let n_params = task.n_params() as f64;
+        let sentences = task.k() as f64 * (task.s_c() as f64).powi(task.len() as i32);
+        let per_sentence = (task.k() * task.len() * task.dim()) as f64 + n_params;
+        let enumerable = sentences * per_sentence <= cfg.budget;
+        let trace = enumerable
+            .then(|| noise::gradient_noise_trace(task, &built, 1 << 20).ok())
+            .flatten();
+        let erm_c = (enumerable
+            && task.n_params() <= 2000
+            && 2.0 * n_params * limit::work(task) <= cfg.budget)
+            .then(|| noise::erm_excess_coefficient(task, &built, 1 << 16).ok())
+            .flatten();
         Ok(Reference {
             erm_excess_coefficient: erm_c,
             gradient_noise_trace: trace,
