@@ -9,6 +9,8 @@
 //! - [`collapse`]: equiangular frames, type I/II/III configurations, reduced objectives (§3–4);
 //! - [`metrics`]: collapse measures for any weights;
 //! - [`verify`]: the theorem checks with argmin (§5);
+//! - [`empirical`]: the sample risk with per-sentence weights and its gradient (§2);
+//! - [`converge`]: finite-sample solutions (ERM, SGD) against the limit minimiser;
 //! - [`train`]: finite-sample SGD (§6);
 //! - [`experiments`]: the paper's experiments and their report;
 //! - [`analyze`]: collapse measures of weights trained anywhere;
@@ -21,6 +23,8 @@ pub mod analyze;
 pub mod atlas;
 pub mod cli;
 pub mod collapse;
+pub mod converge;
+pub mod empirical;
 pub mod error;
 pub mod experiments;
 pub mod limit;

@@ -7,6 +7,7 @@
 
 mod analyze;
 mod atlas;
+mod converge;
 mod interrupt;
 mod predict;
 mod reproduce;
@@ -16,6 +17,7 @@ mod verify;
 
 pub use analyze::AnalyzeArgs;
 pub use atlas::AtlasArgs;
+pub use converge::{ConvergeArgs, SolverArg};
 pub use predict::{FormArg, PredictArgs};
 pub use reproduce::ReproduceArgs;
 pub use task_args::{FreqArg, PresetArg, TaskArgs};
@@ -47,6 +49,8 @@ pub enum Command {
     Analyze(AnalyzeArgs),
     /// Verify a grid of instances from a TOML spec (resumable, shardable) and report it.
     Atlas(AtlasArgs),
+    /// Finite-sample solutions (ERM and SGD) against the limit minimiser as n_spl grows: rates, report, figures.
+    Converge(ConvergeArgs),
 }
 
 /// Parses the process arguments and runs; returns the exit code.
@@ -59,6 +63,7 @@ pub fn run() -> Result<i32> {
         Command::Reproduce(a) => reproduce::run(&a),
         Command::Analyze(a) => analyze::run(&a),
         Command::Atlas(a) => atlas::run(&a),
+        Command::Converge(a) => converge::run(&a),
     }
 }
 
