@@ -8,7 +8,7 @@
 //!   resume and `--shard I/N`;
 //! - `report`: `DIR/atlas.md` and the phase diagrams.
 //!
-//! See docs/atlas.md for the SPEC keys and the cluster recipes.
+//! See docs/atlas-spec.md for the SPEC keys and the cluster recipes.
 
 mod report;
 mod run;

@@ -23,7 +23,7 @@ pub enum AtlasCommand {
 
 #[derive(Debug, Args)]
 pub struct AtlasRunArgs {
-    /// The grid, a TOML file (see docs/atlas.md).
+    /// The grid, a TOML file (see docs/atlas-spec.md).
     pub spec: PathBuf,
     /// Output directory (created; a rerun skips the finished instances).
     #[arg(long)]
@@ -80,7 +80,7 @@ pub(super) fn run(a: &AtlasArgs) -> Result<i32> {
             for (i, t) in s.theorems.iter().enumerate() {
                 if t.instances > 0 {
                     println!(
-                        "theorem {}: {} instances, {} restarts, {} confirmed, {} refuted, {} inconclusive, {} errors, {} outside hypotheses, largest gap below prediction {}",
+                        "theorem {}: {} instances, {} restarts, {} confirmed, {} refuted, {} inconclusive, {} errors, {} outside hypotheses, largest gap below prediction {} (full latent set) / {} (drawn, geometry only)",
                         i + 1,
                         t.instances,
                         t.restarts,
@@ -89,7 +89,9 @@ pub(super) fn run(a: &AtlasArgs) -> Result<i32> {
                         t.inconclusive,
                         t.errors,
                         t.outside_hypotheses,
-                        t.largest_gap_below.map_or("-".into(), |g| format!("{g:.2e}"))
+                        t.largest_gap_below.map_or("-".into(), |g| format!("{g:.2e}")),
+                        t.largest_gap_below_drawn
+                            .map_or("-".into(), |g| format!("{g:.2e}"))
                     );
                 }
             }
