@@ -159,12 +159,16 @@ fn print_report(r: &TheoremReport) {
     let reached = r.restarts.iter().filter(|x| x.reached_prediction).count();
     let mut iters: Vec<u64> = r.restarts.iter().map(|x| x.iterations).collect();
     iters.sort_unstable();
+    let evals: u64 = r.restarts.iter().map(|x| x.evaluations).sum();
+    let saddles: usize = r.restarts.iter().map(|x| x.saddles).sum();
     println!(
-        "  restarts   {} runs, {} reached the prediction, best R = {:.15}, median {} L-BFGS iterations",
+        "  restarts   {} runs, {} reached the prediction, best R = {:.15}, median {} L-BFGS iterations, {} exact evaluations, {} saddles escaped",
         r.restarts.len(),
         reached,
         r.best_risk,
-        iters[iters.len() / 2]
+        iters[iters.len() / 2],
+        evals,
+        saddles
     );
     println!(
         "  spread     max over restarts of ||Phi - M|| / ||Phi|| = {:.3e}",
