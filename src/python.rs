@@ -267,7 +267,7 @@ fn verify_py<'py>(
     };
     cfg.validate().map_err(py_err)?;
     let t = &task.inner;
-    th.check_task(t).map_err(py_err)?;
+    th.outside(t).map_err(py_err)?;
     limit::check_budget(t, cfg.budget).map_err(py_err)?;
     let report = py
         .detach(|| verify::verify_theorem(th, t, &cfg, |_| {}))
