@@ -115,13 +115,7 @@ pub fn verify_theorem(
 
     let lambda_critical_bisection = if cfg.bisect && task.layer_norm().is_none() {
         progress("bisection");
-        // The restarts of each step only look for a point below log K: short runs suffice.
-        let quick = VerifyConfig {
-            restarts: cfg.restarts.min(4),
-            max_iters: cfg.max_iters.min(300),
-            ..cfg.clone()
-        };
-        lambda_critical_bisection(task, &quick, BISECTION_REL_TOL)?.map(|b| b.lambda)
+        bisect_phase_switch(task, cfg)?
     } else {
         None
     };
@@ -141,18 +135,8 @@ pub fn verify_theorem(
         (true, Phase::Collapsed, true) => claims::collapsed_full(&cx, &mut ev),
         (true, Phase::Collapsed, false) => claims::collapsed_drawn(&cx, &mut ev),
     }
-    if let (Some(b), Some(c)) = (lambda_critical_bisection, collapse::lambda_critical(task)) {
-        // the finite-difference Hessian resolves lambda to about 1e-10 absolute
-        let d = (b - c).abs();
-        let allowed = 1e-6 * c + 1e-10;
-        ev.check(
-            "lambda_critical: |closed form - bisection on the exact problem|",
-            d,
-            format!("<= {allowed:.1e}"),
-            d <= allowed,
-            OnFail::Undecided,
-            || format!("closed-form lambda_critical {c:.9} vs bisection {b:.9}"),
-        );
+    if let Some(b) = lambda_critical_bisection {
+        check_bisection(task, b, &mut ev);
     }
     let verdict = ev.verdict(!inside);
 
@@ -160,22 +144,10 @@ pub fn verify_theorem(
         .iter()
         .map(|r| r.risk)
         .fold(f64::INFINITY, f64::min);
-    let collapse_distance = at.prediction.as_ref().map(|_| {
-        let reached: Vec<f64> = restarts
-            .iter()
-            .filter(|r| r.reached_prediction)
-            .filter_map(|r| r.family.as_ref().map(|f| f.max))
-            .collect();
-        if reached.is_empty() {
-            restarts
-                .iter()
-                .min_by(|a, b| a.risk.total_cmp(&b.risk))
-                .and_then(|r| r.family.as_ref().map(|f| f.max))
-                .unwrap_or(f64::NAN)
-        } else {
-            reached.into_iter().fold(0.0, f64::max)
-        }
-    });
+    let collapse_distance = at
+        .prediction
+        .as_ref()
+        .map(|_| largest_family_distance(&restarts));
     // At the origin the ratio is 0/0; the tokens share the representation 0 there.
     let at_origin = |r: &Restart| inside && phase == Phase::Trivial && r.reached_prediction;
     let within_concept_spread = restarts
@@ -214,4 +186,53 @@ pub fn verify_theorem(
         witness_params: ev.witnesses,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// `lambda_critical` located on the exact problem by bisection (restarts and the
+/// Hessian at the origin); the restarts of each step only look for a point below
+/// `log K`, so short runs suffice.
+fn bisect_phase_switch(task: &Task, cfg: &VerifyConfig) -> Result<Option<f64>> {
+    let quick = VerifyConfig {
+        restarts: cfg.restarts.min(4),
+        max_iters: cfg.max_iters.min(300),
+        ..cfg.clone()
+    };
+    Ok(lambda_critical_bisection(task, &quick, BISECTION_REL_TOL)?.map(|b| b.lambda))
+}
+
+/// The closed-form `lambda_critical` agrees with the bisection `b`: the
+/// finite-difference Hessian resolves lambda to about 1e-10 absolute.
+fn check_bisection(task: &Task, b: f64, ev: &mut Evidence) {
+    let Some(c) = collapse::lambda_critical(task) else {
+        return;
+    };
+    let d = (b - c).abs();
+    let allowed = 1e-6 * c + 1e-10;
+    ev.check(
+        "lambda_critical: |closed form - bisection on the exact problem|",
+        d,
+        format!("<= {allowed:.1e}"),
+        d <= allowed,
+        OnFail::Undecided,
+        || format!("closed-form lambda_critical {c:.9} vs bisection {b:.9}"),
+    );
+}
+
+/// The largest family distance among the restarts that reached the prediction,
+/// or that of the lowest restart when none did.
+fn largest_family_distance(restarts: &[Restart]) -> f64 {
+    let reached: Vec<f64> = restarts
+        .iter()
+        .filter(|r| r.reached_prediction)
+        .filter_map(|r| r.family.as_ref().map(|f| f.max))
+        .collect();
+    if reached.is_empty() {
+        restarts
+            .iter()
+            .min_by(|a, b| a.risk.total_cmp(&b.risk))
+            .and_then(|r| r.family.as_ref().map(|f| f.max))
+            .unwrap_or(f64::NAN)
+    } else {
+        reached.into_iter().fold(0.0, f64::max)
+    }
 }
