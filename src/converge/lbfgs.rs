@@ -5,9 +5,8 @@
 //! iteration cap reported as a failure (`converged == false`), never a pass.
 
 use crate::error::{Error, Result};
+use crate::verify::SafeLbfgs;
 use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Settings of one L-BFGS fit.
@@ -102,7 +101,7 @@ fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
-/// Minimises `problem` by L-BFGS (More–Thuente line search) from `x0` until
+/// Minimises `problem` by L-BFGS ([`SafeLbfgs`], the solver `verify` uses) from `x0` until
 /// `||grad|| <= opts.grad_tol`; up to five rounds, each restarted from the last
 /// point with a fresh memory. `normalise`, if given, maps the point to an
 /// equivalent one (a symmetry of the objective) before each round.
@@ -134,11 +133,9 @@ where
             evals: AtomicU64::new(0),
             cap: 50 * opts.max_iters,
         };
-        let solver = LBFGS::new(MoreThuenteLineSearch::new(), opts.memory)
-            .with_tolerance_grad(opts.grad_tol)
-            .map_err(|e| Error::Optimiser(e.to_string()))?
-            .with_tolerance_cost(0.0)
-            .map_err(|e| Error::Optimiser(e.to_string()))?;
+        // verify's safeguarded L-BFGS: degenerate pairs skipped, non-finite
+        // trial steps backtracked, memory reset on a non-descent direction.
+        let solver = SafeLbfgs::new(opts.memory, opts.grad_tol);
         let res = match Executor::new(capped, solver)
             .configure(|s| s.param(x.clone()).max_iters(remaining))
             .ctrlc(false)

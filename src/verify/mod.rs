@@ -48,7 +48,9 @@ pub use hessian::{
     hessian_vector_product, lanczos, min_eigenpair, min_eigenpair_with, symmetry_basis,
     symmetry_tangents, EigenPair, HessianReport, Lanczos, DENSE_MAX_PARAMS,
 };
-pub use optimise::{minimise, minimise_with, MinimiseOptions, Minimised, Saddle, Safeguards};
+pub use optimise::{
+    minimise, minimise_with, MinimiseOptions, Minimised, Saddle, SafeLbfgs, Safeguards,
+};
 pub use report::{Check, Evidence, Measurement, OnFail, Restart, TheoremReport, Witness};
 pub use steps::exact_form;
 pub use theorem::Theorem;
