@@ -115,7 +115,7 @@ pub fn float_values(
     a: &NpyArray,
     expected: &str,
 ) -> Result<Vec<f64>> {
-    a.to_f64().ok_or_else(|| {
+    let v = a.to_f64().ok_or_else(|| {
         Error::invalid(
             name,
             origin,
@@ -125,7 +125,18 @@ pub fn float_values(
                 shape_str(&a.shape)
             ),
         )
-    })
+    })?;
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Error::invalid(
+            name,
+            origin,
+            format!(
+                "entry {i} (flat, C order) is {}: weights must be finite",
+                v[i]
+            ),
+        ));
+    }
+    Ok(v)
 }
 
 /// Weights `(W, U)` for `task` from row-major arrays: `W` shaped `(n_w, d)` and

@@ -369,7 +369,8 @@ fn fortran_to_c<T: Copy>(shape: &[usize], data: Vec<T>) -> Vec<T> {
 /// is not such an array (the message says why: e.g. the unsupported dtype).
 pub fn read_array(path: &Path) -> Result<NpyArray> {
     let bytes = npy_bytes(path)?;
-    let file = npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(path, e.to_string()))?;
+    let file = npyz::NpyFile::new(&bytes[..])
+        .map_err(|e| bad(path, e.to_string().lines().next().unwrap_or("bad header")))?;
     let ts = match file.dtype() {
         npyz::DType::Plain(ts) => ts,
         other => {

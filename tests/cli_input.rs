@@ -108,3 +108,12 @@ fn a_preset_class_count_above_n_c_pow_l_becomes_the_full_latent_set() {
         "classes",
     );
 }
+
+#[test]
+fn degenerate_instances_are_bad_input() {
+    // one class: the cross entropy is identically 0
+    assert_bad_input(&["verify", "--theorem", "3", "--classes", "1"], "classes");
+    // converge needs a collapsed limit minimiser (lambda below lambda_critical)
+    let err = assert_bad_input(&["converge", "--theorem", "1", "--lambda", "0.5"], "lambda");
+    assert!(err.contains("lambda_critical"), "{err}");
+}

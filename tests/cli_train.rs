@@ -470,9 +470,9 @@ fn bad_out_and_report_name_the_parameter_before_any_work() {
     assert!(err.contains("`report`"), "{err}");
     assert!(!runs.exists(), "runs started before the report was checked");
     assert!(started.elapsed() < Duration::from_secs(20));
-    // a run directory that holds a run is refused before any training
+    // a run directory that holds a run (a checkpoint) is refused before any training
     std::fs::create_dir_all(runs.join("fig4b")).unwrap();
-    std::fs::write(runs.join("fig4b/log.jsonl"), "").unwrap();
+    std::fs::write(runs.join("fig4b/checkpoint.bin"), "").unwrap();
     let o = fcollapse(&[
         OsString::from("reproduce"),
         "--quick".into(),
@@ -488,5 +488,57 @@ fn bad_out_and_report_name_the_parameter_before_any_work() {
         "{err}"
     );
     assert!(!runs.join("fig3").exists(), "fig3 trained before the check");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A run that diverged (or was killed) before its first checkpoint leaves only a
+/// log: nothing to resume, so a fresh run with a smaller lr may replace it.
+#[test]
+fn a_log_without_checkpoint_does_not_block_a_fresh_run() {
+    let d = scratch("logonly");
+    let out = d.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("log.jsonl"), "").unwrap();
+    ok(&fcollapse(&train_args(&out, &["--epochs", "1"])));
+    assert!(out.join("checkpoint.bin").is_file());
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// On resume every log line is checked before training, and records written
+/// after the checkpoint (a crash fell back to it) are dropped.
+#[test]
+fn resume_checks_the_log_first_and_drops_records_past_the_checkpoint() {
+    let d = scratch("logcheck");
+    let out = d.join("run");
+    ok(&fcollapse(&train_args(
+        &out,
+        &["--epochs", "2", "--eval-every", "1"],
+    )));
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let first = log.lines().next().unwrap().to_string();
+    // a record from "epoch 9", as if written after the checkpoint before a crash
+    let late = first.replacen("\"epoch\":1", "\"epoch\":9", 1);
+    assert_ne!(late, first, "{first}");
+    std::fs::write(out.join("log.jsonl"), format!("{log}{late}\n")).unwrap();
+    let resume = |epochs: &str| {
+        fcollapse(&[
+            OsString::from("train"),
+            "--quiet".into(),
+            "--resume".into(),
+            out.clone().into_os_string(),
+            "--epochs".into(),
+            epochs.into(),
+        ])
+    };
+    ok(&resume("3"));
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    assert!(!log.contains("\"epoch\":9"), "{log}");
+    // a broken line that is not the last one is refused before any training
+    let broken = format!("garbage\n{log}");
+    std::fs::write(out.join("log.jsonl"), broken).unwrap();
+    let started = Instant::now();
+    let err = fails(&resume("400"), 3);
+    assert!(err.contains("log.jsonl") && err.contains("line 1"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -43,14 +43,14 @@ fn exact_limit_risk(task: &Task, p: &Params) -> f64 {
     total / task.k() as f64 + p.penalty(task.lambda_w(), task.lambda_u())
 }
 
-/// A drawn latent set has at most `n_c^L` classes: larger requests are capped there.
+/// A drawn latent set has between 2 and `n_c^L` classes: other requests are clamped.
 fn config(n_c: usize, s_c: usize, len: usize, classes: Option<usize>) -> TaskConfig {
     TaskConfig {
         n_c,
         s_c,
         len,
         dim: n_c + 1,
-        classes: classes.map(|k| k.min(n_c.pow(len as u32))),
+        classes: classes.map(|k| k.clamp(2, n_c.pow(len as u32))),
         freq: Freq::Uniform,
         layer_norm: None,
         lambda_w: 0.01,

@@ -182,7 +182,7 @@ proptest! {
             s_c: s.s_c,
             len: s.len,
             dim: s.n_c + s.dim_extra,
-            classes: s.classes.map(|k| k.min(s.n_c.pow(s.len as u32))),
+            classes: s.classes.map(|k| k.clamp(2, s.n_c.pow(s.len as u32))),
             freq: if s.zipf { Freq::Zipf { exponent: 1.0 } } else { Freq::Uniform },
             layer_norm: [None, Some(0.0), Some(1e-5)][s.ln as usize],
             lambda_w: 0.02,

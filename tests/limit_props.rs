@@ -79,8 +79,10 @@ impl Spec {
             s_c: self.s_c,
             len: self.len,
             dim: self.dim.max(min_d),
-            // a drawn latent set has at most n_c^L classes
-            classes: self.classes.map(|k| k.min(self.n_c.pow(self.len as u32))),
+            // a drawn latent set has between 2 and n_c^L classes
+            classes: self
+                .classes
+                .map(|k| k.clamp(2, self.n_c.pow(self.len as u32))),
             freq: if self.zipf {
                 Freq::Zipf { exponent: 1.0 }
             } else {

@@ -194,6 +194,7 @@ fn a_refutation_keeps_its_witness() {
         ..VerifyConfig::default()
     };
     cfg.tol.grad_at_prediction = 0.0;
+    cfg.tol.stationarity_round_off = 0.0;
     let mut r = verify_theorem(Theorem::One, &task, &cfg, |_| {}).unwrap();
     assert!(r.grad_norm_at_prediction.unwrap() > 0.0);
     assert_eq!(r.verdict, Verdict::Refuted);
@@ -269,4 +270,20 @@ fn zipf_with_layer_norm_on_a_drawn_latent_set_collapses_fully() {
         .min_by(|a, b| a.risk.total_cmp(&b.risk))
         .unwrap();
     assert!(best.within_concept_spread < 1e-6);
+}
+
+/// At a tiny weight decay the stationarity residual at the (correct) prediction
+/// sits at its round-off floor, about eps / lambda: that is not a refutation.
+#[test]
+fn tiny_weight_decay_is_not_refuted_by_round_off() {
+    for t in [Theorem::One, Theorem::Two] {
+        let task = TaskConfig {
+            lambda_w: 1e-7,
+            lambda_u: 1e-7,
+            ..t.default_task()
+        };
+        let r = run(t, task, 2);
+        assert_ne!(r.verdict, Verdict::Refuted, "{:?}", r.reasons);
+        assert!(r.witness_params.is_empty());
+    }
 }

@@ -6,9 +6,9 @@
 //! - `results.jsonl` (whole grid) or `results.shard-I-of-N.jsonl` (`--shard I/N`):
 //!   one [`ResultLine`] per finished instance;
 //! - `counterexamples/<id>.W.npy`, `<id>.U.npy`: the weights of the lowest restart
-//!   of every refuted instance, and of every instance with a restart below the
-//!   prediction unless its report says it is outside the theorem's hypotheses
-//!   (`hypotheses: false`).
+//!   of every refuted instance (a restart below the prediction beyond tolerance
+//!   where the prediction is the claim, or negative transverse curvature; on drawn
+//!   latent sets a gap below the equiangular prediction is a measurement).
 //!
 //! Resume: every `results*.jsonl` of `DIR` is read first and the instances whose
 //! `id` is there are skipped. A line is written with one `write` call and synced;

@@ -436,6 +436,16 @@ fn make(
         )
     })?;
     let lc = collapse::lambda_critical(&built).expect("no LayerNorm here");
+    if lc.is_nan() || lc <= 0.0 {
+        // Every class has the same concept at each position: no class can be
+        // told apart, and lambda / lambda_critical is not a number.
+        return Err(bad(
+            prefix,
+            format!(
+                "instance {n_c}/{s_c}/{len}/{dim}: lambda_critical = 0 (the drawn classes share one latent variable); draw more classes or another seed"
+            ),
+        ));
+    }
     if let Some(r) = ratio {
         task.lambda_w = r * lc;
         task.lambda_u = r * lc;

@@ -143,6 +143,19 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
         ));
     }
     limit::check_budget(&task, cfg.budget)?;
+    if let (crate::collapse::Phase::Trivial, Some(lc)) = (
+        crate::collapse::predicted_phase(&task),
+        crate::collapse::lambda_critical(&task),
+    ) {
+        return Err(Error::invalid(
+            "lambda",
+            crate::task::short((task.lambda_w() * task.lambda_u()).sqrt()),
+            format!(
+                "at or above lambda_critical = {}: the limit minimiser is the origin (trivial phase), with no collapsed configuration to converge to",
+                crate::task::short(lc)
+            ),
+        ));
+    }
     let out = a
         .out
         .clone()

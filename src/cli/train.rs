@@ -173,6 +173,8 @@ fn resume(a: &TrainArgs, path: &Path) -> Result<(Trainer, RunDir)> {
         t.set_checkpoint_every(n);
     }
     dir.repair_log()?;
+    // Every remaining line must parse now, not after hours of training.
+    dir.trim_log_after(t.epochs_done())?;
     Ok((t, dir))
 }
 
@@ -287,6 +289,9 @@ fn render_run(run: &RunOutput) -> String {
         "norms      word {:.4} ± {:.4}  u {:.4}",
         m.word_norm_mean, m.word_norm_std, m.u_norm_mean
     );
+    if let Some(why) = &run.no_prediction {
+        let _ = writeln!(s, "predicted  none: {why}");
+    }
     for p in &run.predictions {
         let _ = writeln!(
             s,

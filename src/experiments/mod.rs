@@ -164,8 +164,11 @@ pub struct RunOutput {
     pub epochs: usize,
     /// Wall time of this invocation (training, evaluations, outputs).
     pub wall_secs: f64,
-    /// Latent-set and mean-field predictions.
+    /// Latent-set and mean-field predictions (empty when there is none).
     pub predictions: Vec<Prediction>,
+    /// Why there is no prediction (e.g. no weight decay: the norms grow without bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_prediction: Option<String>,
     pub task: Task,
     pub config: TrainConfig,
     #[serde(serialize_with = "lossy_path")]
@@ -341,7 +344,11 @@ pub fn run_training(mut trainer: Trainer, dir: &RunDir, opts: &RunOptions) -> Re
     let task = trainer.task().clone();
     let params = trainer.params_f64();
     let metrics = metrics::collapse_metrics(&task, &params);
-    let predictions = predictions(&task)?;
+    // A run outside the theory (e.g. no weight decay) still gets its outputs.
+    let (predictions, no_prediction) = match predictions(&task) {
+        Ok(p) => (p, None),
+        Err(e) => (Vec::new(), Some(e.report())),
+    };
     dir.write_weights(&trainer)?;
     let records = dir.read_log()?;
     let (peak, peak_epoch) = records
@@ -359,6 +366,7 @@ pub fn run_training(mut trainer: Trainer, dir: &RunDir, opts: &RunOptions) -> Re
         epochs: summary.epochs,
         wall_secs: started.elapsed().as_secs_f64(),
         predictions,
+        no_prediction,
         task,
         config: trainer.config().clone(),
         out_dir: dir.path().to_path_buf(),

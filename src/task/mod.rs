@@ -341,10 +341,16 @@ impl TaskConfig {
             .checked_mul(self.s_c)
             .ok_or_else(|| Error::invalid("s_c", self.s_c, "n_w = n_c * s_c overflows"))?;
         let k = match (&self.latent, self.classes) {
-            (_, Some(0)) => return Err(Error::invalid("classes", 0, "needs at least 1 class")),
+            (_, Some(k)) if k < 2 => {
+                return Err(Error::invalid(
+                    "classes",
+                    k,
+                    "needs at least 2 classes (with one class the cross entropy is identically 0)",
+                ))
+            }
             (Some(z), classes) => {
                 let k = z.len() / self.len;
-                if z.len() % self.len != 0 || k == 0 || classes.is_some_and(|c| c != k) {
+                if z.len() % self.len != 0 || k < 2 || classes.is_some_and(|c| c != k) {
                     return Err(Error::invalid(
                         "latent",
                         format!("{} entries", z.len()),

@@ -68,9 +68,11 @@ impl RunDir {
         self.checkpoint_path().is_file()
     }
 
-    /// Whether the directory holds (part of) a run: a checkpoint or a log.
+    /// Whether the directory holds a run that `--resume` can continue: a
+    /// checkpoint. (A log without one, left by a run that diverged or was killed
+    /// before its first checkpoint, cannot be continued and may be replaced.)
     pub fn holds_run(&self) -> bool {
-        self.has_checkpoint() || self.log_path().is_file()
+        self.has_checkpoint()
     }
 
     fn remove(path: &Path) -> Result<()> {
@@ -150,6 +152,46 @@ impl RunDir {
         }
         out.sort_by_key(|r| r.epoch);
         Ok(out)
+    }
+
+    /// Checks every line of `log.jsonl` (errors name the file and line) and drops
+    /// the records past `epoch`, which a run writes after the checkpoint that a
+    /// crash then falls back to. Returns the number of records dropped.
+    pub fn trim_log_after(&self, epoch: usize) -> Result<usize> {
+        let path = self.log_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let mut kept = String::new();
+        let mut dropped = 0;
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let r: EvalRecord = serde_json::from_str(line).map_err(|e| {
+                Error::io(
+                    &path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("line {}: {e}", i + 1),
+                    ),
+                )
+            })?;
+            if r.epoch <= epoch {
+                kept.push_str(line);
+                kept.push('\n');
+            } else {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            let tmp = path.with_extension("jsonl.tmp");
+            std::fs::write(&tmp, kept).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        }
+        Ok(dropped)
     }
 
     /// Cuts a torn last line of `log.jsonl` (one without its newline, or one that does

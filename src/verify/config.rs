@@ -14,6 +14,10 @@ pub struct Tolerances {
     /// Relative stationarity at the prediction, `||grad R|| / ||grad penalty||`
     /// (the loss and penalty gradients cancel there).
     pub grad_at_prediction: f64,
+    /// Multiple of `eps sqrt(n_params) (1 + ||theta||) / ||grad penalty||` below
+    /// which a stationarity residual is round-off (the floor of
+    /// `grad_at_prediction`; 0 turns the floor off).
+    pub stationarity_round_off: f64,
     /// Hessian eigenvalues below `-tol * max eigenvalue` are negative.
     pub hessian_negative: f64,
     /// The transverse eigenvalue must exceed `tol * max eigenvalue` (strict minimum modulo symmetry).
@@ -37,6 +41,7 @@ impl Default for Tolerances {
         Tolerances {
             reduced_vs_exact: 1e-10,
             grad_at_prediction: 1e-10,
+            stationarity_round_off: 64.0,
             hessian_negative: 1e-7,
             transverse_positive: 1e-7,
             risk_match: 1e-8,

@@ -57,6 +57,18 @@ fn stationarity(task: &Task, p: &Params, g: &[f64]) -> f64 {
     }
 }
 
+/// Round-off floor of [`stationarity`]: the loss gradient sums terms of the size
+/// of the weights, so its absolute round-off is about
+/// `c eps sqrt(n_params) (1 + ||theta||)` (`c` = `factor`, 64 by default);
+/// relative to `||grad penalty||` this floor grows as the weight decay shrinks
+/// (about `eps / lambda`).
+pub fn stationarity_floor(task: &Task, p: &Params, factor: f64) -> f64 {
+    let (w2, u2) = p.sq_norms();
+    let theta = (w2 + u2).sqrt();
+    factor * f64::EPSILON * (task.n_params() as f64).sqrt() * (1.0 + theta)
+        / penalty_grad_norm(task, p).max(f64::MIN_POSITIVE)
+}
+
 /// The prediction, its configuration, and what the exact risk says there.
 #[derive(Debug, Clone)]
 pub struct AtPrediction {
