@@ -542,3 +542,29 @@ fn resume_checks_the_log_first_and_drops_records_past_the_checkpoint() {
     assert!(started.elapsed() < Duration::from_secs(20));
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `reproduce --resume` continues only checkpoints of the same setting.
+#[test]
+fn reproduce_resume_refuses_another_setting() {
+    let d = scratch("repro-resume");
+    let runs = d.join("runs");
+    let report = d.join("rep.md");
+    let repro = |extra: &[&str]| {
+        let mut a: Vec<OsString> = vec![
+            "reproduce".into(),
+            "--quick".into(),
+            "--quiet".into(),
+            "--out".into(),
+            runs.clone().into_os_string(),
+            "--report".into(),
+            report.clone().into_os_string(),
+        ];
+        a.extend(extra.iter().map(OsString::from));
+        fcollapse(&a)
+    };
+    ok(&repro(&[]));
+    ok(&repro(&["--resume"]));
+    let err = fails(&repro(&["--resume", "--seed", "7"]), 2);
+    assert!(err.contains("`resume`") && err.contains("fig3"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -108,6 +108,30 @@ pub struct Experiment {
     pub train: TrainConfig,
 }
 
+/// Refuses to resume a checkpoint of another setting (e.g. another `--seed`, or a
+/// `--quick` run continued by a full one): its task and protocol must be the
+/// experiment's, apart from the epochs (extended), threads and checkpoint period.
+fn check_same_experiment(e: &Experiment, dir: &RunDir) -> Result<()> {
+    let t = Trainer::resume(dir.path())?;
+    let comparable = |c: &TrainConfig| TrainConfig {
+        epochs: 0,
+        threads: 0,
+        checkpoint_every: 0,
+        ..c.clone()
+    };
+    if t.task().config() != &e.task || comparable(t.config()) != comparable(&e.train) {
+        return Err(Error::invalid(
+            "resume",
+            dir.path().display(),
+            format!(
+                "its checkpoint is not of this `{}` setting (another --seed, or --quick vs full); start over with --force, or give another --out",
+                e.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The list: the four figures and the `K = 50, n_spl = 100` norm-table run (the
 /// `K = 1000, n_spl = 5` row of the table is the fig3 run). `quick` shrinks every
 /// shape (`n_w = 24, L = 5, d = 16, K = 30`) and epoch count.
@@ -200,9 +224,11 @@ pub fn reproduce(opts: &ReproduceOptions) -> Result<Vec<Outcome>> {
         .iter()
         .map(|e| RunDir::new(opts.out.join(&e.name)))
         .collect();
-    for dir in &dirs {
+    for (e, dir) in list.iter().zip(&dirs) {
         let resumes = opts.resume && dir.has_checkpoint();
-        if !resumes {
+        if resumes {
+            check_same_experiment(e, dir)?;
+        } else {
             if dir.path().exists() && !dir.path().is_dir() {
                 return Err(Error::invalid(
                     "out",
