@@ -359,7 +359,19 @@ fn train<'py>(
     let (p, summary) = py
         .detach(|| -> crate::Result<_> {
             let mut tr = Trainer::new(t, &cfg)?;
-            let losses: Vec<f64> = (0..cfg.epochs).map(|_| f64::from(tr.epoch())).collect();
+            let mut losses: Vec<f64> = Vec::with_capacity(cfg.epochs);
+            for e in 1..=cfg.epochs {
+                let loss = f64::from(tr.epoch());
+                if !loss.is_finite() {
+                    // as `fcollapse train`: a divergence is an error, never NaN weights
+                    return Err(crate::Error::Diverged {
+                        epoch: e,
+                        step: 0,
+                        lr: cfg.lr,
+                    });
+                }
+                losses.push(loss);
+            }
             let summary = serde_json::json!({
                 "epochs": cfg.epochs,
                 "losses": losses,

@@ -1,9 +1,10 @@
 //! The `fcollapse` command line: argument parsing and report printing, one file
 //! per subcommand. `main` only calls [`run`] and maps errors to exit codes.
 //!
-//! Exit codes: 0 success (`verify`: every claim confirmed), 1 `verify`: a claim
-//! refuted, 4 `verify`: inconclusive, 2 bad input (message names the parameter),
-//! 3 run-time failure, 130 interrupted.
+//! Exit codes: 0 success (`verify`: every claim confirmed); 1 a negative outcome
+//! (`verify`: a claim refuted; `train`: the run diverged; `reproduce`: an outcome
+//! not reproduced); 4 `verify`: inconclusive; 2 bad input (the message names the
+//! parameter); 3 run-time failure (I/O, a corrupted file); 130 interrupted.
 
 mod analyze;
 mod atlas;

@@ -133,8 +133,28 @@ impl ConvergeConfig {
                 "sample sizes must be strictly increasing",
             ));
         }
-        if self.seeds == 0 {
-            return Err(Error::invalid("seeds", 0, "needs at least 1 seed"));
+        // Sizes that would not fit in memory (or a lifetime) are bad input.
+        const MAX_PER_CLASS: usize = 1 << 24;
+        if let Some(&n) = self.nspl.iter().find(|&&n| n > MAX_PER_CLASS) {
+            return Err(Error::invalid(
+                "nspl",
+                n,
+                format!("at most {MAX_PER_CLASS} sentences per class"),
+            ));
+        }
+        if self.seeds == 0 || self.seeds > 10_000 {
+            return Err(Error::invalid(
+                "seeds",
+                self.seeds,
+                "needs 1 to 10000 seeds",
+            ));
+        }
+        if self.n_test > MAX_PER_CLASS {
+            return Err(Error::invalid(
+                "n_test",
+                self.n_test,
+                format!("at most {MAX_PER_CLASS} test sentences per class"),
+            ));
         }
         if self.solvers.is_empty() {
             return Err(Error::invalid("solver", "(none)", "needs erm, sgd or both"));

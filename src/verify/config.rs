@@ -93,14 +93,17 @@ impl Default for VerifyConfig {
     }
 }
 
+/// Most random starts one verification accepts (each keeps its end point in memory).
+pub const MAX_RESTARTS: usize = 100_000;
+
 impl VerifyConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
-        if self.restarts == 0 {
+        if self.restarts == 0 || self.restarts > MAX_RESTARTS {
             return Err(Error::invalid(
                 "restarts",
-                0,
-                "needs at least 1 random start",
+                self.restarts,
+                format!("needs 1 to {MAX_RESTARTS} random starts"),
             ));
         }
         if !(self.grad_tol > 0.0 && self.grad_tol.is_finite()) {
