@@ -568,3 +568,32 @@ fn reproduce_resume_refuses_another_setting() {
     assert!(err.contains("`resume`") && err.contains("fig3"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// `--lambda` with `--lambda-w` on resume compares only the side it sets.
+#[test]
+fn resume_with_lambda_and_lambda_w_compares_each_side_once() {
+    let d = scratch("lambda-sides");
+    let out = d.join("run");
+    ok(&fcollapse(&train_args(
+        &out,
+        &["--epochs", "1", "--lambda", "0.01", "--lambda-w", "0.5"],
+    )));
+    let resume = |lambda: &str| {
+        fcollapse(&[
+            OsString::from("train"),
+            "--quiet".into(),
+            "--resume".into(),
+            out.clone().into_os_string(),
+            "--epochs".into(),
+            "2".into(),
+            "--lambda".into(),
+            lambda.into(),
+            "--lambda-w".into(),
+            "0.5".into(),
+        ])
+    };
+    let err = fails(&resume("0.02"), 2);
+    assert!(err.contains("`lambda`"), "{err}");
+    ok(&resume("0.01"));
+    let _ = std::fs::remove_dir_all(&d);
+}

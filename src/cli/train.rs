@@ -222,7 +222,10 @@ fn check_unchanged(a: &TrainArgs, t: &Trainer) -> Result<()> {
     same("lambda_w", f.lambda_w, k.lambda_w)?;
     same("lambda_u", f.lambda_u, k.lambda_u)?;
     if let Some(v) = f.lambda {
-        if v != k.lambda_w || v != k.lambda_u {
+        // --lambda sets only the sides that --lambda-w / --lambda-u do not override
+        let w_differs = f.lambda_w.is_none() && v != k.lambda_w;
+        let u_differs = f.lambda_u.is_none() && v != k.lambda_u;
+        if w_differs || u_differs {
             let theirs = format!("lambda_w = {}, lambda_u = {}", k.lambda_w, k.lambda_u);
             return Err(conflict("lambda", v, theirs));
         }
