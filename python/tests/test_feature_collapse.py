@@ -79,7 +79,7 @@ def test_bad_freq_and_z_are_value_errors():
     with pytest.raises(ValueError, match="freq"):
         fc.Task(3, 2, 2, 4, freq="normal")
     with pytest.raises(ValueError, match="latent.*concepts are 0..2"):
-        fc.Task(3, 2, 2, 4, z=np.array([[0, 3]]))
+        fc.Task(3, 2, 2, 4, z=np.array([[0, 3], [1, 2]]))
     with pytest.raises(ValueError, match=r"\(K, L\)"):
         fc.Task(3, 2, 2, 4, z=np.array([0, 1]))
 

@@ -350,7 +350,14 @@ impl TaskConfig {
             }
             (Some(z), classes) => {
                 let k = z.len() / self.len;
-                if z.len() % self.len != 0 || k < 2 || classes.is_some_and(|c| c != k) {
+                if z.len() % self.len == 0 && k == 1 {
+                    return Err(Error::invalid(
+                        "classes",
+                        1,
+                        "needs at least 2 classes (with one class the cross entropy is identically 0)",
+                    ));
+                }
+                if z.len() % self.len != 0 || k == 0 || classes.is_some_and(|c| c != k) {
                     return Err(Error::invalid(
                         "latent",
                         format!("{} entries", z.len()),
