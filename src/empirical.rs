@@ -21,7 +21,7 @@
 //! [`SampleProblem`] is the argmin problem (flat parameters `[W ; U]`).
 
 use crate::error::{Error, Result};
-use crate::network::{features, features_backward, log_sum_exp, scores, Params};
+use crate::network::{features, log_sum_exp, scores, weighted_risk_grad, Params};
 use crate::task::{Sentences, Task};
 use std::collections::BTreeMap;
 
@@ -139,46 +139,7 @@ pub fn sample_risk(task: &Task, p: &Params, s: &WeightedSample) -> f64 {
 /// `dR_hat/dphi(w_t) = sum_i pi_i sum_{l : x_{i,l} = t} sum_j (softmax_j - [j = y_i]) u_{j,l}`,
 /// then the chain rule through `phi` (LayerNorm backward) and `+ lambda_W W`.
 pub fn sample_risk_grad(task: &Task, p: &Params, s: &WeightedSample) -> (f64, Vec<f64>) {
-    let d = p.dim;
-    let phi = features(p, task.layer_norm());
-    let mut g_phi = vec![0.0; phi.len()];
-    let mut g_u = vec![0.0; p.u.len()];
-    let mut loss = 0.0;
-    for i in 0..s.n() {
-        let x = s.sentence(i);
-        let y = s.labels[i] as usize;
-        let pi = s.weights[i];
-        let h = scores(p, &phi, x);
-        let lse = log_sum_exp(&h);
-        loss += pi * (lse - h[y]);
-        for (j, &hj) in h.iter().enumerate() {
-            let mut g = (hj - lse).exp();
-            if j == y {
-                g -= 1.0;
-            }
-            g *= pi;
-            if g == 0.0 {
-                continue;
-            }
-            for (l, &t) in x.iter().enumerate() {
-                let t = t as usize;
-                let ub = (j * p.len + l) * d;
-                for c in 0..d {
-                    g_u[ub + c] += g * phi[t * d + c];
-                    g_phi[t * d + c] += g * p.u[ub + c];
-                }
-            }
-        }
-    }
-    let mut g_w = features_backward(p, task.layer_norm(), g_phi);
-    for (gw, w) in g_w.iter_mut().zip(&p.w) {
-        *gw += task.lambda_w() * w;
-    }
-    for (gu, u) in g_u.iter_mut().zip(&p.u) {
-        *gu += task.lambda_u() * u;
-    }
-    g_w.extend_from_slice(&g_u);
-    (loss + p.penalty(task.lambda_w(), task.lambda_u()), g_w)
+    weighted_risk_grad(task, p, &s.tokens, &s.labels, |i| s.weights[i])
 }
 
 /// Fraction of `data` whose argmax score (first on ties) is its label, in f64.
@@ -217,14 +178,9 @@ pub struct SampleProblem<'a> {
 
 impl SampleProblem<'_> {
     fn params(&self, x: &[f64]) -> std::result::Result<Params, argmin::core::Error> {
-        let n = self.shape.w.len() + self.shape.u.len();
-        if x.len() != n {
-            return Err(argmin::core::Error::msg(format!(
-                "flat parameter vector has length {}, expected {n}",
-                x.len()
-            )));
-        }
-        Ok(self.shape.with_flat(x))
+        self.shape
+            .try_with_flat(x)
+            .map_err(argmin::core::Error::msg)
     }
 }
 

@@ -63,6 +63,19 @@ impl Params {
         v
     }
 
+    /// [`Params::with_flat`], or an error (for optimisers) when `flat` does not
+    /// have `n_w d + K L d` entries.
+    pub fn try_with_flat(&self, flat: &[f64]) -> std::result::Result<Self, String> {
+        let n = self.w.len() + self.u.len();
+        if flat.len() != n {
+            return Err(format!(
+                "flat parameter vector has length {}, expected {n}",
+                flat.len()
+            ));
+        }
+        Ok(self.with_flat(flat))
+    }
+
     /// Inverse of [`Params::to_flat`], shaped like `self`.
     pub fn with_flat(&self, flat: &[f64]) -> Self {
         assert_eq!(
@@ -193,24 +206,41 @@ pub fn cross_entropy(h: &[f64], k: usize) -> f64 {
 /// (the mean over sentences, as the framework's default loss), with its gradient
 /// as a flat `[dW ; dU]`. LayerNorm as in `task.layer_norm`.
 pub fn empirical_risk_grad(task: &Task, p: &Params, data: &Sentences) -> (f64, Vec<f64>) {
+    let n = data.n() as f64;
+    weighted_risk_grad(task, p, &data.tokens, &data.labels, |_| 1.0 / n)
+}
+
+/// The weighted risk `sum_i pi_i CE(h(x_i), y_i) + (lambda_W/2)||W||^2 + (lambda_U/2)||U||^2`
+/// of the sentences `tokens` (row-major `m x L`) with labels `y_i` and weights
+/// `pi_i = weight(i)`, and its gradient, flat `[dW ; dU]`:
+///
+/// `dR/du_{j,l} = sum_i pi_i (softmax_j(h(x_i)) - [j = y_i]) phi(w_{x_{i,l}}) + lambda_U u_{j,l}`,
+/// `dR/dphi(w_t) = sum_i pi_i sum_{l : x_{i,l} = t} sum_j (softmax_j - [j = y_i]) u_{j,l}`,
+/// then the chain rule through `phi` (LayerNorm backward) and `+ lambda_W W`.
+pub fn weighted_risk_grad(
+    task: &Task,
+    p: &Params,
+    tokens: &[u32],
+    labels: &[u32],
+    weight: impl Fn(usize) -> f64,
+) -> (f64, Vec<f64>) {
     let d = p.dim;
     let phi = features(p, task.layer_norm());
     let mut g_phi = vec![0.0; phi.len()];
     let mut g_u = vec![0.0; p.u.len()];
-    let n = data.n() as f64;
     let mut loss = 0.0;
-    for i in 0..data.n() {
-        let x = data.sentence(i);
-        let y = data.labels[i] as usize;
+    for (i, x) in tokens.chunks_exact(p.len).enumerate() {
+        let y = labels[i] as usize;
+        let pi = weight(i);
         let h = scores(p, &phi, x);
         let lse = log_sum_exp(&h);
-        loss += lse - h[y];
+        loss += pi * (lse - h[y]);
         for (j, &hj) in h.iter().enumerate() {
             let mut g = (hj - lse).exp();
             if j == y {
                 g -= 1.0;
             }
-            g /= n;
+            g *= pi;
             if g == 0.0 {
                 continue;
             }
@@ -232,7 +262,7 @@ pub fn empirical_risk_grad(task: &Task, p: &Params, data: &Sentences) -> (f64, V
         *gu += task.lambda_u() * u;
     }
     g_w.extend_from_slice(&g_u);
-    (loss / n + p.penalty(task.lambda_w(), task.lambda_u()), g_w)
+    (loss + p.penalty(task.lambda_w(), task.lambda_u()), g_w)
 }
 
 #[cfg(test)]

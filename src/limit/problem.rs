@@ -17,14 +17,9 @@ pub struct LimitProblem<'a> {
 
 impl LimitProblem<'_> {
     fn params(&self, x: &[f64]) -> std::result::Result<Params, argmin::core::Error> {
-        let n = self.shape.w.len() + self.shape.u.len();
-        if x.len() != n {
-            return Err(argmin::core::Error::msg(format!(
-                "flat parameter vector has length {}, expected {n}",
-                x.len()
-            )));
-        }
-        Ok(self.shape.with_flat(x))
+        self.shape
+            .try_with_flat(x)
+            .map_err(argmin::core::Error::msg)
     }
 }
 

@@ -128,12 +128,11 @@ impl RunDir {
             .map_err(|e| Error::io(&path, e))
     }
 
-    /// Every evaluation in `log.jsonl`, one per epoch (the last line of an epoch logged
-    /// twice by a resumed run wins), by epoch. Errors name the file and the line.
-    pub fn read_log(&self) -> Result<Vec<EvalRecord>> {
+    /// The non-empty lines of the log text with their records. Errors name the
+    /// file and the line.
+    fn parse_log<'t>(&self, text: &'t str) -> Result<Vec<(&'t str, EvalRecord)>> {
         let path = self.log_path();
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let mut out: Vec<EvalRecord> = Vec::new();
+        let mut out = Vec::new();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -147,11 +146,22 @@ impl RunDir {
                     ),
                 )
             })?;
-            out.retain(|x| x.epoch != r.epoch);
-            out.push(r);
+            out.push((line, r));
         }
-        out.sort_by_key(|r| r.epoch);
         Ok(out)
+    }
+
+    /// Every evaluation in `log.jsonl`, one per epoch (the last line of an epoch logged
+    /// twice by a resumed run wins), by epoch. Errors name the file and the line.
+    pub fn read_log(&self) -> Result<Vec<EvalRecord>> {
+        let path = self.log_path();
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let by_epoch: std::collections::BTreeMap<usize, EvalRecord> = self
+            .parse_log(&text)?
+            .into_iter()
+            .map(|(_, r)| (r.epoch, r))
+            .collect();
+        Ok(by_epoch.into_values().collect())
     }
 
     /// Checks every line of `log.jsonl` (errors name the file and line) and drops
@@ -164,28 +174,14 @@ impl RunDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let mut kept = String::new();
-        let mut dropped = 0;
-        for (i, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let r: EvalRecord = serde_json::from_str(line).map_err(|e| {
-                Error::io(
-                    &path,
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("line {}: {e}", i + 1),
-                    ),
-                )
-            })?;
-            if r.epoch <= epoch {
-                kept.push_str(line);
-                kept.push('\n');
-            } else {
-                dropped += 1;
-            }
-        }
+        let lines = self.parse_log(&text)?;
+        let total = lines.len();
+        let kept: String = lines
+            .into_iter()
+            .filter(|(_, r)| r.epoch <= epoch)
+            .map(|(line, _)| format!("{line}\n"))
+            .collect();
+        let dropped = total - kept.lines().count();
         if dropped > 0 {
             let tmp = path.with_extension("jsonl.tmp");
             std::fs::write(&tmp, kept).map_err(|e| Error::io(&tmp, e))?;
