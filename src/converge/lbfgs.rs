@@ -1,13 +1,12 @@
-//! argmin's L-BFGS on any smooth objective over flat parameters, with the
-//! safeguards of [`crate::verify::minimise`]: an evaluation cap (More–Thuente has
-//! no iteration cap of its own), a guard against non-finite values, restarts with
+//! `verify`'s safeguarded L-BFGS ([`SafeLbfgs`]) on any smooth objective over flat
+//! parameters, with the safeguards of [`crate::verify::minimise`]: an evaluation
+//! cap ([`EvalCap`]), a guard against non-finite values, restarts with
 //! a fresh memory when a round stalls above the gradient tolerance, and the
 //! iteration cap reported as a failure (`converged == false`), never a pass.
 
 use crate::error::{Error, Result};
-use crate::verify::SafeLbfgs;
-use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::verify::{norm, termination, EvalCap, SafeLbfgs};
+use argmin::core::{CostFunction, Executor, Gradient, State};
 
 /// Settings of one L-BFGS fit.
 #[derive(Debug, Clone, Copy)]
@@ -53,27 +52,14 @@ pub struct Fit {
 /// `problem` with an evaluation cap and a non-finite guard.
 struct Capped<'a, P> {
     inner: &'a P,
-    evals: AtomicU64,
-    cap: u64,
-}
-
-impl<P> Capped<'_, P> {
-    fn tick(&self) -> std::result::Result<(), argmin::core::Error> {
-        if self.evals.fetch_add(1, Ordering::Relaxed) >= self.cap {
-            return Err(argmin::core::Error::msg(format!(
-                "evaluation cap of {} reached",
-                self.cap
-            )));
-        }
-        Ok(())
-    }
+    cap: EvalCap,
 }
 
 impl<P: CostFunction<Param = Vec<f64>, Output = f64>> CostFunction for Capped<'_, P> {
     type Param = Vec<f64>;
     type Output = f64;
     fn cost(&self, x: &Vec<f64>) -> std::result::Result<f64, argmin::core::Error> {
-        self.tick()?;
+        self.cap.tick()?;
         let v = self.inner.cost(x)?;
         if v.is_finite() {
             Ok(v)
@@ -87,7 +73,7 @@ impl<P: Gradient<Param = Vec<f64>, Gradient = Vec<f64>>> Gradient for Capped<'_,
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, x: &Vec<f64>) -> std::result::Result<Vec<f64>, argmin::core::Error> {
-        self.tick()?;
+        self.cap.tick()?;
         let g = self.inner.gradient(x)?;
         if g.iter().all(|v| v.is_finite()) {
             Ok(g)
@@ -95,10 +81,6 @@ impl<P: Gradient<Param = Vec<f64>, Gradient = Vec<f64>>> Gradient for Capped<'_,
             Err(argmin::core::Error::msg("non-finite gradient"))
         }
     }
-}
-
-fn norm(v: &[f64]) -> f64 {
-    v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 
 /// Minimises `problem` by L-BFGS ([`SafeLbfgs`], the solver `verify` uses) from `x0` until
@@ -130,8 +112,7 @@ where
         }
         let capped = Capped {
             inner: problem,
-            evals: AtomicU64::new(0),
-            cap: 50 * opts.max_iters,
+            cap: EvalCap::new(50 * opts.max_iters),
         };
         // verify's safeguarded L-BFGS: degenerate pairs skipped, non-finite
         // trial steps backtracked, memory reset on a non-descent direction.
@@ -152,15 +133,9 @@ where
         if let Some(p) = state.get_param().or(state.get_best_param()) {
             x = p.clone();
         }
-        reason = match state.get_termination_status() {
-            TerminationStatus::Terminated(r) => {
-                if *r == TerminationReason::MaxItersReached {
-                    hit_cap = true;
-                }
-                r.text().to_string()
-            }
-            TerminationStatus::NotTerminated => "not terminated".to_string(),
-        };
+        let (text, capped) = termination(state.get_termination_status());
+        reason = text;
+        hit_cap |= capped;
         let g = problem
             .gradient(&x)
             .map_err(|e| Error::Optimiser(e.to_string()))?;

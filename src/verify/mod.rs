@@ -49,7 +49,8 @@ pub use hessian::{
     symmetry_tangents, EigenPair, HessianReport, Lanczos, DENSE_MAX_PARAMS,
 };
 pub use optimise::{
-    minimise, minimise_with, MinimiseOptions, Minimised, Saddle, SafeLbfgs, Safeguards,
+    minimise, minimise_with, termination, EvalCap, MinimiseOptions, Minimised, Saddle, SafeLbfgs,
+    Safeguards,
 };
 pub use report::{Check, Evidence, Measurement, OnFail, Restart, TheoremReport, Witness};
 pub use steps::exact_form;
@@ -64,7 +65,8 @@ use crate::network::Params;
 use crate::task::Task;
 use steps::Context;
 
-pub(crate) fn norm(v: &[f64]) -> f64 {
+/// Euclidean norm `||v||`.
+pub fn norm(v: &[f64]) -> f64 {
     v.iter().map(|x| x * x).sum::<f64>().sqrt()
 }
 

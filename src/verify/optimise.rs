@@ -73,23 +73,24 @@ pub struct MinimiseOptions {
     pub escape_saddles: bool,
 }
 
-/// The last evaluation: point, risk, gradient.
-type Cached = (Vec<f64>, f64, Vec<f64>);
-
-/// The limit-risk problem with an optional one-point cache, an evaluation
-/// counter, a cap on the number of evaluations (past it every evaluation fails,
-/// which ends the run with a solver exit) and a guard against non-finite values.
-struct EvalProblem<'a> {
-    inner: LimitProblem<'a>,
-    cache: Option<Mutex<Option<Cached>>>,
+/// A count of objective evaluations with a cap: past it every evaluation fails,
+/// which ends an argmin run with a solver exit (More–Thuente has no cap of its own).
+pub struct EvalCap {
     evals: AtomicU64,
     cap: u64,
 }
 
-type ArgResult<T> = std::result::Result<T, argmin::core::Error>;
+impl EvalCap {
+    /// At most `cap` evaluations.
+    pub fn new(cap: u64) -> Self {
+        EvalCap {
+            evals: AtomicU64::new(0),
+            cap,
+        }
+    }
 
-impl EvalProblem<'_> {
-    fn tick(&self) -> ArgResult<()> {
+    /// Counts one evaluation; an error once the cap is passed.
+    pub fn tick(&self) -> std::result::Result<(), argmin::core::Error> {
         if self.evals.fetch_add(1, Ordering::Relaxed) >= self.cap {
             return Err(argmin::core::Error::msg(format!(
                 "evaluation cap of {} reached",
@@ -99,6 +100,39 @@ impl EvalProblem<'_> {
         Ok(())
     }
 
+    /// Evaluations counted so far.
+    pub fn count(&self) -> u64 {
+        self.evals.load(Ordering::Relaxed)
+    }
+}
+
+/// argmin's termination status as text, and whether it is the iteration cap
+/// (which a verification counts as a failure, never a pass).
+pub fn termination(status: &TerminationStatus) -> (String, bool) {
+    match status {
+        TerminationStatus::Terminated(r) => (
+            r.text().to_string(),
+            *r == TerminationReason::MaxItersReached,
+        ),
+        TerminationStatus::NotTerminated => ("not terminated".to_string(), false),
+    }
+}
+
+/// The last evaluation: point, risk, gradient.
+type Cached = (Vec<f64>, f64, Vec<f64>);
+
+/// The limit-risk problem with an optional one-point cache, an evaluation
+/// counter, a cap on the number of evaluations (past it every evaluation fails,
+/// which ends the run with a solver exit) and a guard against non-finite values.
+struct EvalProblem<'a> {
+    inner: LimitProblem<'a>,
+    cache: Option<Mutex<Option<Cached>>>,
+    cap: EvalCap,
+}
+
+type ArgResult<T> = std::result::Result<T, argmin::core::Error>;
+
+impl EvalProblem<'_> {
     /// `(R, grad R)` at `x`, from the cache when `x` is the last point.
     fn both(&self, cache: &Mutex<Option<Cached>>, x: &Vec<f64>) -> ArgResult<(f64, Vec<f64>)> {
         let mut slot = cache.lock().expect("cache lock");
@@ -107,7 +141,7 @@ impl EvalProblem<'_> {
                 return Ok((*r, g.clone()));
             }
         }
-        self.tick()?;
+        self.cap.tick()?;
         let (r, g) = limit::risk_grad(self.inner.task, &self.inner.shape.with_flat(x));
         *slot = Some((x.clone(), r, g.clone()));
         Ok((r, g))
@@ -129,7 +163,7 @@ impl CostFunction for EvalProblem<'_> {
         match &self.cache {
             Some(c) => finite(self.both(c, x)?.0),
             None => {
-                self.tick()?;
+                self.cap.tick()?;
                 finite(self.inner.cost(x)?)
             }
         }
@@ -143,7 +177,7 @@ impl Gradient for EvalProblem<'_> {
         let g = match &self.cache {
             Some(c) => self.both(c, x)?.1,
             None => {
-                self.tick()?;
+                self.cap.tick()?;
                 self.inner.gradient(x)?
             }
         };
@@ -216,8 +250,7 @@ pub fn minimise_with(
                 shape: start.clone(),
             },
             cache: opts.cache.then(|| Mutex::new(None)),
-            evals: AtomicU64::new(0),
-            cap: 50 * cfg.max_iters,
+            cap: EvalCap::new(50 * cfg.max_iters),
         };
         let solver = SafeLbfgs::new(cfg.lbfgs_memory, cfg.grad_tol);
         let run = Executor::new(problem, solver)
@@ -234,7 +267,7 @@ pub fn minimise_with(
         let state = res.state();
         iters_total += state.get_iter();
         if let Some(p) = res.problem.problem.as_ref() {
-            evals += p.evals.load(Ordering::Relaxed);
+            evals += p.cap.count();
         }
         let g = &res.solver.guards;
         guards.resets += g.resets;
@@ -244,15 +277,9 @@ pub fn minimise_with(
         if let Some(p) = state.get_param().or(state.get_best_param()) {
             x = p.clone();
         }
-        reason = match state.get_termination_status() {
-            TerminationStatus::Terminated(r) => {
-                if *r == TerminationReason::MaxItersReached {
-                    hit_cap = true;
-                }
-                r.text().to_string()
-            }
-            TerminationStatus::NotTerminated => "not terminated".to_string(),
-        };
+        let (text, capped) = termination(state.get_termination_status());
+        reason = text;
+        hit_cap |= capped;
         let p = start.with_flat(&x);
         let (r, g) = limit::risk_grad(task, &p);
         evals += 1;
