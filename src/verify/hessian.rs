@@ -126,7 +126,7 @@ pub struct EigenPair {
 /// Smallest eigenpair of the Hessian at `p` transverse to the symmetry orbit
 /// (at a critical point the tangents are null directions, never negative ones):
 /// dense below [`DENSE_MAX_PARAMS`] parameters, Lanczos above (at most
-/// [`LANCZOS_MAX_PRODUCTS`] products, relative residual [`LANCZOS_TOL`]).
+/// `LANCZOS_MAX_PRODUCTS` products, relative residual `LANCZOS_TOL`).
 pub fn min_eigenpair(task: &Task, p: &Params) -> Result<EigenPair> {
     min_eigenpair_with(task, p, LANCZOS_MAX_PRODUCTS, LANCZOS_TOL)
 }

@@ -210,11 +210,11 @@ pub fn minimise(task: &Task, start: &Params, cfg: &VerifyConfig) -> Result<Minim
 ///
 /// Saddle escape (`opts.escape_saddles`): at a converged point the smallest
 /// Hessian eigenpair `(lambda_min, v)` transverse to the symmetries is computed
-/// ([`hessian::min_eigenpair_with`], dense, or at most [`ESCAPE_PRODUCTS`]
+/// ([`hessian::min_eigenpair_with`], dense, or at most `ESCAPE_PRODUCTS`
 /// Lanczos products with relative residual `1e-6`);
 /// when `lambda_min < -tol.hessian_negative * max(1, |lambda_max|)`, the point moves
 /// to `x + alpha v` with the first `alpha` in `±{1, 1/4, 1/16, ...}` (`|v| = 1`, eight
-/// sizes) that lowers `R`, and minimisation continues, at most [`MAX_ESCAPES`] times.
+/// sizes) that lowers `R`, and minimisation continues, at most `MAX_ESCAPES` times.
 pub fn minimise_with(
     task: &Task,
     start: &Params,

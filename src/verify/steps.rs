@@ -57,7 +57,7 @@ fn stationarity(task: &Task, p: &Params, g: &[f64]) -> f64 {
     }
 }
 
-/// Round-off floor of [`stationarity`]: the loss gradient sums terms of the size
+/// Round-off floor of `stationarity`: the loss gradient sums terms of the size
 /// of the weights, so its absolute round-off is about
 /// `c eps sqrt(n_params) (1 + ||theta||)` (`c` = `factor`, 64 by default);
 /// relative to `||grad penalty||` this floor grows as the weight decay shrinks
