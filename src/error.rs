@@ -40,7 +40,7 @@ pub enum Error {
     #[error("plot error: {0}")]
     Plot(String),
     /// SGD produced a non-finite loss (the learning rate is too large).
-    #[error("training diverged (non-finite loss) at epoch {epoch}, step {step}; lr = {lr} is too large, try a smaller lr")]
+    #[error("training diverged (non-finite loss) at epoch {epoch}, step {step}; lr = {} is too large, try a smaller lr", crate::task::short(*lr))]
     Diverged { epoch: usize, step: usize, lr: f64 },
     /// A run was interrupted (Ctrl-C) after writing a checkpoint.
     #[error("interrupted; checkpoint written to {}", path.display())]
@@ -74,15 +74,13 @@ impl Error {
     }
 
     /// The message with its whole chain of causes, `msg: cause: cause ...` (what the CLI prints).
-    /// A cause whose text is already part of the message so far is not repeated.
+    /// (No variant repeats its source's text in its own message, so each cause
+    /// appears once.)
     pub fn report(&self) -> String {
         let mut msg = self.to_string();
         let mut source = std::error::Error::source(self);
         while let Some(s) = source {
-            let text = s.to_string();
-            if !msg.contains(&text) {
-                msg.push_str(&format!(": {text}"));
-            }
+            msg.push_str(&format!(": {s}"));
             source = s.source();
         }
         msg

@@ -206,7 +206,10 @@ impl std::fmt::Display for DivergedRun {
         write!(
             f,
             "training diverged: non-finite loss at epoch {}, step {} of {}, with lr {}; ",
-            self.at.epoch, self.at.step, self.at.steps_per_epoch, self.at.lr
+            self.at.epoch,
+            self.at.step,
+            self.at.steps_per_epoch,
+            crate::task::short(self.at.lr)
         )?;
         match (&self.checkpoint, self.checkpoint_epoch) {
             (Some(p), Some(e)) => write!(
@@ -216,7 +219,11 @@ impl std::fmt::Display for DivergedRun {
             )?,
             _ => write!(f, "no checkpoint was written; ")?,
         }
-        write!(f, "try a smaller --lr (e.g. {})", self.at.lr / 10.0)
+        write!(
+            f,
+            "try a smaller --lr (e.g. {})",
+            crate::task::short(self.at.lr / 10.0)
+        )
     }
 }
 

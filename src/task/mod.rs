@@ -232,7 +232,11 @@ impl std::fmt::Display for Freq {
 pub fn short(v: f64) -> String {
     let s = format!("{v}");
     if s.len() <= 12 {
-        s
+        return s;
+    }
+    let e = format!("{v:e}");
+    if e.len() <= 12 {
+        e
     } else {
         format!("{v:.6e}")
     }
