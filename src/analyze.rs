@@ -181,8 +181,8 @@ pub fn params_from_arrays(
     Ok(p)
 }
 
-/// Latent variables from a `(K, L)` integer array with entries in `0..n_c`
-/// (row-major, as [`Task::z`]).
+/// Latent variables from a `(K, L)` integer array with entries in `0..n_c` and
+/// distinct rows (row-major, as [`Task::z`]).
 pub fn latent_from_array(origin: &str, a: &NpyArray, n_c: usize, len: usize) -> Result<Vec<usize>> {
     let expected = format!("of shape (K, L) = (K, {len}) with entries in 0..{n_c}");
     let bad = |why: String| Error::invalid("z", origin, why);
@@ -199,14 +199,19 @@ pub fn latent_from_array(origin: &str, a: &NpyArray, n_c: usize, len: usize) -> 
             shape_str(&a.shape)
         )));
     }
-    ints.iter()
+    let z: Vec<usize> = ints
+        .iter()
         .map(|&v| {
             usize::try_from(v)
                 .ok()
                 .filter(|&x| x < n_c)
                 .ok_or_else(|| bad(format!("entry {v} is outside 0..{n_c}")))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    match crate::task::repeated_rows(&z, len) {
+        Some(pair) => Err(crate::task::repeated_rows_error("z", origin, &z, len, pair)),
+        None => Ok(z),
+    }
 }
 
 /// Stratified Monte-Carlo estimate of the data term of `R(W, U)` plus the exact

@@ -73,6 +73,19 @@ impl Error {
         }
     }
 
+    /// An error reading the input file `path` given as parameter `name`: a file
+    /// that does not exist (or is a directory) is bad input naming the
+    /// parameter; any other failure stays an I/O error.
+    pub fn input_file(name: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        match source.kind() {
+            std::io::ErrorKind::NotFound => Error::invalid(name, path.display(), "no such file"),
+            std::io::ErrorKind::IsADirectory => {
+                Error::invalid(name, path.display(), "is a directory, not a file")
+            }
+            _ => Error::io(path, source),
+        }
+    }
+
     /// The message with its whole chain of causes, `msg: cause: cause ...` (what the CLI prints).
     /// (No variant repeats its source's text in its own message, so each cause
     /// appears once.)
@@ -113,6 +126,27 @@ mod tests {
             std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
         );
         assert_eq!(io.report(), "I/O error on some/file: gone");
+    }
+
+    #[test]
+    fn a_missing_input_file_is_bad_input() {
+        let path = std::path::Path::new("no/such/spec.toml");
+        let gone = Error::input_file(
+            "spec",
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+        );
+        assert!(gone.is_bad_input());
+        assert_eq!(
+            gone.report(),
+            "invalid parameter `spec` = no/such/spec.toml: no such file"
+        );
+        let denied = Error::input_file(
+            "spec",
+            path,
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        );
+        assert!(!denied.is_bad_input());
     }
 
     #[test]

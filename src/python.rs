@@ -111,6 +111,15 @@ impl PyTask {
                         .map_err(|_| py_err(Error::invalid("z", v, "entries must be >= 0")))
                 })
                 .collect::<PyResult<_>>()?;
+            if let Some(pair) = crate::task::repeated_rows(&values, len) {
+                return Err(py_err(crate::task::repeated_rows_error(
+                    "z",
+                    format!("{shape:?}"),
+                    &values,
+                    len,
+                    pair,
+                )));
+            }
             cfg.classes = Some(shape[0]);
             cfg.latent = Some(values);
         }

@@ -157,7 +157,19 @@ fn inferred_task_and_input_errors() {
 
     for (args, needle) in [
         (vec!["--w", "W.npy", "--u", "U.npy"], "--nc"),
-        (vec!["--w", "W.npy", "--u", "U5.npy", "--nc", "3"], "(9, 8)"),
+        (
+            vec![
+                "--w",
+                "W.npy",
+                "--u",
+                "U5.npy",
+                "--nc",
+                "3",
+                "--classes",
+                "6",
+            ],
+            "(6, 8)",
+        ),
         (
             vec!["--w", "W.npy", "--u", "U.npy", "--nc", "4"],
             "not a multiple of n_c",
@@ -186,7 +198,9 @@ fn inferred_task_and_input_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
-    // A missing file is a run-time I/O failure.
+    // A missing file is bad input naming the flag and the path.
     let out = fcollapse(&dir, &["--w", "none.npy", "--u", "U.npy", "--nc", "3"]);
-    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`w` = none.npy: no such file"), "{err}");
 }

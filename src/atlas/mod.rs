@@ -24,7 +24,8 @@ pub use spec::{parse, Instance, Spec};
 
 /// Reads and parses a SPEC file: `(spec, source text)`.
 pub fn load(path: &std::path::Path) -> crate::Result<(Spec, String)> {
-    let text = std::fs::read_to_string(path).map_err(|e| crate::Error::io(path, e))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| crate::Error::input_file("spec", path, e))?;
     let spec = parse(&text)?;
     Ok((spec, text))
 }

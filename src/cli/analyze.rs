@@ -1,12 +1,13 @@
 //! `fcollapse analyze`: collapse measures of weights trained anywhere.
 
-use super::predict::print_prediction_line;
+use super::predict::{print_phase_line, print_prediction_line};
 use super::TaskArgs;
 use crate::analyze::{self, Analysis, AnalyzeConfig};
+use crate::collapse::{self, Phase};
 use crate::error::{Error, Result};
 use crate::limit;
 use crate::npy::{self, NpyArray};
-use crate::task::{Task, TaskConfig};
+use crate::task::{short, Task, TaskConfig};
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,14 @@ pub struct AnalyzeArgs {
 /// Reads an array; a file that is not a supported array is bad input (exit 2).
 fn read(name: &'static str, path: &Path, expected: &str) -> Result<NpyArray> {
     npy::read_array(path).map_err(|e| match e {
+        Error::Io { path, source }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory
+            ) =>
+        {
+            Error::input_file(name, &path, source)
+        }
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
             Error::invalid(
                 name,
@@ -57,7 +66,7 @@ fn read(name: &'static str, path: &Path, expected: &str) -> Result<NpyArray> {
 /// The task settings from `--task FILE`: a task object or `{"task": {...}}`; its
 /// `z` (with `k`) become explicit latent variables.
 fn task_from_json(path: &Path) -> Result<TaskConfig> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::input_file("task", path, e))?;
     let bad = |why: String| Error::invalid("task", path.display(), why);
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
@@ -65,18 +74,71 @@ fn task_from_json(path: &Path) -> Result<TaskConfig> {
         Some(inner) if inner.is_object() => inner.clone(),
         _ => v,
     };
+    if let Some(map) = obj.as_object() {
+        if let Some(key) = map.keys().find(|k| !TASK_KEYS.contains(&k.as_str())) {
+            return Err(bad(format!(
+                "unknown key `{key}` (a task has {})",
+                TASK_KEYS.join(", ")
+            )));
+        }
+    }
     let mut cfg: TaskConfig =
         serde_json::from_value(obj.clone()).map_err(|e| bad(format!("not a task: {e}")))?;
     if cfg.latent.is_none() {
         if let Some(z) = obj.get("z") {
             let z: Vec<usize> = serde_json::from_value(z.clone())
                 .map_err(|e| bad(format!("`z` is not a list of concepts: {e}")))?;
-            cfg.classes = Some(z.len() / cfg.len.max(1));
+            let len = cfg.len.max(1);
+            if z.is_empty() || z.len() % len != 0 {
+                return Err(bad(format!(
+                    "`z` has {} entries, not K x L with L = {len} and K >= 1",
+                    z.len()
+                )));
+            }
+            let k = z.len() / len;
+            if let Some(stated) = obj.get("k").and_then(|v| v.as_u64()) {
+                if stated != k as u64 {
+                    return Err(bad(format!(
+                        "`k` = {stated} but `z` holds {k} rows of L = {len}"
+                    )));
+                }
+            }
+            if let Some(pair) = crate::task::repeated_rows(&z, len) {
+                return Err(crate::task::repeated_rows_error(
+                    "task",
+                    path.display(),
+                    &z,
+                    len,
+                    pair,
+                ));
+            }
+            cfg.classes = Some(k);
             cfg.latent = Some(z);
         }
     }
     Ok(cfg)
 }
+
+/// The keys of a task object: those of the settings ([`TaskConfig`]) and those a
+/// built [`Task`] adds when written (`n_w`, `k`, `full_latent`, `mu`, `z`).
+const TASK_KEYS: [&str; 16] = [
+    "n_c",
+    "s_c",
+    "len",
+    "dim",
+    "classes",
+    "freq",
+    "layer_norm",
+    "lambda_w",
+    "lambda_u",
+    "seed",
+    "latent",
+    "n_w",
+    "k",
+    "full_latent",
+    "mu",
+    "z",
+];
 
 /// The task settings inferred from the weights: `d` from `W`, `L` from `U`,
 /// `s_c = n_w / n_c` (`--nc` required).
@@ -113,7 +175,86 @@ fn task_from_shapes(a: &AnalyzeArgs, w: &NpyArray, u: &NpyArray) -> Result<TaskC
         [_, l, _] => c.len = l,
         _ => {}
     }
+    // K is U's row count: the full latent set when it has n_c^L rows, else a draw.
+    if let Some(&k) = u.shape.first() {
+        let full = u32::try_from(c.len).ok().and_then(|l| n_c.checked_pow(l));
+        c.classes = (full != Some(k)).then_some(k);
+    }
     Ok(c)
+}
+
+/// The settings of the task that no flag and no `--task` file gave, as
+/// `setting = value (assumed: ...; pass --flag)`.
+fn assumed_settings(a: &AnalyzeArgs, task: &Task) -> Vec<String> {
+    if a.task_file.is_some() {
+        return Vec::new();
+    }
+    let t = &a.task;
+    let mut out = Vec::new();
+    let (w_given, u_given) = (
+        t.lambda.is_some() || t.lambda_w.is_some(),
+        t.lambda.is_some() || t.lambda_u.is_some(),
+    );
+    match (w_given, u_given) {
+        (false, false) if task.lambda_w() == task.lambda_u() => out.push(format!(
+            "lambda = {} (assumed: default; pass --lambda)",
+            short(task.lambda_w())
+        )),
+        _ => {
+            if !w_given {
+                out.push(format!(
+                    "lambda_w = {} (assumed: default; pass --lambda-w)",
+                    short(task.lambda_w())
+                ));
+            }
+            if !u_given {
+                out.push(format!(
+                    "lambda_u = {} (assumed: default; pass --lambda-u)",
+                    short(task.lambda_u())
+                ));
+            }
+        }
+    }
+    if t.freq.is_none() && t.zipf_exponent.is_none() {
+        out.push(format!(
+            "freq = {} (assumed: default; pass --freq)",
+            task.freq()
+        ));
+    }
+    if !t.layer_norm && t.eps.is_none() {
+        out.push("no LayerNorm (assumed: default; pass --layer-norm)".into());
+    }
+    if a.z.is_none() && !task.full_latent() {
+        out.push(format!(
+            "z = {} latent variables drawn with seed {} (assumed; pass --z Z.npy or --task)",
+            task.k(),
+            task.seed()
+        ));
+    }
+    out
+}
+
+/// A warning when the weight decay was assumed and the phase it predicts
+/// disagrees with the weights: the trivial phase (minimiser `W = U = 0`) for
+/// weights whose mean norms multiply to `|w| |u| >= 1e-3`, or the collapsed
+/// phase for weights with `|w| |u| < 1e-9`.
+fn phase_warning(assumed: &[String], task: &Task, r: &Analysis) -> Option<String> {
+    if !assumed.iter().any(|s| s.starts_with("lambda")) {
+        return None;
+    }
+    let size = r.metrics.word_norm_mean * r.metrics.u_norm_mean;
+    let phase = collapse::predicted_phase(task);
+    let disagrees = match phase {
+        Phase::Trivial => size >= 1e-3,
+        Phase::Collapsed => size < 1e-9,
+    };
+    disagrees.then(|| {
+        format!(
+            "warning: the assumed weight decay (lambda_W = {}, lambda_U = {}) predicts the {phase} phase, but the weights have mean norms |w| |u| = {size:.3e}; pass the weight decay of the training (--lambda)",
+            short(task.lambda_w()),
+            short(task.lambda_u())
+        )
+    })
 }
 
 /// The task and weights the flags describe.
@@ -158,12 +299,23 @@ pub(super) fn run(a: &AnalyzeArgs) -> Result<i32> {
         Some(dir) => analyze::figures(&task, &p, &report, dir)?,
         None => Vec::new(),
     };
+    let assumed = assumed_settings(a, &task);
     if a.json {
         let mut v = serde_json::to_value(&report)?;
         v["figures"] = serde_json::to_value(&figures)?;
+        v["phase"] = serde_json::to_value(collapse::predicted_phase(&task))?;
+        v["lambda_critical"] = serde_json::to_value(collapse::lambda_critical(&task))?;
+        v["assumed"] = serde_json::to_value(&assumed)?;
         println!("{}", serde_json::to_string(&v)?);
     } else {
         print_report(a, &report, &figures);
+        print_phase_line(&task);
+        for s in &assumed {
+            println!("assumed    {s}");
+        }
+    }
+    if let Some(w) = phase_warning(&assumed, &task, &report) {
+        eprintln!("{w}");
     }
     Ok(0)
 }

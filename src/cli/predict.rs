@@ -76,6 +76,21 @@ pub(super) fn print_prediction_line(p: &Prediction) {
     );
 }
 
+/// The predicted phase, with `sqrt(lambda_W lambda_U)` and `lambda_critical`.
+pub(super) fn print_phase_line(task: &Task) {
+    match collapse::lambda_critical(task) {
+        Some(l) => println!(
+            "  phase {} (sqrt(lambda_W lambda_U) = {:.6}, lambda_critical = {l:.9})",
+            collapse::predicted_phase(task),
+            (task.lambda_w() * task.lambda_u()).sqrt()
+        ),
+        None => println!(
+            "  phase {} (LayerNorm: no critical weight decay)",
+            collapse::predicted_phase(task)
+        ),
+    }
+}
+
 pub(super) fn run(a: &PredictArgs) -> Result<i32> {
     let base = a.preset.map(|p| Preset::from(p).task()).unwrap_or_default();
     let cfg = a.task.apply(base, 0.0)?;
@@ -102,17 +117,7 @@ pub(super) fn run(a: &PredictArgs) -> Result<i32> {
             "  word norm (a, sqrt(d) or mean r_beta) = {:.12}",
             pred.word_norm
         );
-        match collapse::lambda_critical(&task) {
-            Some(l) => println!(
-                "  phase {} (sqrt(lambda_W lambda_U) = {:.6}, lambda_critical = {l:.9})",
-                collapse::predicted_phase(&task),
-                (task.lambda_w() * task.lambda_u()).sqrt()
-            ),
-            None => println!(
-                "  phase {} (LayerNorm: no critical weight decay)",
-                collapse::predicted_phase(&task)
-            ),
-        }
+        print_phase_line(&task);
         if let Some(e) = pred.risk_error {
             println!("  risk is a Monte-Carlo estimate, standard error {e:.2e}");
         }

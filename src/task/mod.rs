@@ -279,8 +279,9 @@ fn check_lambda(name: &'static str, v: f64) -> Result<()> {
 }
 
 impl TaskConfig {
-    /// Validates the settings and draws the latent variables (seeded by `seed`,
-    /// uniformly and independently in `Z`, as the paper does).
+    /// Validates the settings and draws the latent variables (seeded by `seed`:
+    /// `K` distinct rows drawn uniformly in `Z`, see [`draw_latent`]). Explicit
+    /// latent variables must be distinct rows, and `K <= n_c^L`.
     pub fn build(&self) -> Result<Task> {
         if self.n_c < 2 {
             return Err(Error::invalid("n_c", self.n_c, "needs at least 2 concepts"));
@@ -370,6 +371,9 @@ impl TaskConfig {
                 }
                 if let Some(&bad) = z.iter().find(|&&a| a >= self.n_c) {
                     return Err(Error::invalid("latent", bad, format!("concepts are 0..{}", self.n_c - 1)));
+                }
+                if let Some(pair) = repeated_rows(z, self.len) {
+                    return Err(repeated_rows_error("latent", format!("{} rows", k), z, self.len, pair));
                 }
                 k
             }
@@ -475,9 +479,58 @@ pub fn full_latent_set(n_c: usize, len: usize) -> Vec<usize> {
     z
 }
 
-/// `k` latent variables drawn uniformly and independently from `Z` (row-major `k x len`).
+/// `k` distinct latent variables drawn uniformly from `Z` (row-major `k x len`):
+/// each row is drawn as `len` independent uniform concepts in `0..n_c`, and a row
+/// equal to an earlier one is drawn again (rejection), so the result is a uniform
+/// draw without replacement. A stream of draws with no repeat gives the rows in
+/// the order drawn, the same set as independent draws would.
+///
+/// The caller ensures `k <= n_c^len` (otherwise no `k` distinct rows exist).
 pub fn draw_latent(n_c: usize, len: usize, k: usize, rng: &mut impl Rng) -> Vec<usize> {
-    (0..k * len).map(|_| rng.random_range(0..n_c)).collect()
+    let mut seen = std::collections::HashSet::with_capacity(k);
+    let mut z = Vec::with_capacity(k * len);
+    let mut row = vec![0usize; len];
+    while seen.len() < k {
+        for a in row.iter_mut() {
+            *a = rng.random_range(0..n_c);
+        }
+        if seen.insert(row.clone()) {
+            z.extend_from_slice(&row);
+        }
+    }
+    z
+}
+
+/// The first pair of equal rows `(i, j)`, `i < j`, of the row-major `K x len`
+/// latent variables `z`, if any (two classes with one latent variable).
+pub fn repeated_rows(z: &[usize], len: usize) -> Option<(usize, usize)> {
+    let mut first = std::collections::HashMap::new();
+    for (j, row) in z.chunks(len.max(1)).enumerate() {
+        if let Some(&i) = first.get(row) {
+            return Some((i, j));
+        }
+        first.insert(row, j);
+    }
+    None
+}
+
+/// The bad-input error for rows `i` and `j` of `z` being equal, on parameter
+/// `name` (`origin`: the file or argument the rows come from).
+pub fn repeated_rows_error(
+    name: &'static str,
+    origin: impl ToString,
+    z: &[usize],
+    len: usize,
+    (i, j): (usize, usize),
+) -> Error {
+    let row = &z[j * len..(j + 1) * len];
+    Error::invalid(
+        name,
+        origin,
+        format!(
+            "rows {i} and {j} (0-based) are the same latent variable {row:?}; each class needs its own latent variable"
+        ),
+    )
 }
 
 /// Samples token ranks `beta` from `mu` by inverse CDF.

@@ -104,3 +104,92 @@ fn sampled_ranks_follow_mu() {
         );
     }
 }
+
+/// The rows of a stream of independent uniform draws in `[n_c]^len`, keeping
+/// the first occurrence of each, until `k` distinct rows are found; also the
+/// number of distinct rows among the stream's first `k` (what a draw with
+/// replacement would have kept).
+fn first_distinct_rows(n_c: usize, len: usize, k: usize, seed: u64) -> (Vec<usize>, usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rows: Vec<Vec<usize>> = Vec::new();
+    let (mut drawn, mut distinct_in_first_k) = (0, 0);
+    while rows.len() < k {
+        let row: Vec<usize> = (0..len).map(|_| rng.random_range(0..n_c)).collect();
+        drawn += 1;
+        if !rows.contains(&row) {
+            rows.push(row);
+            if drawn <= k {
+                distinct_in_first_k += 1;
+            }
+        }
+    }
+    (rows.concat(), distinct_in_first_k)
+}
+
+#[test]
+fn drawn_latent_variables_are_distinct_and_keep_a_stream_without_repeats() {
+    // K = 12 of 27 (the atlas's drawn grids): seeds 0-4 repeat rows in the
+    // first 12 draws; the draw replaces each repeat by the next new row.
+    let mut with_repeats = 0;
+    for seed in 0..5 {
+        let task = TaskConfig {
+            n_c: 3,
+            len: 3,
+            classes: Some(12),
+            seed,
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        let (expected, distinct_in_first_k) = first_distinct_rows(3, 3, 12, seed);
+        assert_eq!(task.z(), &expected[..], "seed {seed}");
+        assert_eq!(repeated_rows(task.z(), 3), None, "seed {seed}");
+        with_repeats += usize::from(distinct_in_first_k < 12);
+    }
+    assert!(with_repeats > 0, "the case must exercise a redraw");
+    // A stream with no repeat in its first K rows gives exactly those rows.
+    let (n_c, len, k) = (3, 15, 50);
+    for seed in 0..3 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let stream: Vec<usize> = (0..k * len).map(|_| rng.random_range(0..n_c)).collect();
+        assert_eq!(repeated_rows(&stream, len), None);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        assert_eq!(draw_latent(n_c, len, k, &mut rng), stream);
+    }
+    // K = n_c^L: every latent variable once.
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut all = draw_latent(2, 3, 8, &mut rng)
+        .chunks(3)
+        .map(<[usize]>::to_vec)
+        .collect::<Vec<_>>();
+    all.sort();
+    assert_eq!(all.concat(), full_latent_set(2, 3));
+}
+
+#[test]
+fn repeated_explicit_latent_variables_are_refused() {
+    assert_eq!(repeated_rows(&[0, 1, 1, 0, 2, 2, 1, 0], 2), Some((1, 3)));
+    assert_eq!(repeated_rows(&[0, 1, 1, 0, 2, 2], 2), None);
+    let err = TaskConfig {
+        latent: Some(vec![0, 1, 1, 0, 2, 2, 1, 0]),
+        classes: Some(4),
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err();
+    assert!(err.is_bad_input());
+    let msg = err.report();
+    assert!(
+        msg.starts_with("invalid parameter `latent`")
+            && msg.contains("rows 1 and 3 (0-based) are the same latent variable [1, 0]"),
+        "{msg}"
+    );
+    // more classes than distinct latent variables
+    let err = TaskConfig {
+        classes: Some(10),
+        ..Default::default()
+    }
+    .build()
+    .unwrap_err();
+    assert!(err.report().contains("above n_c^L = 9"), "{}", err.report());
+}
