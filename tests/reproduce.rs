@@ -17,27 +17,76 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// Every file under `dir`, relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
 #[test]
 fn reproduce_quick_end_to_end() {
+    // Run with the defaults from a scratch working directory, as a newcomer
+    // would from the repository root: everything lands under runs/.
     let d = scratch("reproduce");
-    let out = d.join("runs");
-    let report = d.join("doc").join("reproduction.md");
-    let o = fcollapse(&[
-        "reproduce",
-        "--quick",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let o = Command::new(env!("CARGO_BIN_EXE_fcollapse"))
+        .current_dir(&d)
+        .args(["reproduce", "--quick", "--quiet"])
+        .output()
+        .expect("run fcollapse");
     assert_eq!(
         o.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    let written = files_under(&d);
+    assert!(written.len() > 40, "{written:?}");
+    for f in &written {
+        assert!(f.starts_with("runs/reproduce-quick"), "{f:?} outside runs/");
+    }
+    // runs/ is ignored by git, so the repository stays clean (checked where
+    // the sources are a git work tree with git installed).
+    let manifest = env!("CARGO_MANIFEST_DIR");
+    let in_git = Command::new("git")
+        .args(["-C", manifest, "rev-parse", "--is-inside-work-tree"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if in_git {
+        for f in &written {
+            let ignored = Command::new("git")
+                .args(["-C", manifest, "check-ignore", "-q", "--no-index"])
+                .arg(f)
+                .status()
+                .unwrap();
+            assert!(ignored.success(), "{f:?} is not ignored by git");
+        }
+    }
+    let out = d.join("runs/reproduce-quick");
+    let report = out.join("reproduction.md");
+    assert!(
+        String::from_utf8_lossy(&o.stdout)
+            .contains("report written to runs/reproduce-quick/reproduction.md"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let text = std::fs::read_to_string(&report).unwrap();
+    // the protocol line states the shapes of these runs
+    assert!(
+        text.contains("n_c = 3, n_w = 24, L = 5, K = 30 (table_k50: K = 10), d = 16,")
+            && text.contains("batch 20"),
+        "{text}"
+    );
     for name in ["fig3", "fig4a", "fig4b", "fig4c", "table_k50"] {
         assert!(text.contains(&format!("| {name} |")), "report lacks {name}");
         let summary: serde_json::Value = serde_json::from_str(
@@ -48,8 +97,7 @@ fn reproduce_quick_end_to_end() {
         assert!((0.0..=1.0).contains(&acc));
         assert!(out.join(name).join("W.npy").exists() && out.join(name).join("U.npy").exists());
         for fig in ["pca_w", "pca_u", "accuracy", "norms"] {
-            let png =
-                std::fs::read(d.join("doc/figures").join(format!("{name}_{fig}.png"))).unwrap();
+            let png = std::fs::read(out.join("figures").join(format!("{name}_{fig}.png"))).unwrap();
             assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         }
     }

@@ -10,12 +10,12 @@ pub struct ReproduceArgs {
     /// Scaled-down shapes and epochs (seconds; for tests).
     #[arg(long)]
     pub quick: bool,
-    /// Directory of the runs (checkpoints, logs, .npy).
-    #[arg(long, default_value = "runs/reproduce")]
-    pub out: PathBuf,
-    /// The report to write; figures go to its folder's figures/.
-    #[arg(long, default_value = "docs/reproduction.md")]
-    pub report: PathBuf,
+    /// Directory of the runs (checkpoints, logs, .npy) [default: runs/reproduce, with --quick runs/reproduce-quick].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The report to write; figures go to its folder's figures/ [default: OUT/reproduction.md]. `--report docs/reproduction.md` rewrites the committed report and figures.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Seed of every experiment.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -30,11 +30,29 @@ pub struct ReproduceArgs {
     pub quiet: bool,
 }
 
+/// The run directory and the report path: by default both under `runs/`, so
+/// that nothing in the repository is rewritten unless `--report` names it.
+fn paths(a: &ReproduceArgs) -> (PathBuf, PathBuf) {
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(if a.quick {
+            "runs/reproduce-quick"
+        } else {
+            "runs/reproduce"
+        })
+    });
+    let report = a
+        .report
+        .clone()
+        .unwrap_or_else(|| out.join("reproduction.md"));
+    (out, report)
+}
+
 pub(super) fn run(a: &ReproduceArgs) -> Result<i32> {
+    let (out, report) = paths(a);
     let opts = ReproduceOptions {
         quick: a.quick,
-        out: a.out.clone(),
-        report: a.report.clone(),
+        out,
+        report,
         seed: a.seed,
         progress: !a.quiet,
         resume: a.resume,
@@ -57,7 +75,7 @@ pub(super) fn run(a: &ReproduceArgs) -> Result<i32> {
             }
         );
     }
-    println!("report written to {}", a.report.display());
+    println!("report written to {}", opts.report.display());
     Ok(if a.quick || outcomes.iter().all(|o| o.reproduced) {
         0
     } else {

@@ -380,12 +380,44 @@ fn write_header(s: &mut String, opts: &ReproduceOptions, runs: &[Ran], wall: f64
             "**Quick mode**: shapes and epochs are scaled down; the outcomes are not judged.\n"
         );
     }
-    let _ = writeln!(
-        s,
-        "Protocol (THEORY §6): n_c = 3, n_w = 1200, L = 15, K = 1000, d = 100, latent variables uniform in Z, \
-         plain SGD (lr 0.1, batch 100), mean cross entropy, weight decay 0.001 (W and U unless said), \
-         initial weights = framework defaults / 1000, test set 5 sentences per latent variable, LayerNorm eps 1e-5.\n"
-    );
+    let _ = writeln!(s, "{}\n", protocol(runs));
+}
+
+/// The protocol of the runs as they were made: the shapes and SGD settings of
+/// the first run, and every run whose `K` (or batch) differs from it.
+fn protocol(runs: &[Ran]) -> String {
+    let Some((first, _, _)) = runs.first() else {
+        return "Protocol: no runs.".into();
+    };
+    let (t, tr) = (&first.task, &first.train);
+    let k_of = |c: &TaskConfig| match c.classes {
+        Some(k) => k.to_string(),
+        None => format!("{}^{} (full)", c.n_c, c.len),
+    };
+    let others: Vec<String> = runs
+        .iter()
+        .skip(1)
+        .filter(|(e, _, _)| e.task.classes != t.classes)
+        .map(|(e, _, _)| format!("{}: K = {}", e.name, k_of(&e.task)))
+        .collect();
+    format!(
+        "Protocol: n_c = {}, n_w = {}, L = {}, K = {}{}, d = {}, distinct latent variables drawn uniformly in Z, \
+         plain SGD (lr {}, batch {}), mean cross entropy, weight decay 0.001 (W and U unless said), \
+         initial weights = framework defaults / 1000, test set {} sentences per latent variable, LayerNorm eps 1e-5.",
+        t.n_c,
+        t.n_c * t.s_c,
+        t.len,
+        k_of(t),
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", others.join(", "))
+        },
+        t.dim,
+        crate::task::short(tr.lr),
+        tr.batch,
+        tr.n_test,
+    )
 }
 
 /// The paper's reported outcomes against ours, and the criteria.
