@@ -41,7 +41,7 @@ pub struct TrainArgs {
     /// Worker threads (0: all cores); results do not depend on it.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Output directory (default `runs/PRESET-seedSEED`).
+    /// Output directory (default `runs/PRESET[-SETTING...]-seedSEED`, naming every task and SGD flag given, e.g. `runs/fig3-classes50-nspl100-epochs300-seed0`; rerunning a command finds its run there and resumes it, or reports it again when it is finished).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run whose checkpoint is in DIR (ends bit-identical to an uninterrupted
@@ -52,15 +52,65 @@ pub struct TrainArgs {
     /// Start a fresh run even if the output directory holds one (its checkpoint and log are removed).
     #[arg(long, conflicts_with = "resume")]
     pub force: bool,
-    /// Also draw the figures (PCA scatters, accuracy, norms) into the output directory.
+    /// Also draw the figures (PCA scatters, accuracy, norms) into the output directory (a resumed run that has them redraws them).
     #[arg(long)]
     pub plots: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    /// Print a JSON summary on stdout.
+    /// Print a JSON summary on stdout: an array of one repeated number becomes {"len", "value"}, one of more than 100 numbers {"len", "min", "mean", "max"} (summary.json in the run directory holds every array).
     #[arg(long)]
     pub json: bool,
+}
+
+/// The figures `train --plots` draws into the run directory (`.png` and `.svg`).
+const FIGURES: [&str; 4] = ["fig_pca_w", "fig_pca_u", "fig_accuracy", "fig_norms"];
+
+/// True when `dir` holds figures of an earlier `--plots` run.
+fn holds_figures(dir: &Path) -> bool {
+    FIGURES
+        .iter()
+        .any(|f| dir.join(format!("{f}.png")).exists() || dir.join(format!("{f}.svg")).exists())
+}
+
+/// Removes the figures of `dir` (they would describe an earlier epoch).
+fn remove_figures(dir: &Path) -> Result<()> {
+    for f in FIGURES {
+        for ext in ["png", "svg"] {
+            let p = dir.join(format!("{f}.{ext}"));
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&p, e)),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The JSON of `--json`, compacted in place: an array of more than one number,
+/// all equal, becomes `{"len": n, "value": v}`; an array of more than 100
+/// numbers becomes `{"len": n, "min": .., "mean": .., "max": ..}`.
+pub(super) fn compact_json(v: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    match v {
+        Value::Object(map) => map.values_mut().for_each(compact_json),
+        Value::Array(items) => {
+            let nums: Option<Vec<f64>> = items.iter().map(Value::as_f64).collect();
+            match nums {
+                Some(x) if x.len() > 1 && items.iter().all(|i| *i == items[0]) => {
+                    *v = json!({ "len": x.len(), "value": items[0] });
+                }
+                Some(x) if x.len() > 100 => {
+                    let mean = x.iter().sum::<f64>() / x.len() as f64;
+                    let min = x.iter().copied().fold(f64::INFINITY, f64::min);
+                    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    *v = json!({ "len": x.len(), "min": min, "mean": mean, "max": max });
+                }
+                _ => items.iter_mut().for_each(compact_json),
+            }
+        }
+        _ => {}
+    }
 }
 
 pub(super) fn run(a: &TrainArgs) -> Result<i32> {
@@ -72,8 +122,11 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
         progress: !a.quiet && !a.json,
         stop: Some(interrupt::stop_on_ctrl_c()),
     };
+    // Figures of an earlier epoch are redrawn (or removed) with the new weights.
+    let plots = a.plots || holds_figures(dir.path());
     match experiments::run_training(trainer, &dir, &opts)? {
         RunResult::Diverged(d) => {
+            remove_figures(dir.path())?;
             if a.json {
                 emit(&serde_json::to_string(&d)?);
             }
@@ -81,17 +134,58 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
             Ok(1)
         }
         RunResult::Done(run) => {
-            if a.plots {
-                experiments::figures(&run, dir.path(), "fig")?;
-            }
+            let figures = if plots {
+                experiments::figures(&run, dir.path(), "fig")?
+            } else {
+                Vec::new()
+            };
             if a.json {
-                emit(&serde_json::to_string(&run)?);
+                let mut v = serde_json::to_value(&run)?;
+                compact_json(&mut v);
+                v["figures"] = serde_json::to_value(&figures)?;
+                emit(&serde_json::to_string(&v)?);
             } else {
                 emit(&render_run(&run));
+                for f in &figures {
+                    emit(&format!("figure     {}", f.display()));
+                }
             }
             Ok(0)
         }
     }
+}
+
+/// The default run directory: `runs/NAME-seedSEED` with, before the seed, every
+/// task and SGD flag that was given (`-classes50-nspl100`), so that two runs of
+/// different settings get different directories.
+fn default_out(a: &TrainArgs, name: &str, seed: u64) -> PathBuf {
+    let t = &a.task;
+    let num = |v: f64| crate::task::short(v);
+    let mut parts = vec![name.to_string()];
+    let mut add = |key: &str, v: Option<String>| {
+        if let Some(v) = v {
+            parts.push(format!("{key}{v}"));
+        }
+    };
+    add("nc", t.nc.map(|v| v.to_string()));
+    add("sc", t.sc.map(|v| v.to_string()));
+    add("nw", t.nw.map(|v| v.to_string()));
+    add("len", t.len.map(|v| v.to_string()));
+    add("dim", t.dim.map(|v| v.to_string()));
+    add("classes", t.classes.map(|v| v.to_string()));
+    add("lambda", t.lambda.map(num));
+    add("lambdaw", t.lambda_w.map(num));
+    add("lambdau", t.lambda_u.map(num));
+    add("freq", t.freq.map(|f| format!("{f:?}").to_lowercase()));
+    add("zipf", t.zipf_exponent.map(num));
+    add("ln", t.layer_norm.then(String::new));
+    add("eps", t.eps.map(num));
+    add("nspl", a.nspl.map(|v| v.to_string()));
+    add("epochs", a.epochs.map(|v| v.to_string()));
+    add("lr", a.lr.map(num));
+    add("batch", a.batch.map(|v| v.to_string()));
+    parts.push(format!("seed{seed}"));
+    PathBuf::from("runs").join(parts.join("-"))
 }
 
 /// A fresh trainer from the preset and flags; the output directory is checked and
@@ -120,8 +214,16 @@ fn fresh(a: &TrainArgs) -> Result<(Trainer, RunDir)> {
     let out = a
         .out
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}-seed{}", task.seed())));
+        .unwrap_or_else(|| default_out(a, name, task.seed()));
     let dir = RunDir::new(out);
+    if a.out.is_none() && !a.force && dir.has_checkpoint() {
+        // The default directory is named by the settings: it holds this run.
+        eprintln!(
+            "note: {} holds this run; resuming it (--force starts over)",
+            dir.path().display()
+        );
+        return resume(a, dir.path());
+    }
     if dir.path().exists() && !dir.path().is_dir() {
         return Err(Error::invalid(
             "out",
@@ -308,4 +410,35 @@ fn render_run(run: &RunOutput) -> String {
         run.secs_per_epoch, run.epochs
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact_json;
+    use serde_json::json;
+
+    #[test]
+    fn compact_json_summarises_long_and_repeated_arrays() {
+        let long: Vec<f64> = (0..101).map(f64::from).collect();
+        let mut v = json!({
+            "same": [0.5, 0.5, 0.5],
+            "one": [0.5],
+            "short": [1.0, 2.0],
+            "long": long,
+            "nested": [{"r": [2, 2]}],
+            "names": ["a", "a"],
+        });
+        compact_json(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "same": {"len": 3, "value": 0.5},
+                "one": [0.5],
+                "short": [1.0, 2.0],
+                "long": {"len": 101, "min": 0.0, "mean": 50.0, "max": 100.0},
+                "nested": [{"r": {"len": 2, "value": 2}}],
+                "names": ["a", "a"],
+            })
+        );
+    }
 }

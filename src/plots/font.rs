@@ -1,5 +1,6 @@
 //! The font: looked up once per process (the file named by [`FONT_ENV`], else
-//! `DejaVuSans.ttf` in [`FONT_DIRS`]) and registered with plotters.
+//! the first of [`font_candidates`]: DejaVu Sans in the Linux, macOS and Windows
+//! font folders, then Liberation Sans or Arial) and registered with plotters.
 
 use crate::{Error, Result};
 use plotters::style::FontStyle;
@@ -11,7 +12,11 @@ use std::sync::OnceLock;
 pub const FONT_ENV: &str = "FCOLLAPSE_FONT";
 
 /// Directories searched, in order, for `DejaVuSans.ttf` (and `DejaVuSans-Bold.ttf`)
-/// when [`FONT_ENV`] is not set.
+/// when [`FONT_ENV`] is not set: the usual Linux places, then macOS's. The
+/// user's own font folders (`~/.local/share/fonts`, `~/.fonts`,
+/// `~/Library/Fonts`) and Windows's (`%WINDIR%\Fonts`, default
+/// `C:\Windows\Fonts`, and `%LOCALAPPDATA%\Microsoft\Windows\Fonts`) follow,
+/// see [`font_candidates`].
 pub const FONT_DIRS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu",
     "/usr/share/fonts/TTF",
@@ -19,8 +24,53 @@ pub const FONT_DIRS: &[&str] = &[
     "/usr/share/fonts/dejavu-sans-fonts",
     "/usr/share/fonts/truetype",
     "/usr/local/share/fonts",
+    "/opt/homebrew/share/fonts",
     "/Library/Fonts",
+    "/System/Library/Fonts",
 ];
+
+/// Sans-serif fonts used when no DejaVu Sans is found, `(regular, bold)` file
+/// names relative to a font directory: Liberation Sans (Linux), Arial (macOS
+/// and Windows).
+pub const FALLBACK_FONTS: &[(&str, &str)] = &[
+    (
+        "liberation/LiberationSans-Regular.ttf",
+        "liberation/LiberationSans-Bold.ttf",
+    ),
+    ("Supplemental/Arial.ttf", "Supplemental/Arial Bold.ttf"),
+    ("Arial.ttf", "Arial Bold.ttf"),
+    ("arial.ttf", "arialbd.ttf"),
+];
+
+/// Every `(regular, bold)` font file looked for, in order: `DejaVuSans.ttf` in
+/// [`FONT_DIRS`], the user's font folders and Windows's, then
+/// [`FALLBACK_FONTS`] in the same folders.
+pub fn font_candidates() -> Vec<(PathBuf, PathBuf)> {
+    let env = |k: &str| std::env::var_os(k).map(PathBuf::from);
+    let mut dirs: Vec<PathBuf> = FONT_DIRS.iter().map(PathBuf::from).collect();
+    if let Some(home) = env("HOME") {
+        for sub in [".local/share/fonts", ".fonts", "Library/Fonts"] {
+            dirs.push(home.join(sub));
+        }
+    }
+    let windir = env("WINDIR")
+        .or_else(|| env("SystemRoot"))
+        .unwrap_or_else(|| PathBuf::from(r"C:\Windows"));
+    dirs.push(windir.join("Fonts"));
+    if let Some(local) = env("LOCALAPPDATA") {
+        dirs.push(local.join("Microsoft").join("Windows").join("Fonts"));
+    }
+    let mut out: Vec<(PathBuf, PathBuf)> = dirs
+        .iter()
+        .map(|d| (d.join("DejaVuSans.ttf"), d.join("DejaVuSans-Bold.ttf")))
+        .collect();
+    for (regular, bold) in FALLBACK_FONTS {
+        for d in &dirs {
+            out.push((d.join(regular), d.join(bold)));
+        }
+    }
+    out
+}
 
 /// Font family name the font is registered under (also written into the SVGs).
 pub(super) const FAMILY: &str = "sans-serif";
@@ -57,12 +107,10 @@ fn load_font() -> std::result::Result<PathBuf, String> {
         })?;
         return Ok(path);
     }
-    for dir in FONT_DIRS {
-        let regular = Path::new(dir).join("DejaVuSans.ttf");
+    for (regular, bold) in font_candidates() {
         if regular.is_file() {
             register(&regular, FontStyle::Normal)?;
             // Bold is optional: plotters falls back to the regular face.
-            let bold = Path::new(dir).join("DejaVuSans-Bold.ttf");
             if bold.is_file() {
                 let _ = register(&bold, FontStyle::Bold);
             }
@@ -70,9 +118,39 @@ fn load_font() -> std::result::Result<PathBuf, String> {
         }
     }
     Err(format!(
-        "no font found for drawing figures: looked for DejaVuSans.ttf in {}; install the \
-         Debian package fonts-dejavu-core (apt-get install fonts-dejavu-core) or set \
+        "no font found for drawing figures: looked for DejaVuSans.ttf (then Liberation \
+         Sans or Arial) in {}, the user's font folders and the Windows Fonts folder; install \
+         the Debian package fonts-dejavu-core (apt-get install fonts-dejavu-core) or set \
          {FONT_ENV} to the path of a .ttf file",
         FONT_DIRS.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_cover_linux_macos_and_windows() {
+        let c = font_candidates();
+        let has = |p: &Path| c.iter().any(|(r, _)| r == p);
+        assert_eq!(
+            c[0].0,
+            Path::new("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        );
+        assert!(has(Path::new("/Library/Fonts/DejaVuSans.ttf")));
+        assert!(has(Path::new(
+            "/System/Library/Fonts/Supplemental/Arial.ttf"
+        )));
+        let windows = c.iter().any(|(r, b)| {
+            r.ends_with("Fonts/arial.ttf")
+                && b.ends_with("Fonts/arialbd.ttf")
+                && r.to_string_lossy().contains("Windows")
+        });
+        assert!(windows, "{c:?}");
+        // DejaVu Sans comes before every fallback.
+        let last_dejavu = c.iter().rposition(|(r, _)| r.ends_with("DejaVuSans.ttf"));
+        let first_other = c.iter().position(|(r, _)| !r.ends_with("DejaVuSans.ttf"));
+        assert!(last_dejavu < first_other);
+    }
 }

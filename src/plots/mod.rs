@@ -18,7 +18,9 @@
 //! (no font is compiled in and no C font library is needed). The first figure
 //! drawn looks the font up once per process, see [`ensure_font`]: the file
 //! named by the environment variable `FCOLLAPSE_FONT` if it is set, otherwise
-//! `DejaVuSans.ttf` in the directories of [`FONT_DIRS`]. If none is found,
+//! `DejaVuSans.ttf` in the directories of [`FONT_DIRS`] (Linux and macOS), the
+//! user's font folders and the Windows Fonts folder, then Liberation Sans or
+//! Arial there ([`font_candidates`]). If none is found,
 //! plotting fails with an [`Error::Plot`] asking to install the Debian package
 //! `fonts-dejavu-core`.
 //!
@@ -47,7 +49,7 @@ mod render;
 mod style;
 
 pub use figures::{curves, norms_vs_rank, pca_scatter};
-pub use font::{ensure_font, FONT_DIRS, FONT_ENV};
+pub use font::{ensure_font, font_candidates, FALLBACK_FONTS, FONT_DIRS, FONT_ENV};
 pub use grid::{category_grid, CategoryGrid, Cell};
 
 /// Width of every figure in pixels (PNG) or user units (SVG).
