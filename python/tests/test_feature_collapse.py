@@ -82,6 +82,20 @@ def test_bad_freq_and_z_are_value_errors():
         fc.Task(3, 2, 2, 4, z=np.array([[0, 3], [1, 2]]))
     with pytest.raises(ValueError, match=r"\(K, L\)"):
         fc.Task(3, 2, 2, 4, z=np.array([0, 1]))
+    # two classes with one latent variable, as the CLI's --z and task.json
+    with pytest.raises(
+        ValueError, match=r"`z`.*rows 0 and 2 \(0-based\) are the same latent variable \[1, 2\]"
+    ):
+        fc.Task(3, 2, 2, 4, z=np.array([[1, 2], [0, 0], [1, 2]]))
+
+
+def test_drawn_latent_variables_are_distinct():
+    # the README's task: 8 of the 9 latent variables of [3]^2, all distinct
+    t = fc.Task(3, 4, 2, 6, classes=8, freq="zipf", seed=1)
+    assert len({tuple(r) for r in t.z}) == 8
+    for seed in range(5):
+        z = fc.Task(3, 2, 3, 4, classes=12, seed=seed).z
+        assert len({tuple(r) for r in z}) == 12
 
 
 # ---------------------------------------------------------------- limit risk
