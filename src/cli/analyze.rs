@@ -89,7 +89,7 @@ fn task_from_json(path: &Path) -> Result<TaskConfig> {
             let z: Vec<usize> = serde_json::from_value(z.clone())
                 .map_err(|e| bad(format!("`z` is not a list of concepts: {e}")))?;
             let len = cfg.len.max(1);
-            if z.is_empty() || z.len() % len != 0 {
+            if z.is_empty() || !z.len().is_multiple_of(len) {
                 return Err(bad(format!(
                     "`z` has {} entries, not K x L with L = {len} and K >= 1",
                     z.len()
