@@ -142,7 +142,11 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
             if a.json {
                 let mut v = serde_json::to_value(&run)?;
                 compact_json(&mut v);
-                v["figures"] = serde_json::to_value(&figures)?;
+                let shown: Vec<String> = figures
+                    .iter()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .collect();
+                v["figures"] = serde_json::to_value(shown)?;
                 emit(&serde_json::to_string(&v)?);
             } else {
                 emit(&render_run(&run));
