@@ -24,6 +24,7 @@ pub mod atlas;
 pub mod cli;
 pub mod collapse;
 pub mod converge;
+pub mod display;
 pub mod empirical;
 pub mod error;
 pub mod experiments;

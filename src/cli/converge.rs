@@ -149,7 +149,7 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
     ) {
         return Err(Error::invalid(
             "lambda",
-            crate::task::short((task.lambda_w() * task.lambda_u()).sqrt()),
+            crate::task::short(task.lambda_geo()),
             format!(
                 "at or above lambda_critical = {}: the limit minimiser is the origin (trivial phase), with no collapsed configuration to converge to",
                 crate::task::short(lc)

@@ -4,6 +4,7 @@
 //! 1 some theorem refuted, 4 none refuted but some inconclusive; 2 bad input,
 //! 3 run-time failure.
 
+use crate::display::fixed;
 use super::predict::print_prediction_line;
 use super::TaskArgs;
 use crate::error::Result;
@@ -135,9 +136,9 @@ fn print_report(r: &TheoremReport) {
     }
     match r.lambda_critical {
         Some(l) => println!(
-            "  phase      {} (sqrt(lambda_W lambda_U) = {:.6} vs lambda_critical = {l:.9}{})",
+            "  phase      {} (sqrt(lambda_W lambda_U) = {} vs lambda_critical = {l:.9}{})",
             r.phase,
-            (r.task.lambda_w() * r.task.lambda_u()).sqrt(),
+            fixed(r.task.lambda_geo(), 6),
             r.lambda_critical_bisection
                 .map(|b| format!(", bisection {b:.9}"))
                 .unwrap_or_default()
@@ -162,10 +163,10 @@ fn print_report(r: &TheoremReport) {
     let evals: u64 = r.restarts.iter().map(|x| x.evaluations).sum();
     let saddles: usize = r.restarts.iter().map(|x| x.saddles).sum();
     println!(
-        "  restarts   {} runs, {} reached the prediction, best R = {:.15}, median {} L-BFGS iterations, {} exact evaluations, {} saddles escaped",
+        "  restarts   {} runs, {} reached the prediction, best R = {}, median {} L-BFGS iterations, {} exact evaluations, {} saddles escaped",
         r.restarts.len(),
         reached,
-        r.best_risk,
+        fixed(r.best_risk, 15),
         iters[iters.len() / 2],
         evals,
         saddles

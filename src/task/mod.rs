@@ -182,6 +182,11 @@ impl Task {
     pub fn lambda_u(&self) -> f64 {
         self.lambda_u
     }
+    /// `sqrt(lambda_W lambda_U)`, computed as `sqrt(lambda_W) sqrt(lambda_U)` so that
+    /// it neither underflows nor overflows for any finite weight decays.
+    pub fn lambda_geo(&self) -> f64 {
+        self.lambda_w.sqrt() * self.lambda_u.sqrt()
+    }
     /// Seed of the latent-variable draw.
     pub fn seed(&self) -> u64 {
         self.seed

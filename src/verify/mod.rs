@@ -35,6 +35,7 @@ pub mod claims;
 mod config;
 mod hessian;
 mod optimise;
+pub mod recheck;
 mod report;
 pub mod steps;
 mod theorem;
@@ -91,7 +92,7 @@ pub fn verify_theorem(
     let phase = collapse::predicted_phase(task);
 
     progress("prediction");
-    let at = steps::at_prediction(theorem, task, inside)?;
+    let at = steps::at_prediction(theorem, task, inside, cfg.candidate_scale)?;
 
     let hessian_at = match (inside, phase) {
         (true, Phase::Trivial) => Some(Params::zeros(task)),
@@ -143,6 +144,10 @@ pub fn verify_theorem(
         check_bisection(task, b, &mut ev);
     }
     let verdict = ev.verdict(!inside);
+    if verdict != Verdict::Refuted {
+        // Weights are witnesses only of a refutation.
+        ev.witnesses.clear();
+    }
 
     let best_risk = restarts
         .iter()
