@@ -184,3 +184,30 @@ fn extreme_weight_decays_are_refused_or_printed_short() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("phase trivial") && !out.contains("NaN"), "{out}");
 }
+
+/// A deliberately wrong candidate is refuted (exit 1); when the witness folder
+/// cannot be written, the report is still printed and stderr says why.
+#[test]
+fn a_refutation_with_an_unwritable_witness_dir_keeps_its_report() {
+    let blocker = std::env::temp_dir().join(format!("fc-blocker-{}", std::process::id()));
+    std::fs::write(&blocker, b"a file, not a folder").unwrap();
+    let wd = blocker.join("sub");
+    let o = fcollapse(&[
+        "verify",
+        "--theorem",
+        "1",
+        "--restarts",
+        "2",
+        "--candidate-scale",
+        "1.01",
+        "--witness-dir",
+        wd.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("verdict    refuted"), "{out}");
+    assert!(out.contains("decreases along -grad R"), "{out}");
+    assert!(err.contains("--witness-dir"), "{err}");
+    std::fs::remove_file(&blocker).unwrap();
+}

@@ -50,6 +50,10 @@ pub struct VerifyArgs {
     /// Also locate the critical weight decay by bisection on the exact problem.
     #[arg(long)]
     pub bisect: bool,
+    /// Check a deliberately wrong candidate: the predicted classifier norm b times
+    /// this factor (a test of the verifier: anything but 1 must be refuted).
+    #[arg(long, default_value_t = 1.0)]
+    pub candidate_scale: f64,
     /// Folder for the weights that refute a claim (.npy, written only on `refuted`).
     #[arg(long, default_value = "verify-witnesses")]
     pub witness_dir: PathBuf,
@@ -82,6 +86,7 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
         budget: a.budget,
         hessian: !a.no_hessian,
         bisect: a.bisect,
+        candidate_scale: a.candidate_scale,
         seed: a.task.seed.unwrap_or(0),
         ..VerifyConfig::default()
     };
@@ -103,7 +108,14 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
             }
         })?;
         if report.verdict == Verdict::Refuted {
-            verify::write_witnesses(&mut report, &a.witness_dir)?;
+            // The report is the result: a folder that cannot be written loses
+            // the weights (said on stderr), never the report.
+            if let Err(e) = verify::write_witnesses(&mut report, &a.witness_dir) {
+                eprintln!(
+                    "warning: --witness-dir: the refuting weights could not be saved: {}",
+                    e.report()
+                );
+            }
         }
         verdicts.push(report.verdict);
         if a.json {
