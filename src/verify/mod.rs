@@ -43,7 +43,7 @@ pub mod verdict;
 mod witness;
 
 pub use bisect::{lambda_critical_bisection, Bisection};
-pub use config::{Tolerances, VerifyConfig};
+pub use config::{Tolerances, VerifyConfig, MAX_RESTARTS};
 pub use hessian::{
     hessian_fd, hessian_report, hessian_report_dense, hessian_report_lanczos,
     hessian_vector_product, lanczos, min_eigenpair, min_eigenpair_with, symmetry_basis,
