@@ -41,8 +41,29 @@ pub struct AnalyzeArgs {
 }
 
 /// Reads an array; a file that is not a supported array is bad input (exit 2).
+/// The header is checked first (dtype, and at most 2^28 elements: far more
+/// than any instance the limit risk can handle), so that a mistyped or huge
+/// array is refused before its data is read or inflated.
 fn read(name: &'static str, path: &Path, expected: &str) -> Result<NpyArray> {
-    npy::read_array(path).map_err(|e| match e {
+    let want_int = name == "z";
+    let check = |h: &npy::NpyHeader| -> std::result::Result<(), String> {
+        let ok_kind = if want_int {
+            matches!(h.kind, 'i' | 'u')
+        } else {
+            h.kind == 'f'
+        };
+        if !ok_kind {
+            return Err(format!("dtype '{}'", h.descr));
+        }
+        if h.elements > 1 << 28 {
+            return Err(format!(
+                "{} elements, over the 2^28 that --{name} may hold",
+                h.elements
+            ));
+        }
+        Ok(())
+    };
+    npy::read_array_checked(path, check).map_err(|e| match e {
         Error::Io { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
             Error::invalid(
                 name,
@@ -127,7 +148,8 @@ pub fn load(a: &AnalyzeArgs) -> Result<(Task, crate::network::Params)> {
     let mut cfg = a.task.apply(base, 1e-5)?;
     if let Some(zp) = &a.z {
         let origin = zp.display().to_string();
-        let z_arr = read("z", zp, "an integer array (K, L)")?;
+        let expected = format!("an integer array (K, L) = (K, {})", cfg.len);
+        let z_arr = read("z", zp, &expected)?;
         let z = analyze::latent_from_array(&origin, &z_arr, cfg.n_c, cfg.len)?;
         cfg.classes = Some(z.len() / cfg.len);
         cfg.latent = Some(z);

@@ -233,6 +233,9 @@ impl std::fmt::Display for Freq {
     }
 }
 
+/// Most tokens (`K n L`) one sampled data set may hold ([`Task::check_sample`]).
+pub const MAX_SAMPLE_TOKENS: usize = 1 << 30;
+
 /// A number for messages: `{}` when short, else 6 significant digits.
 pub fn short(v: f64) -> String {
     let s = format!("{v}");
@@ -551,6 +554,24 @@ impl Task {
             .zip(self.z_of(k))
             .filter(|(a, b)| a != b)
             .count()
+    }
+
+    /// Checks that `n_per_class` sentences for every class (flag or field `name`)
+    /// fit in memory: `K n_per_class L <= MAX_SAMPLE_TOKENS` tokens, refused as bad
+    /// input otherwise (a sample that large would abort on allocation).
+    pub fn check_sample(&self, name: &'static str, n_per_class: usize) -> Result<()> {
+        let tokens = (self.k as f64) * (n_per_class as f64) * (self.len as f64);
+        if tokens > MAX_SAMPLE_TOKENS as f64 {
+            return Err(Error::invalid(
+                name,
+                n_per_class,
+                format!(
+                    "K * {name} * L = {tokens:.3e} tokens (K = {}, L = {}) is over the {MAX_SAMPLE_TOKENS} one sample may hold (4 GiB)",
+                    self.k, self.len
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// `n_per_class` sentences for every class, class-major: `x_l = (z_{k,l}, beta_l)`
