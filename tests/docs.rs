@@ -130,3 +130,60 @@ fn readme_verify_excerpt_is_the_real_output() {
     // the elided part is elided: the excerpt is shorter than the output
     assert!(excerpt.contains(&"  ..."), "{excerpt:?}");
 }
+
+/// `fcollapse SUB --help`.
+fn help(sub: &str) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_fcollapse"))
+        .args([sub, "--help"])
+        .output()
+        .expect("run fcollapse");
+    assert_eq!(o.status.code(), Some(0));
+    String::from_utf8(o.stdout).expect("utf-8")
+}
+
+/// The help text of `flag` (from the flag to the next flag), on one line.
+fn flag_help(help: &str, flag: &str) -> String {
+    let start = help
+        .find(&format!("{flag} <"))
+        .unwrap_or_else(|| panic!("{flag} in {help}"));
+    let rest = &help[start + flag.len()..];
+    let end = rest.find("\n      -").unwrap_or(rest.len());
+    rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn train_help_states_the_defaults_the_code_uses() {
+    use feature_collapse::experiments::Preset;
+    use feature_collapse::train::TrainConfig;
+    let h = help("train");
+    let (nspl, epochs) = (flag_help(&h, "--nspl"), flag_help(&h, "--epochs"));
+    for p in Preset::ALL {
+        let t = p.train();
+        let name = p.name();
+        assert!(nspl.contains(&format!("{name} {}", t.n_spl)), "{nspl}");
+        assert!(epochs.contains(&format!("{name} {}", t.epochs)), "{epochs}");
+        assert_eq!(p.task().classes, Some(1000), "{name}");
+        assert_eq!(
+            (t.lr, t.batch),
+            (TrainConfig::default().lr, TrainConfig::default().batch)
+        );
+    }
+    let d = TrainConfig::default();
+    assert!(flag_help(&h, "--lr").contains(&format!("(default: {})", d.lr)));
+    assert!(flag_help(&h, "--batch").contains(&format!("(default: {})", d.batch)));
+    assert!(flag_help(&h, "--classes").contains("the preset's K, 1000"));
+}
+
+#[test]
+fn classes_help_mentions_presets_only_where_there_are_presets() {
+    for sub in ["train", "predict", "verify", "converge"] {
+        let h = help(sub);
+        let has_preset = h.contains("--preset <");
+        let classes = flag_help(&h, "--classes");
+        assert_eq!(classes.contains("preset"), has_preset, "{sub}: {classes}");
+        assert!(
+            classes.contains("full latent set K = n_c^L"),
+            "{sub}: {classes}"
+        );
+    }
+}
