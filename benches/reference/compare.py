@@ -18,7 +18,7 @@ threads; the speed-up compares the best setting of each side.
 
 `sgd`: seconds per training epoch at the paper's shape (`K = 1000`,
 `n_spl = 5`, 5 epochs) and a small one (`K = 50`, `n_spl = 100`, 20 epochs),
-both sides on 2 threads; the ratio is ours / reference.
+both sides on `--threads` threads (default 2); the ratio is ours / reference.
 """
 
 import argparse
@@ -94,12 +94,12 @@ def limit(rounds, python):
               f"| **{best:.0f}x** | {worst:.0f}x |")
 
 
-def sgd(rounds, python):
+def sgd(rounds, python, threads):
     rows = {name: {"ref": [], "ours": []} for name, _ in SGD_SHAPES}
     for r in range(rounds):
         for name, flags in SGD_SHAPES:
-            ref = [python, os.path.join(HERE, "sgd_torch.py"), *flags, "--threads", "2"]
-            ours = [os.path.join(EXAMPLES, "train_timing"), *flags, "--threads", "2"]
+            ref = [python, os.path.join(HERE, "sgd_torch.py"), *flags, "--threads", str(threads)]
+            ours = [os.path.join(EXAMPLES, "train_timing"), *flags, "--threads", str(threads)]
             rows[name]["ref"].append(run_json(ref)["secs_per_epoch"])
             rows[name]["ours"].append(run_json(ours)["secs_per_epoch"])
         print(f"round {r + 1} of {rounds} done", file=sys.stderr)
@@ -117,8 +117,12 @@ def main():
     p.add_argument("what", choices=["limit", "sgd"])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--python", default=sys.executable, help="Python with torch for the references")
+    p.add_argument("--threads", type=int, default=2, help="sgd: threads of both sides")
     a = p.parse_args()
-    (limit if a.what == "limit" else sgd)(a.rounds, a.python)
+    if a.what == "limit":
+        limit(a.rounds, a.python)
+    else:
+        sgd(a.rounds, a.python, a.threads)
 
 
 if __name__ == "__main__":
