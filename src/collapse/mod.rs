@@ -117,8 +117,8 @@ pub enum CollapseType {
 }
 
 /// The collapse type the theory predicts (docs/theory.md §3) for `task`:
-/// LayerNorm gives II; otherwise uniform `mu` (all `mu_beta` equal, e.g. `s_c = 1` or Zipf exponent 0) gives I,
-/// and non-uniform `mu` gives III.
+/// LayerNorm gives II; otherwise uniform `mu` (all `mu_beta` equal, e.g.
+/// `s_c = 1` or Zipf exponent 0) gives I, and non-uniform `mu` gives III.
 pub fn collapse_type(task: &Task) -> CollapseType {
     if task.layer_norm().is_some() {
         CollapseType::II
