@@ -3,7 +3,7 @@
 //! A numerical verifier for the theory of *Feature Collapse* (Laurent, von Brecht,
 //! Bresson, ICLR 2024). One module per idea of the paper:
 //!
-//! - [`task`]: concepts, tokens, frequencies, latent variables, sentences (THEORY §1);
+//! - [`task`]: concepts, tokens, frequencies, latent variables, sentences (docs/theory.md §1);
 //! - [`network`]: embedding, LayerNorm, linear classifier, cross entropy (§2);
 //! - [`limit`]: the exact large-sample limit risk and its gradient (§2);
 //! - [`collapse`]: equiangular frames, type I/II/III configurations, reduced objectives (§3–4);

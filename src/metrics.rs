@@ -1,4 +1,4 @@
-//! Collapse measures for any weights `(W, U)` of a task (THEORY §3, §5).
+//! Collapse measures for any weights `(W, U)` of a task (docs/theory.md §3, §5).
 //!
 //! Token representations are `phi(w_t)` ([`features`] with the task's
 //! LayerNorm `eps`), grouped by concept `alpha(t) = t / s_c`; classifier blocks

@@ -39,7 +39,7 @@ fn to_py<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<
     py.import("json")?.call_method1("loads", (text,))
 }
 
-/// A validated task (THEORY §1): `n_c` concepts of `s_c` tokens, sentences of
+/// A validated task (docs/theory.md §1): `n_c` concepts of `s_c` tokens, sentences of
 /// length `L`, embedding dimension `d`, `K` classes with latent variables `z_k`.
 #[pyclass(name = "Task", module = "feature_collapse", frozen)]
 pub struct PyTask {

@@ -5,7 +5,7 @@ The Rust library is the only implementation: every function here converts its
 arguments to NumPy ``float64`` arrays and calls the compiled module
 ``feature_collapse._native`` (which releases the GIL while it computes).
 
-Symbols (THEORY §1-2): ``n_c`` concepts of ``s_c`` tokens each (``n_w = n_c s_c``
+Symbols (docs/theory.md §1-2): ``n_c`` concepts of ``s_c`` tokens each (``n_w = n_c s_c``
 tokens, token ``t = alpha s_c + beta``), frequencies ``mu_beta`` inside a concept,
 ``K`` classes with latent variables ``z_k in [n_c]^L``, embedding ``W``
 (``n_w x d``, row ``t`` is ``w_t``, a PyTorch ``nn.Embedding`` weight), optional
@@ -67,7 +67,7 @@ def limit_risk_grad(task: Task, W: Any, U: Any) -> Tuple[float, np.ndarray, np.n
 
 
 def predict(task: Task, form: str = "full") -> Dict[str, Any]:
-    """The predicted collapsed configuration (THEORY §3-4) in ``form``
+    """The predicted collapsed configuration (docs/theory.md §3-4) in ``form``
     (``'full'``, ``'latent-set'`` or ``'mean-field'``): collapse type ``kind``,
     word norm (``a`` for type I, ``sqrt(d)`` for type II, mean ``r_beta`` for
     type III), ``r`` (norm of ``phi(w)`` per rank), ``u_norm`` = ``b``, ``c``,

@@ -12,7 +12,7 @@ import numpy.typing as npt
 __version__: str
 
 class Task:
-    """A validated task (THEORY §1): ``n_c`` concepts of ``s_c`` tokens
+    """A validated task (docs/theory.md §1): ``n_c`` concepts of ``s_c`` tokens
     (``n_w = n_c s_c``), sentences of length ``L``, embedding dimension ``d``,
     ``K`` classes with latent variables ``z_k in [n_c]^L`` (all of ``[n_c]^L``
     when ``classes`` is ``None``, else ``classes`` drawn with ``seed``, or the

@@ -42,6 +42,10 @@ impl From<FormArg> for Form {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("classes", |a| a.help(
+    "Number of classes K <= n_c^L, drawn uniformly from Z with --seed (default: with --preset, \
+     the preset's K, 1000, when below n_c^L; otherwise the full latent set K = n_c^L)"
+)))]
 pub struct PredictArgs {
     /// A paper experiment's settings (explicit flags override it).
     #[arg(long, value_enum)]

@@ -295,7 +295,7 @@ pub fn reduced_risk(task: &Task, form: Form, kind: CollapseType, r: &[f64], b: f
     Ok(loss + penalty)
 }
 
-/// The critical-point system of THEORY §4 (full latent set, type III), with
+/// The critical-point system of docs/theory.md §4 (full latent set, type III), with
 /// separate weight decays: entries `beta = 0..s_c-1` are
 /// `lambda_W n_c r_beta - L kappa b mu_beta sigma_beta` (`= dR/dr_beta`) and the
 /// last entry is `lambda_U K b - kappa sum_beta mu_beta r_beta sigma_beta`

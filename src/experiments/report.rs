@@ -382,7 +382,7 @@ fn write_header(s: &mut String, opts: &ReproduceOptions, runs: &[Ran], wall: f64
     }
     let _ = writeln!(
         s,
-        "Protocol (THEORY §6): n_c = 3, n_w = 1200, L = 15, K = 1000, d = 100, latent variables uniform in Z, \
+        "Protocol (docs/theory.md §9): n_c = 3, n_w = 1200, L = 15, K = 1000, d = 100, latent variables uniform in Z, \
          plain SGD (lr 0.1, batch 100), mean cross entropy, weight decay 0.001 (W and U unless said), \
          initial weights = framework defaults / 1000, test set 5 sentences per latent variable, LayerNorm eps 1e-5.\n"
     );

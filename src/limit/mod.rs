@@ -1,4 +1,4 @@
-//! The exact large-sample limit risk of THEORY §2 and its gradient.
+//! The exact large-sample limit risk of docs/theory.md §2 and its gradient.
 //!
 //! With `n_spl -> ∞` the empirical risk becomes
 //!

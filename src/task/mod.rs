@@ -1,4 +1,4 @@
-//! The data model of THEORY §1: concepts, tokens, token frequencies `mu`,
+//! The data model of docs/theory.md §1: concepts, tokens, token frequencies `mu`,
 //! latent variables `z_k` and sentence sampling.
 //!
 //! A raw [`TaskConfig`] is validated once by [`TaskConfig::build`] into a checked

@@ -1,6 +1,6 @@
-//! Finite-sample SGD training of the network of THEORY §2, in f32, with the exact
-//! protocol of the paper's experiments (THEORY §6) and of the PyTorch reference
-//! `shared/reference/sgd_reference.py`.
+//! Finite-sample SGD training of the network of docs/theory.md §2, in f32, with the exact
+//! protocol of the paper's experiments (docs/theory.md §9) and of the PyTorch reference
+//! script `benches/reference/sgd_torch.py`.
 //!
 //! # Protocol
 //!

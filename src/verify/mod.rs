@@ -1,4 +1,4 @@
-//! Numerical verification of the paper's three theorems (THEORY §5) on instances
+//! Numerical verification of the paper's three theorems (docs/theory.md §5) on instances
 //! small enough to enumerate the limit risk `R(W, U)` exactly.
 //!
 //! For one theorem and one task, [`verify_theorem`] runs named steps:
