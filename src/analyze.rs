@@ -283,11 +283,53 @@ fn forms(task: &Task) -> Vec<Form> {
     }
 }
 
+/// Largest weight magnitude [`analyze`] accepts: the metrics square and sum
+/// the weights, so larger entries would overflow `f64` into `inf`/NaN.
+pub const MAX_WEIGHT: f64 = 1e100;
+
+/// Weights whose metrics are finite: every entry finite and at most
+/// [`MAX_WEIGHT`] in magnitude, and with LayerNorm at `eps = 0` no constant row
+/// of `W` (its variance is 0 and LayerNorm divides by it). Refused as bad input,
+/// naming the input, otherwise.
+pub fn check_weights(task: &Task, p: &Params) -> Result<()> {
+    for (name, v) in [("w", &p.w), ("u", &p.u)] {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(
+                name,
+                format!("entry {i}"),
+                format!("is {}: the weights must be finite", v[i]),
+            ));
+        }
+        let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if m > MAX_WEIGHT {
+            return Err(Error::invalid(
+                name,
+                format!("max |entry| {m:e}"),
+                format!("is over {MAX_WEIGHT:e}: the metrics would overflow double precision; rescale the weights"),
+            ));
+        }
+    }
+    if task.layer_norm() == Some(0.0) {
+        let d = task.dim();
+        for (t, row) in p.w.chunks(d).enumerate() {
+            if row.iter().all(|x| *x == row[0]) {
+                return Err(Error::invalid(
+                    "w",
+                    format!("row {t}"),
+                    "is constant: LayerNorm with eps = 0 divides by its zero variance; pass --eps > 0 (e.g. 1e-5, as in training)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// All measures of `(W, U)` for `task` (see the module doc). The predictions use
 /// the theory's LayerNorm (`eps = 0`) when the task has LayerNorm; the limit
 /// risk uses the task as given.
 pub fn analyze(task: &Task, p: &Params, cfg: &AnalyzeConfig) -> Result<Analysis> {
     cfg.validate()?;
+    check_weights(task, p)?;
     let theory = match task.layer_norm() {
         Some(_) => task.with_layer_norm(Some(0.0))?,
         None => task.clone(),

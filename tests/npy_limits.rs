@@ -95,3 +95,46 @@ fn analyze_refuses_a_float_z_and_a_huge_w_from_the_header() {
     assert!(err.contains("`w`") && err.contains("2^28"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// Weights whose metrics would not be finite are refused with the input named
+/// (exit 2): entries near 1e160 (their squares overflow), and with LayerNorm at
+/// `eps = 0` a constant row of `W` (a zero padding row).
+#[test]
+fn analyze_refuses_weights_whose_metrics_would_not_be_finite() {
+    use feature_collapse::npy::write_npy_f64;
+    let d = scratch("finite");
+    let w: Vec<f64> = (0..12).map(|i| ((i * 7 % 5) as f64) - 2.0).collect();
+    let u: Vec<f64> = (0..36).map(|i| ((i * 3 % 7) as f64) - 3.0).collect();
+    let huge: Vec<f64> = w.iter().map(|x| x * 1e160).collect();
+    let mut padded = w.clone();
+    padded[10] = 0.0;
+    padded[11] = 0.0;
+    write_npy_f64(&d.join("w.npy"), &[6, 2], &w).unwrap();
+    write_npy_f64(&d.join("huge.npy"), &[6, 2], &huge).unwrap();
+    write_npy_f64(&d.join("pad.npy"), &[6, 2], &padded).unwrap();
+    write_npy_f64(&d.join("u.npy"), &[9, 4], &u).unwrap();
+    let run = |w: &str, extra: &[&str]| {
+        let mut args = vec!["analyze", "--w", w, "--u", "u.npy", "--nc", "3"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_fcollapse"))
+            .current_dir(&d)
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let ok = run("w.npy", &[]);
+    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    for (w, extra, needle) in [
+        ("huge.npy", &[][..], "rescale the weights"),
+        ("pad.npy", &["--eps", "0"][..], "row 5"),
+    ] {
+        let o = run(w, extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{w}: {err}");
+        assert!(err.contains("`w`") && err.contains(needle), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    // with eps > 0 the padding row is fine
+    let o = run("pad.npy", &["--eps", "1e-5"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
