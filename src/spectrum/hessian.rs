@@ -1,8 +1,8 @@
 //! The Hessian spectrum of the exact limit risk at given weights
 //! (`fcollapse analyze --hessian`), and its figure.
 
-use super::{hutchinson_trace, slq, top_eigenvalues, Density, Slq, SpectrumConfig, TopEigen};
 use super::TraceEstimate;
+use super::{hutchinson_trace, slq, top_eigenvalues, Density, Slq, SpectrumConfig, TopEigen};
 use crate::error::Result;
 use crate::limit;
 use crate::network::Params;

@@ -276,10 +276,12 @@ impl Slq {
 
     /// Smallest and largest Ritz value over all probes.
     pub fn range(&self) -> (f64, f64) {
-        self.nodes.iter().flatten().fold(
-            (f64::INFINITY, f64::NEG_INFINITY),
-            |(lo, hi), &v| (lo.min(v), hi.max(v)),
-        )
+        self.nodes
+            .iter()
+            .flatten()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            })
     }
 }
 

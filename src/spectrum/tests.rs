@@ -64,14 +64,26 @@ fn top_eigenvalues_find_every_copy_of_a_repeated_eigenvalue() {
 fn hutchinson_is_exact_on_a_diagonal_operator_and_unbiased_otherwise() {
     // z^T D z = tr D for every Rademacher z: zero spread.
     let diag = [1.0, -2.0, 3.5, 0.25];
-    let apply = |v: &[f64]| v.iter().zip(&diag).map(|(a, d)| a * d).collect::<Vec<f64>>();
+    let apply = |v: &[f64]| {
+        v.iter()
+            .zip(&diag)
+            .map(|(a, d)| a * d)
+            .collect::<Vec<f64>>()
+    };
     let t = hutchinson_trace(apply, 4, 10, 3);
-    assert!((t.value - 2.75).abs() < 1e-14 && t.std_error < 1e-14, "{t:?}");
+    assert!(
+        (t.value - 2.75).abs() < 1e-14 && t.std_error < 1e-14,
+        "{t:?}"
+    );
     // A full symmetric matrix: within 4 standard errors, and the standard
     // error matches its exact value sqrt(2 sum_{i != j} a_ij^2 / m).
     let n = 30;
     let a = DMatrix::from_fn(n, n, |r, c| ((r * 7 + c * 7 + r * c) % 11) as f64 - 5.0);
-    let apply = |v: &[f64]| (&a * nalgebra::DVector::from_column_slice(v)).as_slice().to_vec();
+    let apply = |v: &[f64]| {
+        (&a * nalgebra::DVector::from_column_slice(v))
+            .as_slice()
+            .to_vec()
+    };
     let m = 400;
     let t = hutchinson_trace(apply, n, m, 11);
     let off: f64 = (0..n)
@@ -79,8 +91,17 @@ fn hutchinson_is_exact_on_a_diagonal_operator_and_unbiased_otherwise() {
         .map(|(r, c)| a[(r, c)].powi(2))
         .sum();
     let se = (2.0 * off / m as f64).sqrt();
-    assert!((t.value - a.trace()).abs() < 4.0 * se, "{} vs {}", t.value, a.trace());
-    assert!((t.std_error / se - 1.0).abs() < 0.2, "{} vs {se}", t.std_error);
+    assert!(
+        (t.value - a.trace()).abs() < 4.0 * se,
+        "{} vs {}",
+        t.value,
+        a.trace()
+    );
+    assert!(
+        (t.std_error / se - 1.0).abs() < 0.2,
+        "{} vs {se}",
+        t.std_error
+    );
     // Seeded.
     assert_eq!(t, hutchinson_trace(apply, n, m, 11));
 }
@@ -116,20 +137,37 @@ fn limit_hessian_top_k_trace_and_density_match_the_dense_hessian() {
             );
         }
         // Hutchinson: within 4 of its exact standard error sqrt(2 sum_{i!=j} h_ij^2 / m).
-        let off = h.iter().map(|v| v * v).sum::<f64>() - h.diagonal().iter().map(|v| v * v).sum::<f64>();
+        let off =
+            h.iter().map(|v| v * v).sum::<f64>() - h.diagonal().iter().map(|v| v * v).sum::<f64>();
         let se = (2.0 * off / cfg.hutchinson_probes as f64).sqrt();
-        assert!((s.trace.value - h.trace()).abs() < 4.0 * se, "{:?} vs {}", s.trace, h.trace());
+        assert!(
+            (s.trace.value - h.trace()).abs() < 4.0 * se,
+            "{:?} vs {}",
+            s.trace,
+            h.trace()
+        );
         // SLQ: unit mass, first moment = the nodes' mean = tr/n within 4 standard
         // errors of the mean Rayleigh quotient of a normalised Rademacher probe.
-        assert!((s.density.integral(0) - 1.0).abs() < 1e-6, "{}", s.density.integral(0));
+        assert!(
+            (s.density.integral(0) - 1.0).abs() < 1e-6,
+            "{}",
+            s.density.integral(0)
+        );
         assert!((s.density.integral(1) - s.slq_mean).abs() < 1e-6 * scale);
         let se_q = (2.0 * off / (n * n) as f64 / cfg.slq_probes as f64).sqrt();
         let mean = h.trace() / n as f64;
-        assert!((s.slq_mean - mean).abs() < 4.0 * se_q + 1e-9 * scale, "{} vs {mean}", s.slq_mean);
+        assert!(
+            (s.slq_mean - mean).abs() < 4.0 * se_q + 1e-9 * scale,
+            "{} vs {mean}",
+            s.slq_mean
+        );
         // Every SLQ node lies in [lambda_min, lambda_max] (Cauchy interlacing).
         let (lo, hi) = s.slq.range();
         assert!(lo >= eig[n - 1] - 1e-6 * scale && hi <= eig[0] + 1e-6 * scale);
-        assert_eq!(s.gradient_evaluations, 2 * (s.top.products + 200 + s.slq.products));
+        assert_eq!(
+            s.gradient_evaluations,
+            2 * (s.top.products + 200 + s.slq.products)
+        );
     }
 }
 
@@ -139,7 +177,12 @@ fn slq_with_full_steps_reproduces_the_spectrum() {
     // the nodes are the eigenvalues and the weights the squared components of
     // q = z/||z||, i.e. 1/n each for a Rademacher z.
     let diag: Vec<f64> = (0..8).map(|i| i as f64 * 0.5 - 1.0).collect();
-    let apply = |v: &[f64]| v.iter().zip(&diag).map(|(a, d)| a * d).collect::<Vec<f64>>();
+    let apply = |v: &[f64]| {
+        v.iter()
+            .zip(&diag)
+            .map(|(a, d)| a * d)
+            .collect::<Vec<f64>>()
+    };
     let s = slq(apply, 8, 3, 8, 1);
     for (nodes, w) in s.nodes.iter().zip(&s.weights) {
         for (got, want) in nodes.iter().zip(&diag) {
@@ -159,12 +202,19 @@ fn bad_settings_name_the_flag() {
         ..SpectrumConfig::default()
     };
     let e = cfg.validate().unwrap_err();
-    assert!(e.is_bad_input() && e.to_string().contains("hutchinson-probes"), "{e}");
+    assert!(
+        e.is_bad_input() && e.to_string().contains("hutchinson-probes"),
+        "{e}"
+    );
     let cfg = SpectrumConfig {
         slq_sigma: 0.0,
         ..SpectrumConfig::default()
     };
-    assert!(cfg.validate().unwrap_err().to_string().contains("slq-sigma"));
+    assert!(cfg
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("slq-sigma"));
     // Over the work budget the exact Hessian is refused.
     let task = small_task();
     let p = Params::zeros(&task);
