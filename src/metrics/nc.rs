@@ -479,3 +479,51 @@ pub fn nc_metrics(task: &Task, p: &Params, samples: usize, seed: u64) -> NcMetri
         nc4_sentences,
     }
 }
+
+/// `f64` in `{:.3e}`, `NaN` as `n/a`.
+fn sci(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+/// Three lines for `fcollapse analyze`.
+impl std::fmt::Display for NcMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (t, c) = (&self.tokens, &self.classes);
+        writeln!(
+            f,
+            "NC         tokens by concept (n_c = {}, d = {}): NC1 {}  NC2 norm CV {}  cos std {}  |cos + 1/(n_c-1)| {}  (no classifier over concepts: no NC3/NC4)",
+            t.classes,
+            t.dim,
+            sci(t.nc1),
+            sci(t.nc2_norm_cv_means),
+            sci(t.nc2_cos_std_means),
+            sci(t.nc2_cos_shift_means)
+        )?;
+        let opt = |v: Option<f64>| sci(v.unwrap_or(f64::NAN));
+        writeln!(
+            f,
+            "  classes  K = {}, L d = {}: NC1 {}  NC2 means: norm CV {}  cos std {}  |cos + 1/(K-1)| {};  U: norm CV {}  cos std {}  |cos + 1/(K-1)| {}",
+            c.classes,
+            c.dim,
+            sci(c.nc1),
+            sci(c.nc2_norm_cv_means),
+            sci(c.nc2_cos_std_means),
+            sci(c.nc2_cos_shift_means),
+            opt(c.nc2_norm_cv_classifier),
+            opt(c.nc2_cos_std_classifier),
+            opt(c.nc2_cos_shift_classifier)
+        )?;
+        write!(
+            f,
+            "           NC3 {}  NC4 {:.6} ({}, {} sentences)",
+            opt(c.nc3),
+            c.nc4.unwrap_or(f64::NAN),
+            if self.nc4_exact { "exact" } else { "sampled" },
+            self.nc4_sentences
+        )
+    }
+}

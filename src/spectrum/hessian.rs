@@ -67,11 +67,11 @@ pub fn hessian_spectrum(
 }
 
 /// Draws `<stem>.png` / `.svg`: `log10` of the SLQ density against the
-/// eigenvalue (values below `1e-10` of the peak are drawn at that floor), with
+/// eigenvalue (values below `1e-8` of the peak are drawn at that floor), with
 /// the largest Lanczos eigenvalue as a dashed vertical line. Returns the PNG path.
 pub fn density_figure(s: &HessianSpectrum, stem: &Path) -> Result<PathBuf> {
     let peak = s.density.values.iter().fold(0.0f64, |m, v| m.max(*v));
-    let floor = (peak * 1e-10).max(f64::MIN_POSITIVE);
+    let floor = (peak * 1e-8).max(f64::MIN_POSITIVE);
     let points: Vec<(f64, f64)> = s
         .density
         .grid
@@ -86,23 +86,22 @@ pub fn density_figure(s: &HessianSpectrum, stem: &Path) -> Result<PathBuf> {
         });
     let mut series = vec![Series::solid(
         format!(
-            "SLQ density ({} probes x {} steps, sigma {:.2e})",
+            "SLQ density, {} probes x {} steps",
             s.slq.nodes.len(),
             s.slq.nodes.iter().map(Vec::len).max().unwrap_or(0),
-            s.density.sigma
         ),
         points,
     )];
     if let Some(&top) = s.top.values.first() {
         series.push(Series::dashed(
-            format!("largest eigenvalue (Lanczos) {top:.4e}"),
+            format!("largest eigenvalue {top:.3e}"),
             vec![(top, lo), (top, hi)],
         ));
     }
     plots::curves(
         stem,
         &format!(
-            "Hessian spectral density of R(W, U), n = {}, trace {:.4e} ± {:.1e}",
+            "Hessian of R(W,U): n = {}, trace {:.3e} ± {:.1e}",
             s.n_params, s.trace.value, s.trace.std_error
         ),
         "eigenvalue",
@@ -111,4 +110,48 @@ pub fn density_figure(s: &HessianSpectrum, stem: &Path) -> Result<PathBuf> {
         None,
     )?;
     Ok(stem.with_extension("png"))
+}
+
+/// Four lines for `fcollapse analyze --hessian`.
+impl std::fmt::Display for HessianSpectrum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.n_params as f64;
+        writeln!(
+            f,
+            "hessian    n = {} parameters; H v by {} ({} gradient evaluations)",
+            self.n_params, self.hvp, self.gradient_evaluations
+        )?;
+        let vals: Vec<String> = self.top.values.iter().map(|v| format!("{v:.6e}")).collect();
+        let res = self.top.residuals.iter().fold(0.0f64, |m, r| m.max(*r));
+        writeln!(
+            f,
+            "  top-{}   {}  (Lanczos, {} products, max residual {:.1e}{})",
+            self.top.values.len(),
+            vals.join(" "),
+            self.top.products,
+            res,
+            if self.top.converged {
+                ""
+            } else {
+                ", NOT converged"
+            }
+        )?;
+        writeln!(
+            f,
+            "  trace    {:.6e} ± {:.1e} (Hutchinson, {} Rademacher probes); tr/n {:.4e}, SLQ first moment {:.4e}",
+            self.trace.value,
+            self.trace.std_error,
+            self.trace.probes,
+            self.trace.value / n,
+            self.slq_mean
+        )?;
+        let (lo, hi) = self.slq.range();
+        write!(
+            f,
+            "  density  SLQ {} probes x {} steps, Ritz values in [{lo:.4e}, {hi:.4e}], Gaussian sigma {:.2e}",
+            self.slq.nodes.len(),
+            self.slq.nodes.iter().map(Vec::len).max().unwrap_or(0),
+            self.density.sigma
+        )
+    }
 }
