@@ -320,7 +320,8 @@ pub fn nc_from_samples(
 /// `j` is `sum_l A[j,l,x_l]` with `A[j,l,t] = <u_{j,l}, phi(w_t)>`, the squared
 /// distance to class mean `j` is `sum_l D[z_{j,l}, x_l]` with
 /// `D[alpha,t] = ||phi(w_t) - mbar_alpha||^2`; class `k`'s sentences are enumerated
-/// (weights `prod_l mu_{beta_l}`) when `K s_c^L <= samples`, else
+/// (weights `prod_l mu_{beta_l}`, divided by their computed sum so that full
+/// agreement is exactly 1) when `K s_c^L <= samples`, else
 /// `ceil(samples/K)` are drawn per class (ChaCha8, `seed`, stream `k`).
 fn nc4_classes(
     task: &Task,
@@ -368,13 +369,15 @@ fn nc4_classes(
             let mut x = vec![0usize; len];
             if exact {
                 let mut beta = vec![0usize; len];
-                let mut acc = 0.0;
+                let (mut acc, mut mass) = (0.0, 0.0);
                 loop {
                     for l in 0..len {
                         x[l] = task.token(z[l], beta[l]);
                     }
+                    let prob = beta.iter().map(|&b| task.mu()[b]).product::<f64>();
+                    mass += prob;
                     if agree(&x) {
-                        acc += beta.iter().map(|&b| task.mu()[b]).product::<f64>();
+                        acc += prob;
                     }
                     // next beta in mixed radix s_c
                     let mut l = 0;
@@ -383,7 +386,7 @@ fn nc4_classes(
                         l += 1;
                     }
                     if l == len {
-                        break acc;
+                        break acc / mass;
                     }
                     beta[l] += 1;
                 }
