@@ -119,15 +119,6 @@ fn norm(a: &[f64]) -> f64 {
     dot(a, a).sqrt()
 }
 
-fn cosine(a: &[f64], b: &[f64]) -> f64 {
-    let n = norm(a) * norm(b);
-    if n > 0.0 {
-        dot(a, b) / n
-    } else {
-        0.0
-    }
-}
-
 /// Mean and unbiased standard deviation (0 for one value).
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -152,12 +143,20 @@ fn cv(v: &[f64]) -> f64 {
     }
 }
 
-/// `(std, mean |cos + 1/(K-1)|)` of the pairwise cosines of the rows.
-fn equiangularity(rows: &[Vec<f64>]) -> (f64, f64) {
-    let k = rows.len();
+/// `(std, mean |cos + 1/(K-1)|)` of the pairwise cosines of `K` rows, from their
+/// Gram matrix (any positive multiple of it): `cos_ij = g_ij / sqrt(g_ii g_jj)`.
+fn equiangularity(gram: &DMatrix<f64>) -> (f64, f64) {
+    let k = gram.nrows();
     let cos: Vec<f64> = (0..k)
         .flat_map(|i| (i + 1..k).map(move |j| (i, j)))
-        .map(|(i, j)| cosine(&rows[i], &rows[j]))
+        .map(|(i, j)| {
+            let n = (gram[(i, i)] * gram[(j, j)]).sqrt();
+            if n > 0.0 {
+                gram[(i, j)] / n
+            } else {
+                0.0
+            }
+        })
         .collect();
     if cos.is_empty() {
         return (f64::NAN, f64::NAN);
@@ -192,6 +191,7 @@ pub fn nc_from_means(
         .collect();
     let mc = DMatrix::from_fn(k, dim, |r, c| centred[r][c]);
     let gram = (&mc * mc.transpose()) / k as f64;
+    let eig_gram = gram.clone();
     let eig = SymmetricEigen::new(gram);
     let top = eig.eigenvalues.iter().fold(0.0f64, |m, v| m.max(*v));
     let keep: Vec<usize> = (0..k)
@@ -208,7 +208,7 @@ pub fn nc_from_means(
         .sum::<f64>()
         / k as f64;
     let norms: Vec<f64> = centred.iter().map(|m| norm(m)).collect();
-    let (cos_std, cos_shift) = equiangularity(&centred);
+    let (cos_std, cos_shift) = equiangularity(&eig_gram);
     let mut out = NcValues {
         classes: k,
         dim,
@@ -225,7 +225,8 @@ pub fn nc_from_means(
     };
     if let Some(w) = classifier {
         let wn: Vec<f64> = w.iter().map(|r| norm(r)).collect();
-        let (s, sh) = equiangularity(w);
+        let wm = DMatrix::from_fn(w.len(), dim, |r, c| w[r][c]);
+        let (s, sh) = equiangularity(&(&wm * wm.transpose()));
         out.nc2_norm_cv_classifier = Some(cv(&wn));
         out.nc2_cos_std_classifier = Some(s);
         out.nc2_cos_shift_classifier = Some(sh);
@@ -332,12 +333,9 @@ fn nc4_classes(
     seed: u64,
 ) -> (f64, bool, usize) {
     let (d, len, k, n_w, s_c) = (task.dim(), task.len(), task.k(), task.n_w(), task.s_c());
-    let table: Vec<f64> = (0..k * len)
-        .flat_map(|jl| {
-            let u = &p.u[jl * d..(jl + 1) * d];
-            phi.chunks(d).map(move |f| dot(u, f))
-        })
-        .collect();
+    // table[(j L + l, t)] = <u_{j,l}, phi(w_t)>
+    let table = DMatrix::from_row_slice(k * len, d, &p.u)
+        * DMatrix::from_row_slice(n_w, d, phi).transpose();
     let dist: Vec<f64> = mbar
         .iter()
         .flat_map(|m| {
@@ -346,11 +344,8 @@ fn nc4_classes(
         })
         .collect();
     let agree = |x: &[usize]| {
-        let pred = argmax((0..k).map(|j| {
-            (0..len)
-                .map(|l| table[(j * len + l) * n_w + x[l]])
-                .sum::<f64>()
-        }));
+        let pred =
+            argmax((0..k).map(|j| (0..len).map(|l| table[(j * len + l, x[l])]).sum::<f64>()));
         let ncc = argmax((0..k).map(|j| {
             -(0..len)
                 .map(|l| dist[task.z_of(j)[l] * n_w + x[l]])
