@@ -7,16 +7,22 @@
 //!
 //! - every measure of [`metrics::collapse_metrics`];
 //! - [`metrics::within_concept_spread`], `||Phi - M||_F / ||Phi||_F`;
+//! - the neural-collapse measures NC1–NC4 of [`metrics::nc_metrics`] (tokens by
+//!   concept, sentence features by class with `U` as classifier; NC4 of the
+//!   classes on `samples` sentences, seeded, or all of them when fewer);
 //! - for each form of the prediction ([`collapse::predict`]), the distance
 //!   [`metrics::family_distance`] of `(W, U)` to the predicted collapsed family;
 //! - the limit risk `R(W, U)`: exact ([`limit::risk`]) when
 //!   [`limit::check_budget`] allows the enumeration, otherwise the stratified
 //!   Monte-Carlo estimate of [`sampled_risk`] with its standard error.
+//!
+//! The Hessian spectrum at the weights (`analyze --hessian`) is
+//! [`crate::spectrum::hessian_spectrum`], drawn by [`crate::spectrum::density_figure`].
 
 use crate::collapse::{self, Form, Prediction};
 use crate::error::{Error, Result};
 use crate::limit;
-use crate::metrics::{self, CollapseMetrics, FamilyDistance};
+use crate::metrics::{self, CollapseMetrics, FamilyDistance, NcMetrics};
 use crate::network::{cross_entropy, features, scores, Params};
 use crate::npy::NpyArray;
 use crate::plots;
@@ -33,7 +39,8 @@ pub struct AnalyzeConfig {
     /// Work budget of the exact limit risk (see [`limit::check_budget`]).
     pub budget: f64,
     /// Sentences drawn in all (split evenly over the classes, at least 2 per
-    /// class) when the limit risk is estimated by sampling.
+    /// class) when the limit risk is estimated by sampling; also the sentences
+    /// behind NC4 of the classes ([`metrics::nc_metrics`]).
     pub samples: usize,
     /// Seed of the sampled estimate.
     pub seed: u64,
@@ -96,6 +103,8 @@ pub struct Analysis {
     pub within_concept_spread: f64,
     pub families: Vec<FamilyMatch>,
     pub limit_risk: LimitRisk,
+    /// NC1–NC4 ([`metrics::nc_metrics`]).
+    pub nc: NcMetrics,
 }
 
 /// Python-style shape, `(6, 4)`.
@@ -357,6 +366,7 @@ pub fn analyze(task: &Task, p: &Params, cfg: &AnalyzeConfig) -> Result<Analysis>
         within_concept_spread: metrics::within_concept_spread(task, p),
         families,
         limit_risk: limit_risk(task, p, cfg),
+        nc: metrics::nc_metrics(task, p, cfg.samples, cfg.seed),
     })
 }
 

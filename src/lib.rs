@@ -15,6 +15,8 @@
 //! - [`experiments`]: the paper's experiments and their report;
 //! - [`analyze`]: collapse measures of weights trained anywhere;
 //! - [`cli`]: the `fcollapse` command line;
+//! - [`spectrum`]: top eigenvalues, trace and spectral density of an operator
+//!   known by its products (the Hessian of the limit risk);
 //! - [`plots`]: PNG + SVG figures of the experiments;
 //! - [`npy`]: NumPy `.npy` / `.npz` reading and `.npy` export of arrays;
 //! - `python` (with `--features python`): the Python module `feature_collapse`.
@@ -35,6 +37,7 @@ pub mod npy;
 pub mod plots;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod spectrum;
 pub mod task;
 pub mod train;
 pub mod verify;

@@ -99,6 +99,29 @@ def analyze(
 ) -> Dict[str, Any]:
     """What ``fcollapse analyze --json`` reports (metrics, family distances, limit risk)."""
 
+def nc_metrics(
+    task: Task,
+    w: npt.NDArray[np.float64],
+    u: npt.NDArray[np.float64],
+    samples: int = 20000,
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """NC1-NC4 on tokens by concept and on class features (``analyze(...)["nc"]``)."""
+
+def hessian_spectrum(
+    task: Task,
+    w: npt.NDArray[np.float64],
+    u: npt.NDArray[np.float64],
+    top_k: int = 5,
+    hutchinson_probes: int = 100,
+    slq_probes: int = 10,
+    slq_steps: int = 60,
+    slq_sigma: float = 0.01,
+    seed: int = 0,
+    budget: float = 2e10,
+) -> Dict[str, Any]:
+    """Top eigenvalues, Hutchinson trace and SLQ density of the Hessian of ``R`` at ``(W, U)``."""
+
 def train(task: Task, **protocol: Any) -> Tuple[
     npt.NDArray[np.float64], npt.NDArray[np.float64], Dict[str, Any]
 ]:

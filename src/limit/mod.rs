@@ -58,7 +58,8 @@
 //! # Layout
 //!
 //! This file holds the public API (budget, [`risk`], [`risk_grad`],
-//! [`risk_naive`]) and the chunking of the classes; [`LimitProblem`] (the
+//! [`risk_naive`]; [`hessian_vector_product`] lives in `hvp`) and the chunking
+//! of the classes; [`LimitProblem`] (the
 //! argmin problem) is re-exported from `problem`. The per-class pass lives in
 //! `kernel` (score table, Gray-code sweep, prefix-sum gradient), the Gray code
 //! itself in `gray`, and the vectorised `exp`, lane sums and the run-time SIMD
@@ -72,10 +73,12 @@ use rayon::prelude::*;
 use simd::class_sum;
 
 mod gray;
+mod hvp;
 mod kernel;
 mod problem;
 mod simd;
 
+pub use hvp::hessian_vector_product;
 pub use problem::LimitProblem;
 
 /// Default bound on [`work`] for the exact enumeration: about half a minute of
