@@ -211,3 +211,17 @@ fn a_refutation_with_an_unwritable_witness_dir_keeps_its_report() {
     assert!(err.contains("--witness-dir"), "{err}");
     std::fs::remove_file(&blocker).unwrap();
 }
+
+/// Thousands of restarts that all hit the iteration cap: the report names a few
+/// and counts the rest, no line runs to megabytes.
+#[test]
+fn many_failed_restarts_make_short_lines() {
+    let o = fcollapse(&[
+        "verify", "--theorem", "1", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2",
+        "--restarts", "3000", "--max-iters", "1",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("and 2992 more"), "{out}");
+    assert!(out.lines().all(|l| l.len() < 2000), "a line of {} bytes", out.lines().map(str::len).max().unwrap_or(0));
+}
