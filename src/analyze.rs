@@ -7,16 +7,22 @@
 //!
 //! - every measure of [`metrics::collapse_metrics`];
 //! - [`metrics::within_concept_spread`], `||Phi - M||_F / ||Phi||_F`;
+//! - the neural-collapse measures NC1–NC4 of [`metrics::nc_metrics`] (tokens by
+//!   concept, sentence features by class with `U` as classifier; NC4 of the
+//!   classes on `samples` sentences, seeded, or all of them when fewer);
 //! - for each form of the prediction ([`collapse::predict`]), the distance
 //!   [`metrics::family_distance`] of `(W, U)` to the predicted collapsed family;
 //! - the limit risk `R(W, U)`: exact ([`limit::risk`]) when
 //!   [`limit::check_budget`] allows the enumeration, otherwise the stratified
 //!   Monte-Carlo estimate of [`sampled_risk`] with its standard error.
+//!
+//! The Hessian spectrum at the weights (`analyze --hessian`) is
+//! [`crate::spectrum::hessian_spectrum`], drawn by [`crate::spectrum::density_figure`].
 
 use crate::collapse::{self, Form, Prediction};
 use crate::error::{Error, Result};
 use crate::limit;
-use crate::metrics::{self, CollapseMetrics, FamilyDistance};
+use crate::metrics::{self, CollapseMetrics, FamilyDistance, NcMetrics};
 use crate::network::{cross_entropy, features, scores, Params};
 use crate::npy::NpyArray;
 use crate::plots;
@@ -33,7 +39,8 @@ pub struct AnalyzeConfig {
     /// Work budget of the exact limit risk (see [`limit::check_budget`]).
     pub budget: f64,
     /// Sentences drawn in all (split evenly over the classes, at least 2 per
-    /// class) when the limit risk is estimated by sampling.
+    /// class) when the limit risk is estimated by sampling; also the sentences
+    /// behind NC4 of the classes ([`metrics::nc_metrics`]).
     pub samples: usize,
     /// Seed of the sampled estimate.
     pub seed: u64,
@@ -96,6 +103,8 @@ pub struct Analysis {
     pub within_concept_spread: f64,
     pub families: Vec<FamilyMatch>,
     pub limit_risk: LimitRisk,
+    /// NC1–NC4 ([`metrics::nc_metrics`]).
+    pub nc: NcMetrics,
 }
 
 /// Python-style shape, `(6, 4)`.
@@ -288,11 +297,53 @@ fn forms(task: &Task) -> Vec<Form> {
     }
 }
 
+/// Largest weight magnitude [`analyze`] accepts: the metrics square and sum
+/// the weights, so larger entries would overflow `f64` into `inf`/NaN.
+pub const MAX_WEIGHT: f64 = 1e100;
+
+/// Weights whose metrics are finite: every entry finite and at most
+/// [`MAX_WEIGHT`] in magnitude, and with LayerNorm at `eps = 0` no constant row
+/// of `W` (its variance is 0 and LayerNorm divides by it). Refused as bad input,
+/// naming the input, otherwise.
+pub fn check_weights(task: &Task, p: &Params) -> Result<()> {
+    for (name, v) in [("w", &p.w), ("u", &p.u)] {
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::invalid(
+                name,
+                format!("entry {i}"),
+                format!("is {}: the weights must be finite", v[i]),
+            ));
+        }
+        let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        if m > MAX_WEIGHT {
+            return Err(Error::invalid(
+                name,
+                format!("max |entry| {m:e}"),
+                format!("is over {MAX_WEIGHT:e}: the metrics would overflow double precision; rescale the weights"),
+            ));
+        }
+    }
+    if task.layer_norm() == Some(0.0) {
+        let d = task.dim();
+        for (t, row) in p.w.chunks(d).enumerate() {
+            if row.iter().all(|x| *x == row[0]) {
+                return Err(Error::invalid(
+                    "w",
+                    format!("row {t}"),
+                    "is constant: LayerNorm with eps = 0 divides by its zero variance; pass --eps > 0 (e.g. 1e-5, as in training)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// All measures of `(W, U)` for `task` (see the module doc). The predictions use
 /// the theory's LayerNorm (`eps = 0`) when the task has LayerNorm; the limit
 /// risk uses the task as given.
 pub fn analyze(task: &Task, p: &Params, cfg: &AnalyzeConfig) -> Result<Analysis> {
     cfg.validate()?;
+    check_weights(task, p)?;
     let theory = match task.layer_norm() {
         Some(_) => task.with_layer_norm(Some(0.0))?,
         None => task.clone(),
@@ -320,6 +371,7 @@ pub fn analyze(task: &Task, p: &Params, cfg: &AnalyzeConfig) -> Result<Analysis>
         within_concept_spread: metrics::within_concept_spread(task, p),
         families,
         limit_risk: limit_risk(task, p, cfg),
+        nc: metrics::nc_metrics(task, p, cfg.samples, cfg.seed),
     })
 }
 

@@ -1,4 +1,4 @@
-//! The sample (empirical) risk of THEORY §2 in f64, with per-sentence weights,
+//! The sample (empirical) risk of docs/theory.md §2 in f64, with per-sentence weights,
 //! and its gradient.
 //!
 //! For a weighted sample `(x_i, y_i, pi_i)`, `i = 1..m`, with `sum_i pi_i = 1`,

@@ -3,7 +3,7 @@
 //! A numerical verifier for the theory of *Feature Collapse* (Laurent, von Brecht,
 //! Bresson, ICLR 2024). One module per idea of the paper:
 //!
-//! - [`task`]: concepts, tokens, frequencies, latent variables, sentences (THEORY §1);
+//! - [`task`]: concepts, tokens, frequencies, latent variables, sentences (docs/theory.md §1);
 //! - [`network`]: embedding, LayerNorm, linear classifier, cross entropy (§2);
 //! - [`limit`]: the exact large-sample limit risk and its gradient (§2);
 //! - [`collapse`]: equiangular frames, type I/II/III configurations, reduced objectives (§3–4);
@@ -15,6 +15,8 @@
 //! - [`experiments`]: the paper's experiments and their report;
 //! - [`analyze`]: collapse measures of weights trained anywhere;
 //! - [`cli`]: the `fcollapse` command line;
+//! - [`spectrum`]: top eigenvalues, trace and spectral density of an operator
+//!   known by its products (the Hessian of the limit risk);
 //! - [`plots`]: PNG + SVG figures of the experiments;
 //! - [`npy`]: NumPy `.npy` / `.npz` reading and `.npy` export of arrays;
 //! - `python` (with `--features python`): the Python module `feature_collapse`.
@@ -24,6 +26,7 @@ pub mod atlas;
 pub mod cli;
 pub mod collapse;
 pub mod converge;
+pub mod display;
 pub mod empirical;
 pub mod error;
 pub mod experiments;
@@ -34,6 +37,7 @@ pub mod npy;
 pub mod plots;
 #[cfg(feature = "python")]
 pub mod python;
+pub mod spectrum;
 pub mod task;
 pub mod train;
 pub mod verify;

@@ -1,4 +1,4 @@
-//! Collapse measures for any weights `(W, U)` of a task (THEORY §3, §5).
+//! Collapse measures for any weights `(W, U)` of a task (docs/theory.md §3, §5).
 //!
 //! Token representations are `phi(w_t)` ([`features`] with the task's
 //! LayerNorm `eps`), grouped by concept `alpha(t) = t / s_c`; classifier blocks
@@ -11,6 +11,13 @@
 //! Every measure is invariant under an orthogonal map of `R^d` applied to every
 //! `w_t` and `u_{j,l}` (with LayerNorm: maps fixing `1_d`, which commute with
 //! `phi`), and under a common rescaling of `U` for the `U`-measures.
+//!
+//! The standard neural-collapse measures NC1–NC4 (Papyan, Han & Donoho 2020)
+//! are in [`nc`].
+
+pub mod nc;
+
+pub use nc::{nc_metrics, NcMetrics, NcValues};
 
 use crate::collapse::Prediction;
 use crate::network::{dot, features, Params};

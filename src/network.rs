@@ -1,4 +1,4 @@
-//! The network of THEORY §2 in f64: embedding `W`, optional LayerNorm `phi`,
+//! The network of docs/theory.md §2 in f64: embedding `W`, optional LayerNorm `phi`,
 //! linear classifier `U`, cross entropy, and a hand-derived backward pass.
 //!
 //! Storage: `W` is row-major `n_w x d` (row `t` is `w_t`); `U` is row-major

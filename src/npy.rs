@@ -288,13 +288,15 @@ fn split_npz(path: &Path) -> (PathBuf, Option<String>) {
     (path.to_path_buf(), None)
 }
 
-/// The bytes of the `.npy` file at `path`, or of the selected member of an `.npz`.
-fn npy_bytes(path: &Path) -> Result<Vec<u8>> {
+/// Runs `f` on a reader of the `.npy` file at `path`, or of the selected member
+/// of an `.npz` (streamed: a member is inflated only as far as `f` reads it).
+fn with_reader<T>(path: &Path, f: impl FnOnce(&mut dyn io::Read) -> Result<T>) -> Result<T> {
     let (file, name) = split_npz(path);
     let is_npz = file.extension().is_some_and(|e| e == "npz");
-    let bytes = fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let handle = fs::File::open(&file).map_err(|e| Error::io(&file, e))?;
+    let mut reader = io::BufReader::new(handle);
     if !is_npz {
-        return Ok(bytes);
+        return f(&mut reader);
     }
     let zip_err = |e: zip::result::ZipError| {
         Error::io(
@@ -302,7 +304,7 @@ fn npy_bytes(path: &Path) -> Result<Vec<u8>> {
             io::Error::new(io::ErrorKind::InvalidData, format!("not a valid .npz: {e}")),
         )
     };
-    let mut archive = zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(zip_err)?;
+    let mut archive = zip::ZipArchive::new(reader).map_err(zip_err)?;
     let mut names: Vec<String> = Vec::new();
     for f in archive.file_names() {
         let f = f.map_err(zip_err)?;
@@ -329,9 +331,23 @@ fn npy_bytes(path: &Path) -> Result<Vec<u8>> {
     let mut entry = archive
         .by_name(&npyz::npz::file_name_from_array_name(&wanted))
         .map_err(zip_err)?;
-    let mut out = Vec::new();
-    io::Read::read_to_end(&mut entry, &mut out).map_err(|e| Error::io(&file, e))?;
-    Ok(out)
+    f(&mut entry)
+}
+
+/// Most elements [`read_array`] accepts (8 GiB of `f64`): a header that claims
+/// more is refused before anything is allocated.
+pub const MAX_ELEMENTS: usize = 1 << 30;
+
+/// What [`read_array_checked`] knows before it reads any data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyHeader {
+    pub shape: Vec<usize>,
+    /// NumPy `descr`, e.g. `'<f8'`.
+    pub descr: String,
+    /// `'f'` float, `'i'` signed, `'u'` unsigned integer, `'b'` boolean, `'?'` other.
+    pub kind: char,
+    /// Number of elements (the product of the shape).
+    pub elements: usize,
 }
 
 /// Reorders column-major `data` of `shape` into row-major order.
@@ -368,8 +384,25 @@ fn fortran_to_c<T: Copy>(shape: &[usize], data: Vec<T>) -> Vec<T> {
 /// Errors: [`Error::Io`] if the file cannot be read, or (kind `InvalidData`) if it
 /// is not such an array (the message says why: e.g. the unsupported dtype).
 pub fn read_array(path: &Path) -> Result<NpyArray> {
-    let bytes = npy_bytes(path)?;
-    let file = npyz::NpyFile::new(&bytes[..])
+    read_array_checked(path, |_| Ok(()))
+}
+
+/// [`read_array`] that first hands the header to `check` and reads no data when
+/// it refuses (its message becomes the error), so that a huge or mistyped array
+/// is refused before it is read or inflated.
+pub fn read_array_checked(
+    path: &Path,
+    check: impl FnOnce(&NpyHeader) -> std::result::Result<(), String>,
+) -> Result<NpyArray> {
+    with_reader(path, |r| decode(path, r, check))
+}
+
+fn decode(
+    path: &Path,
+    reader: &mut dyn io::Read,
+    check: impl FnOnce(&NpyHeader) -> std::result::Result<(), String>,
+) -> Result<NpyArray> {
+    let file = npyz::NpyFile::new(reader)
         .map_err(|e| bad(path, e.to_string().lines().next().unwrap_or("bad header")))?;
     let ts = match file.dtype() {
         npyz::DType::Plain(ts) => ts,
@@ -386,7 +419,30 @@ pub fn read_array(path: &Path) -> Result<NpyArray> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| bad(path, "shape overflows")))
         .collect::<Result<_>>()?;
-    element_count(&shape).ok_or_else(|| bad(path, "shape overflows"))?;
+    let elements = element_count(&shape).ok_or_else(|| bad(path, "shape overflows"))?;
+    let kind = match ts.type_char() {
+        npyz::TypeChar::Float => 'f',
+        npyz::TypeChar::Int => 'i',
+        npyz::TypeChar::Uint => 'u',
+        npyz::TypeChar::Bool => 'b',
+        _ => '?',
+    };
+    if elements > MAX_ELEMENTS {
+        return Err(bad(
+            path,
+            format!(
+                "shape {} has {elements} elements, over the {MAX_ELEMENTS} this reader accepts",
+                shape_repr(&shape)
+            ),
+        ));
+    }
+    check(&NpyHeader {
+        shape: shape.clone(),
+        descr: descr.clone(),
+        kind,
+        elements,
+    })
+    .map_err(|m| bad(path, m))?;
     let fortran_order = file.order() == npyz::Order::Fortran;
     let read_err = |e: io::Error| bad(path, format!("{e} (dtype '{descr}')"));
     let ints = |v: Vec<i64>| NpyData::Int(v);

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::limit;
 use crate::metrics;
 use crate::network::Params;
+use crate::spectrum;
 use crate::task::{Task, TaskConfig};
 use crate::train::{TrainConfig, Trainer};
 use crate::verify::{self, Theorem, VerifyConfig};
@@ -39,7 +40,7 @@ fn to_py<'py>(py: Python<'py>, value: &impl serde::Serialize) -> PyResult<Bound<
     py.import("json")?.call_method1("loads", (text,))
 }
 
-/// A validated task (THEORY §1): `n_c` concepts of `s_c` tokens, sentences of
+/// A validated task (docs/theory.md §1): `n_c` concepts of `s_c` tokens, sentences of
 /// length `L`, embedding dimension `d`, `K` classes with latent variables `z_k`.
 #[pyclass(name = "Task", module = "feature_collapse", frozen)]
 pub struct PyTask {
@@ -330,6 +331,63 @@ fn analyze_py<'py>(
     to_py(py, &a)
 }
 
+/// NC1–NC4 (`metrics::nc_metrics`) as a dict: `tokens` (token representations by
+/// concept) and `classes` (sentence features by class, classifier `U`).
+#[pyfunction]
+#[pyo3(signature = (task, w, u, samples=20_000, seed=0))]
+fn nc_metrics<'py>(
+    py: Python<'py>,
+    task: &PyTask,
+    w: PyReadonlyArrayDyn<'py, f64>,
+    u: PyReadonlyArrayDyn<'py, f64>,
+    samples: usize,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = &task.inner;
+    let p = params(t, &w, &u)?;
+    if samples == 0 {
+        return Err(py_err(Error::invalid("samples", 0, "must be >= 1")));
+    }
+    let nc = py.detach(|| metrics::nc_metrics(t, &p, samples, seed));
+    to_py(py, &nc)
+}
+
+/// The Hessian spectrum of the exact limit risk at `(W, U)` as `fcollapse analyze
+/// --hessian --json` reports it under `hessian`.
+#[pyfunction]
+#[pyo3(signature = (task, w, u, top_k=5, hutchinson_probes=100, slq_probes=10, slq_steps=60,
+    slq_sigma=0.01, seed=0, budget=limit::DEFAULT_WORK_BUDGET))]
+#[allow(clippy::too_many_arguments)]
+fn hessian_spectrum<'py>(
+    py: Python<'py>,
+    task: &PyTask,
+    w: PyReadonlyArrayDyn<'py, f64>,
+    u: PyReadonlyArrayDyn<'py, f64>,
+    top_k: usize,
+    hutchinson_probes: usize,
+    slq_probes: usize,
+    slq_steps: usize,
+    slq_sigma: f64,
+    seed: u64,
+    budget: f64,
+) -> PyResult<Bound<'py, PyAny>> {
+    let t = &task.inner;
+    let p = params(t, &w, &u)?;
+    let cfg = spectrum::SpectrumConfig {
+        top_k,
+        hutchinson_probes,
+        slq_probes,
+        slq_steps,
+        slq_sigma,
+        seed,
+        ..Default::default()
+    };
+    let s = py
+        .detach(|| spectrum::hessian_spectrum(t, &p, &cfg, budget))
+        .map_err(py_err)?;
+    to_py(py, &s)
+}
+
 /// SGD as `fcollapse train` (no files): returns `(W, U, summary)`.
 #[pyfunction]
 #[pyo3(signature = (task, **protocol))]
@@ -409,6 +467,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify_py, m)?)?;
     m.add_function(wrap_pyfunction!(collapse_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(analyze_py, m)?)?;
+    m.add_function(wrap_pyfunction!(nc_metrics, m)?)?;
+    m.add_function(wrap_pyfunction!(hessian_spectrum, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

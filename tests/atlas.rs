@@ -11,6 +11,11 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_fcollapse"))
 }
 
+/// `atlas run` ended normally: 0 (all confirmed) or 4 (some inconclusive); never 1 (refuted) here.
+fn finished(o: &std::process::Output) -> bool {
+    matches!(o.status.code(), Some(0 | 4))
+}
+
 fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fcollapse-atlas-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -129,7 +134,7 @@ fn union_of_the_shards_equals_the_full_run() {
         .arg(&full)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(finished(&o), "{}", String::from_utf8_lossy(&o.stderr));
     let sharded = base.join("sharded");
     for i in 1..=3 {
         let o = bin()
@@ -140,7 +145,7 @@ fn union_of_the_shards_equals_the_full_run() {
             .args(["--shard", &format!("{i}/3"), "--jobs", "2"])
             .output()
             .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(finished(&o), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(sharded
             .join(format!("results.shard-{i}-of-3.jsonl"))
             .exists());
@@ -261,7 +266,7 @@ fn resume_after_killing_the_binary() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(o.status.success());
+    assert!(finished(&o));
     let msg = String::from_utf8_lossy(&o.stdout);
     assert!(
         msg.contains(&format!("{} run now, {before} already done", n - before)),
@@ -282,6 +287,6 @@ fn resume_after_killing_the_binary() {
         .arg(&clean)
         .output()
         .unwrap();
-    assert!(o.status.success());
+    assert!(finished(&o));
     assert_eq!(outcomes(&clean), after);
 }

@@ -1,4 +1,4 @@
-//! Reduced objectives of THEORY §4 against a brute-force exact limit risk, and
+//! Reduced objectives of docs/theory.md §4 against a brute-force exact limit risk, and
 //! collapse metrics / family distance at collapsed and random configurations.
 
 use feature_collapse::collapse::{
@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// Brute-force large-sample limit risk `R(W,U)` of THEORY §2: every `beta` in
+/// Brute-force large-sample limit risk `R(W,U)` of docs/theory.md §2: every `beta` in
 /// `[s_c]^L` (lexicographic) weighted by `prod_l mu_{beta_l}`, for every class.
 fn exact_limit_risk(task: &Task, p: &Params) -> f64 {
     let phi = features(p, task.layer_norm());

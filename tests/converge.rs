@@ -346,3 +346,27 @@ fn bad_flags_get_one_line_and_exit_code_2() {
     }
     assert!(!dir.exists(), "nothing is written on bad input");
 }
+
+/// A diverging SGD run is exit 1 with an lr hint; the other solutions are kept
+/// and reported, and a rerun reuses them.
+#[test]
+fn sgd_divergence_exits_1_with_an_lr_hint_and_keeps_the_rest() {
+    let dir = std::env::temp_dir().join(format!("fc-converge-diverge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().unwrap();
+    let args = [
+        "converge", "--theorem", "1", "--nspl", "8,16", "--seeds", "1", "--lr", "1e6", "--out", d,
+    ];
+    let o = fcollapse(&args);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("SGD diverged") && err.contains("--lr"), "{err}");
+    let kept = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+    assert_eq!(kept.lines().count(), 2, "the two ERM solutions are kept");
+    assert!(dir.join("convergence.md").exists());
+    let again = fcollapse(&args);
+    assert_eq!(again.status.code(), Some(1));
+    let kept2 = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
+    assert_eq!(kept, kept2, "a rerun reuses the finished solutions");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

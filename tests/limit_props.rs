@@ -1,6 +1,6 @@
 //! Properties of the exact limit risk (`feature_collapse::limit`): gradient against
 //! finite differences, Gray-code enumeration against the naive one, the
-//! invariances of THEORY §5, the value at zero weights, and the budget check.
+//! invariances of docs/theory.md §5, the value at zero weights, and the budget check.
 
 use feature_collapse::limit::{self, check_budget, risk, risk_grad, risk_naive};
 use feature_collapse::network::{standard_normal, Params};

@@ -109,3 +109,119 @@ fn predict_json_carries_lambda_critical() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["lambda_critical"].is_null());
 }
+
+/// False refutations once reproduced: each is now `inconclusive` with its
+/// reason (exit 4), never `refuted`, and writes no witness.
+#[test]
+fn former_false_refutations_are_inconclusive_with_a_reason() {
+    let dir = std::env::temp_dir().join(format!("fc-nowitness-{}", std::process::id()));
+    let wd = format!("--witness-dir {}", dir.display());
+    for (args, why) in [
+        // a symmetry-direction eigenvalue of -7.6e-17; restarts not resolved at this lambda
+        (
+            "--theorem 1 --nc 2 --sc 2 --len 2 --dim 2 --lambda 1e-11",
+            "pass a smaller --grad-tol",
+        ),
+        (
+            "--theorem 1 --nc 2 --sc 2 --len 2 --dim 2 --lambda 1e-17",
+            "pass a smaller --grad-tol",
+        ),
+        (
+            "--theorem 2 --nc 2 --sc 2 --len 2 --dim 2 --lambda 1e-12",
+            "pass a smaller --grad-tol",
+        ),
+        (
+            "--theorem 1 --nc 2 --sc 2 --len 2 --dim 2 --lambda 1e-250",
+            "pass a smaller --grad-tol",
+        ),
+        // every restart ended above a known collapsed configuration
+        (
+            "--theorem 3 --nc 2 --sc 2 --len 2 --dim 2 --classes 3 --seed 0",
+            "a collapsed configuration is as low or lower",
+        ),
+        (
+            "--theorem 3 --nc 2 --sc 2 --len 2 --dim 2 --classes 3 --seed 3",
+            "the search was not good enough",
+        ),
+    ] {
+        let (code, v) = verify_json(&format!("{args} {wd}"));
+        assert_eq!(
+            (code, v["verdict"].as_str()),
+            (4, Some("inconclusive")),
+            "{args}: {v}"
+        );
+        let reasons = v["reasons"].to_string();
+        assert!(reasons.contains(why), "{args}: {reasons}");
+        assert!(v["predicted_risk"].as_f64().is_some(), "{args}");
+    }
+    assert!(!dir.exists(), "no witness without a refutation");
+}
+
+/// Weight decays where the prediction is not finite in f64 are bad input,
+/// with the parameter named; huge but finite ones print short numbers.
+#[test]
+fn extreme_weight_decays_are_refused_or_printed_short() {
+    for lam in ["5e-324", "1e-320"] {
+        let o = fcollapse(&[
+            "verify", "--theorem", "1", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2",
+            "--lambda", lam,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{lam}: {err}");
+        assert!(err.contains("lambda_u") && err.lines().count() == 1, "{err}");
+    }
+    let o = fcollapse(&[
+        "verify", "--theorem", "1", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2",
+        "--lambda", "1e200", "--restarts", "2",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("sqrt(lambda_W lambda_U) = 1.000000e200"), "{out}");
+    assert!(out.lines().all(|l| l.len() < 400), "{out}");
+    let o = fcollapse(&[
+        "predict", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2", "--lambda", "1e308",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("phase trivial") && !out.contains("NaN"), "{out}");
+}
+
+/// A deliberately wrong candidate is refuted (exit 1); when the witness folder
+/// cannot be written, the report is still printed and stderr says why.
+#[test]
+fn a_refutation_with_an_unwritable_witness_dir_keeps_its_report() {
+    let blocker = std::env::temp_dir().join(format!("fc-blocker-{}", std::process::id()));
+    std::fs::write(&blocker, b"a file, not a folder").unwrap();
+    let wd = blocker.join("sub");
+    let o = fcollapse(&[
+        "verify",
+        "--theorem",
+        "1",
+        "--restarts",
+        "2",
+        "--candidate-scale",
+        "1.01",
+        "--witness-dir",
+        wd.to_str().unwrap(),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("verdict    refuted"), "{out}");
+    assert!(out.contains("decreases along -grad R"), "{out}");
+    assert!(err.contains("--witness-dir"), "{err}");
+    std::fs::remove_file(&blocker).unwrap();
+}
+
+/// Thousands of restarts that all hit the iteration cap: the report names a few
+/// and counts the rest, no line runs to megabytes.
+#[test]
+fn many_failed_restarts_make_short_lines() {
+    let o = fcollapse(&[
+        "verify", "--theorem", "1", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2",
+        "--restarts", "3000", "--max-iters", "1",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.contains("and 2992 more"), "{out}");
+    assert!(out.lines().all(|l| l.len() < 2000), "a line of {} bytes", out.lines().map(str::len).max().unwrap_or(0));
+}

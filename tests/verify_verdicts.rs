@@ -182,11 +182,53 @@ fn too_small_a_dimension_is_outside_and_described() {
     assert!(r.best_risk > r.predicted_risk.unwrap());
 }
 
-/// With a zero tolerance on stationarity the round-off gradient at the prediction
-/// counts as evidence: the verdict is `refuted` and the weights are saved and
-/// read back.
+/// A deliberately wrong candidate (the prediction with `b` 1 % too large) is
+/// not critical and the exact risk decreases along its gradient: `refuted`,
+/// and the weights are saved and read back.
 #[test]
 fn a_refutation_keeps_its_witness() {
+    let task = Theorem::One.default_task().build().unwrap();
+    let cfg = VerifyConfig {
+        restarts: 1,
+        hessian: false,
+        candidate_scale: 1.01,
+        ..VerifyConfig::default()
+    };
+    let mut r = verify_theorem(Theorem::One, &task, &cfg, |_| {}).unwrap();
+    assert!(r.grad_norm_at_prediction.unwrap() > 0.0);
+    assert_eq!(r.verdict, Verdict::Refuted, "{:#?}", r.reasons);
+    assert!(
+        r.reasons.iter().any(|x| x.contains("decreases along -grad R")),
+        "{:#?}",
+        r.reasons
+    );
+    assert!(!r.passed);
+    let dir = std::env::temp_dir().join(format!("fc-witness-{}", std::process::id()));
+    write_witnesses(&mut r, &dir).unwrap();
+    // two files (W, U) per witness; the candidate itself comes first
+    assert_eq!(
+        r.witnesses.len(),
+        2 * r.witness_params.len(),
+        "{:?}",
+        r.witnesses
+    );
+    assert_eq!(r.witness_params[0].label, "prediction");
+    assert!(r.witnesses[0].ends_with("theorem1-prediction-W.npy"));
+    let (shape, w) = read_npy_f64(std::path::Path::new(&r.witnesses[0])).unwrap();
+    assert_eq!(shape, vec![task.n_w(), task.dim()]);
+    let (shape_u, u) = read_npy_f64(std::path::Path::new(&r.witnesses[1])).unwrap();
+    assert_eq!(shape_u, vec![task.k(), task.len(), task.dim()]);
+    assert_eq!(w, r.witness_params[0].params.w);
+    assert_eq!(u, r.witness_params[0].params.u);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// With a zero tolerance on stationarity the round-off gradient at the true
+/// prediction is above tolerance, but the exact risk does not decrease along
+/// it beyond its evaluation error: no refutation, an `inconclusive` that says so,
+/// and no witness.
+#[test]
+fn a_round_off_gradient_is_not_evidence() {
     let task = Theorem::One.default_task().build().unwrap();
     let mut cfg = VerifyConfig {
         restarts: 1,
@@ -195,20 +237,15 @@ fn a_refutation_keeps_its_witness() {
     };
     cfg.tol.grad_at_prediction = 0.0;
     cfg.tol.stationarity_round_off = 0.0;
-    let mut r = verify_theorem(Theorem::One, &task, &cfg, |_| {}).unwrap();
+    let r = verify_theorem(Theorem::One, &task, &cfg, |_| {}).unwrap();
     assert!(r.grad_norm_at_prediction.unwrap() > 0.0);
-    assert_eq!(r.verdict, Verdict::Refuted);
-    assert!(!r.passed);
-    let dir = std::env::temp_dir().join(format!("fc-witness-{}", std::process::id()));
-    write_witnesses(&mut r, &dir).unwrap();
-    assert_eq!(r.witnesses.len(), 2, "{:?}", r.witnesses);
-    let (shape, w) = read_npy_f64(std::path::Path::new(&r.witnesses[0])).unwrap();
-    assert_eq!(shape, vec![task.n_w(), task.dim()]);
-    let (shape_u, u) = read_npy_f64(std::path::Path::new(&r.witnesses[1])).unwrap();
-    assert_eq!(shape_u, vec![task.k(), task.len(), task.dim()]);
-    assert_eq!(w, r.witness_params[0].params.w);
-    assert_eq!(u, r.witness_params[0].params.u);
-    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(r.verdict, Verdict::Inconclusive, "{:#?}", r.reasons);
+    assert!(r.witness_params.is_empty());
+    assert!(
+        r.reasons.iter().any(|x| x.contains("evaluation error")),
+        "{:#?}",
+        r.reasons
+    );
 }
 
 /// lambda_W != lambda_U without LayerNorm is inside: the rescaling

@@ -5,7 +5,7 @@ The Rust library is the only implementation: every function here converts its
 arguments to NumPy ``float64`` arrays and calls the compiled module
 ``feature_collapse._native`` (which releases the GIL while it computes).
 
-Symbols (THEORY §1-2): ``n_c`` concepts of ``s_c`` tokens each (``n_w = n_c s_c``
+Symbols (docs/theory.md §1-2): ``n_c`` concepts of ``s_c`` tokens each (``n_w = n_c s_c``
 tokens, token ``t = alpha s_c + beta``), frequencies ``mu_beta`` inside a concept,
 ``K`` classes with latent variables ``z_k in [n_c]^L``, embedding ``W``
 (``n_w x d``, row ``t`` is ``w_t``, a PyTorch ``nn.Embedding`` weight), optional
@@ -33,6 +33,8 @@ __all__ = [
     "verify",
     "collapse_metrics",
     "analyze",
+    "nc_metrics",
+    "hessian_spectrum",
     "train",
     "__version__",
 ]
@@ -67,7 +69,7 @@ def limit_risk_grad(task: Task, W: Any, U: Any) -> Tuple[float, np.ndarray, np.n
 
 
 def predict(task: Task, form: str = "full") -> Dict[str, Any]:
-    """The predicted collapsed configuration (THEORY §3-4) in ``form``
+    """The predicted collapsed configuration (docs/theory.md §3-4) in ``form``
     (``'full'``, ``'latent-set'`` or ``'mean-field'``): collapse type ``kind``,
     word norm (``a`` for type I, ``sqrt(d)`` for type II, mean ``r_beta`` for
     type III), ``r`` (norm of ``phi(w)`` per rank), ``u_norm`` = ``b``, ``c``,
@@ -100,10 +102,48 @@ def analyze(
 ) -> Dict[str, Any]:
     """What ``fcollapse analyze --json`` reports: ``metrics``,
     ``within_concept_spread``, ``families`` (distance to the predicted collapsed
-    family per form) and ``limit_risk`` (exact within ``budget`` operations,
+    family per form), ``limit_risk`` (exact within ``budget`` operations,
     else a Monte-Carlo estimate from ``samples`` sentences with its
-    ``std_error``)."""
+    ``std_error``) and ``nc`` (NC1-NC4, see :func:`nc_metrics`)."""
     return _native.analyze(task, _f64(W), _f64(U), budget, samples, seed)
+
+
+def nc_metrics(task: Task, W: Any, U: Any, samples: int = 20_000, seed: int = 0) -> Dict[str, Any]:
+    """The neural-collapse measures NC1-NC4 of Papyan, Han & Donoho (PNAS 2020),
+    as ``analyze(...)["nc"]``: ``tokens`` (the representations ``phi(w_t)`` grouped
+    by concept; NC1, NC2 only, there is no classifier over concepts) and
+    ``classes`` (sentence features ``(phi(w_{x_1}), .., phi(w_{x_L}))`` by class,
+    weighted by ``prod_l mu_{beta_l}``, classifier ``U``). ``nc1`` =
+    ``tr(Sigma_W Sigma_B^+)/K``; ``nc2_*`` the coefficient of variation of the
+    centred class-mean (and classifier) norms, the std of their pairwise cosines
+    and the mean ``|cos + 1/(K-1)|``; ``nc3`` = ``||U/||U||_F - M/||M||_F||_F``;
+    ``nc4`` the fraction of sentences where ``U`` and the nearest class mean
+    agree (exact when ``K s_c^L <= samples``, else from ``samples`` seeded draws)."""
+    return _native.nc_metrics(task, _f64(W), _f64(U), samples, seed)
+
+
+def hessian_spectrum(
+    task: Task,
+    W: Any,
+    U: Any,
+    top_k: int = 5,
+    hutchinson_probes: int = 100,
+    slq_probes: int = 10,
+    slq_steps: int = 60,
+    slq_sigma: float = 0.01,
+    seed: int = 0,
+    budget: float = 2e10,
+) -> Dict[str, Any]:
+    """The spectrum of the Hessian of the exact limit risk ``R`` at ``(W, U)``
+    (``fcollapse analyze --hessian``; products ``H v`` by central differences of
+    the exact gradient): ``top`` (the ``top_k`` largest eigenvalues by Lanczos,
+    with residuals), ``trace`` (Hutchinson, Rademacher probes, with
+    ``std_error``), ``slq`` (stochastic Lanczos quadrature nodes and weights),
+    ``slq_mean`` (an estimate of ``tr H / n``) and ``density`` (Gaussian-broadened
+    on ``grid``). Raises ``ValueError`` over the work ``budget``."""
+    return _native.hessian_spectrum(
+        task, _f64(W), _f64(U), top_k, hutchinson_probes, slq_probes, slq_steps, slq_sigma, seed, budget
+    )
 
 
 def train(task: Task, **protocol: Any) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:

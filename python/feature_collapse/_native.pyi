@@ -12,7 +12,7 @@ import numpy.typing as npt
 __version__: str
 
 class Task:
-    """A validated task (THEORY §1): ``n_c`` concepts of ``s_c`` tokens
+    """A validated task (docs/theory.md §1): ``n_c`` concepts of ``s_c`` tokens
     (``n_w = n_c s_c``), sentences of length ``L``, embedding dimension ``d``,
     ``K`` classes with latent variables ``z_k in [n_c]^L`` (all of ``[n_c]^L``
     when ``classes`` is ``None``, else ``classes`` drawn with ``seed``, or the
@@ -98,6 +98,29 @@ def analyze(
     seed: int = 0,
 ) -> Dict[str, Any]:
     """What ``fcollapse analyze --json`` reports (metrics, family distances, limit risk)."""
+
+def nc_metrics(
+    task: Task,
+    w: npt.NDArray[np.float64],
+    u: npt.NDArray[np.float64],
+    samples: int = 20000,
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """NC1-NC4 on tokens by concept and on class features (``analyze(...)["nc"]``)."""
+
+def hessian_spectrum(
+    task: Task,
+    w: npt.NDArray[np.float64],
+    u: npt.NDArray[np.float64],
+    top_k: int = 5,
+    hutchinson_probes: int = 100,
+    slq_probes: int = 10,
+    slq_steps: int = 60,
+    slq_sigma: float = 0.01,
+    seed: int = 0,
+    budget: float = 2e10,
+) -> Dict[str, Any]:
+    """Top eigenvalues, Hutchinson trace and SLQ density of the Hessian of ``R`` at ``(W, U)``."""
 
 def train(task: Task, **protocol: Any) -> Tuple[
     npt.NDArray[np.float64], npt.NDArray[np.float64], Dict[str, Any]

@@ -10,6 +10,7 @@
 //!
 //! See docs/atlas-spec.md for the SPEC keys and the cluster recipes.
 
+mod lock;
 mod report;
 mod run;
 mod spec;

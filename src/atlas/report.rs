@@ -79,18 +79,52 @@ pub fn report(dir: &Path) -> Result<AtlasSummary> {
             "no results*.jsonl here (run `fcollapse atlas run` first)",
         ));
     }
+    // Every line must be an instance of DIR/spec.toml (no foreign shard).
+    let spec_path = dir.join("spec.toml");
+    let spec_text = std::fs::read_to_string(&spec_path).map_err(|e| {
+        Error::invalid(
+            "dir",
+            dir.display(),
+            format!("its spec.toml cannot be read ({e}): the results cannot be checked"),
+        )
+    })?;
+    let spec = super::spec::parse(&spec_text)?;
+    let known: BTreeMap<&str, &super::spec::Instance> =
+        spec.instances.iter().map(|i| (i.id.as_str(), i)).collect();
     // merge: one line per id, by index
     let mut by_id: BTreeMap<(usize, String), ResultLine> = BTreeMap::new();
     for r in read_results(dir)? {
+        let ok = known
+            .get(r.id.as_str())
+            .is_some_and(|i| i.index == r.index && i.theorem == r.instance.theorem);
+        if !ok {
+            return Err(Error::invalid(
+                "dir",
+                dir.display(),
+                format!(
+                    "result {} (index {}) is not an instance of its spec.toml: a results file from another SPEC was copied in",
+                    r.id, r.index
+                ),
+            ));
+        }
         by_id.entry((r.index, r.id.clone())).or_insert(r);
     }
     let results: Vec<ResultLine> = by_id.into_values().collect();
-    let mut merged = String::new();
-    for r in &results {
-        merged.push_str(&serde_json::to_string(r)?);
-        merged.push('\n');
+    // Merge into results.jsonl only while no run holds DIR: a run appends to
+    // its results file, and a file swapped under it would lose its lines.
+    if let Some(_lock) = super::lock::try_lock(dir)? {
+        let mut merged = String::new();
+        for r in &results {
+            merged.push_str(&serde_json::to_string(r)?);
+            merged.push('\n');
+        }
+        write_atomic(&dir.join("results.jsonl"), merged.as_bytes())?;
+    } else {
+        eprintln!(
+            "note: a run is writing to {}: its results are reported as they stand, and merged into results.jsonl by a report after the run",
+            dir.display()
+        );
     }
-    write_atomic(&dir.join("results.jsonl"), merged.as_bytes())?;
 
     let mut theorems: [TheoremCounts; 3] = Default::default();
     for r in &results {

@@ -15,6 +15,7 @@
 //! a line cut by a kill is dropped when the file is reopened, so a killed run
 //! loses at most the instances in flight (`--jobs` of them).
 
+use super::lock;
 use super::spec::{Instance, Spec};
 use crate::error::{Error, Result};
 use crate::npy::write_npy_f64;
@@ -103,6 +104,10 @@ pub struct RunSummary {
     pub skipped: usize,
     /// Run now.
     pub ran: usize,
+    /// Results of this shard (old and new) by outcome.
+    pub refuted: usize,
+    pub inconclusive: usize,
+    pub errors: usize,
 }
 
 /// Parses `I/N` (`1 <= I <= N`).
@@ -212,6 +217,27 @@ fn open_append(path: &Path) -> Result<File> {
     Ok(f)
 }
 
+/// Compares `DIR/spec.toml` with `spec_text`: `Ok(true)` if it is the same,
+/// `Ok(false)` if there is none; a different or unreadable copy is refused
+/// (never overwritten).
+fn check_spec_copy(dir: &Path, spec_text: &str) -> Result<bool> {
+    let copy = dir.join("spec.toml");
+    match fs::read_to_string(&copy) {
+        Ok(old) if old == spec_text => Ok(true),
+        Ok(_) => Err(Error::invalid(
+            "out",
+            dir.display(),
+            "holds the results of another SPEC (its spec.toml differs); use a new --out",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::invalid(
+            "out",
+            dir.display(),
+            format!("its spec.toml cannot be read ({e}); refusing to overwrite it"),
+        )),
+    }
+}
+
 /// Runs the instances of `spec` in the shard that have no result in `opts.out`
 /// yet. `spec_text` (the SPEC source) is copied to `DIR/spec.toml`; a different
 /// existing copy is refused (exit 2) before anything runs.
@@ -220,20 +246,21 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
         return Err(Error::invalid("jobs", 0, "must be >= 1"));
     }
     let dir = &opts.out;
-    let copy = dir.join("spec.toml");
-    match fs::read_to_string(&copy) {
-        Ok(old) if old != spec_text => {
-            return Err(Error::invalid(
-                "out",
-                dir.display(),
-                "holds the results of another SPEC (its spec.toml differs); use a new --out",
-            ))
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    // One run at a time per directory: a second one with the same SPEC waits and
+    // then skips what the first finished; one with another SPEC is refused.
+    let _lock = match lock::try_lock(dir)? {
+        Some(l) => l,
+        None => {
+            check_spec_copy(dir, spec_text)?;
+            if opts.progress {
+                eprintln!("waiting for the other run of {} to end ...", dir.display());
+            }
+            lock::lock(dir)?
         }
-        Ok(_) => {}
-        Err(_) => {
-            fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            crate::npy::write_atomic(&copy, spec_text.as_bytes())?;
-        }
+    };
+    if !check_spec_copy(dir, spec_text)? {
+        crate::npy::write_atomic(&dir.join("spec.toml"), spec_text.as_bytes())?;
     }
     let done: HashSet<String> = read_results(dir)?.into_iter().map(|r| r.id).collect();
     let shard: Vec<&Instance> = spec
@@ -296,10 +323,21 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
     if let Some(e) = failure.into_inner().expect("lock") {
         return Err(e);
     }
+    let ids: HashSet<&str> = shard.iter().map(|i| i.id.as_str()).collect();
+    let mut outcome: std::collections::HashMap<String, Option<Verdict>> = Default::default();
+    for r in read_results(dir)? {
+        if ids.contains(r.id.as_str()) {
+            outcome.insert(r.id, r.verdict);
+        }
+    }
+    let count = |f: &dyn Fn(&Option<Verdict>) -> bool| outcome.values().filter(|v| f(v)).count();
     Ok(RunSummary {
         in_shard: shard.len(),
         skipped: shard.len() - todo.len(),
         ran: todo.len(),
+        refuted: count(&|v| *v == Some(Verdict::Refuted)),
+        inconclusive: count(&|v| *v == Some(Verdict::Inconclusive)),
+        errors: count(&|v| v.is_none()),
     })
 }
 
@@ -397,28 +435,32 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
     Ok(line)
 }
 
-/// Writes the weights of the lowest restart as `.npy`.
+/// Writes the weights behind the refutation as `.npy`: the report's first
+/// witness (the point the re-checked evidence is about), else the lowest restart.
 fn save_counterexample(rep: &TheoremReport, inst: &Instance, dir: &Path) -> Result<Counterexample> {
-    let best = rep
-        .restarts
-        .iter()
-        .min_by(|a, b| a.risk.total_cmp(&b.risk))
-        .ok_or_else(|| Error::Optimiser("no restart".into()))?;
     let t = &rep.task;
-    let nw = t.n_w() * t.dim();
+    let (w, u) = match rep.witness_params.first() {
+        Some(wp) => (wp.params.w.clone(), wp.params.u.clone()),
+        None => {
+            let best = rep
+                .restarts
+                .iter()
+                .min_by(|a, b| a.risk.total_cmp(&b.risk))
+                .ok_or_else(|| Error::Optimiser("no restart".into()))?;
+            let nw = t.n_w() * t.dim();
+            (best.params[..nw].to_vec(), best.params[nw..].to_vec())
+        }
+    };
+    let risk = crate::limit::risk(t, &crate::network::Params::zeros(t).with_flat(&[w.clone(), u.clone()].concat()));
     let sub = dir.join("counterexamples");
     fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
     let w_rel = format!("counterexamples/{}.W.npy", inst.id);
     let u_rel = format!("counterexamples/{}.U.npy", inst.id);
-    write_npy_f64(&dir.join(&w_rel), &[t.n_w(), t.dim()], &best.params[..nw])?;
-    write_npy_f64(
-        &dir.join(&u_rel),
-        &[t.k(), t.len(), t.dim()],
-        &best.params[nw..],
-    )?;
+    write_npy_f64(&dir.join(&w_rel), &[t.n_w(), t.dim()], &w)?;
+    write_npy_f64(&dir.join(&u_rel), &[t.k(), t.len(), t.dim()], &u)?;
     Ok(Counterexample {
         w: w_rel,
         u: u_rel,
-        risk: best.risk,
+        risk,
     })
 }

@@ -114,7 +114,16 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Parses and expands a SPEC (`text` is the TOML source).
+/// Most instances one SPEC may expand to.
+pub const MAX_INSTANCES: usize = 100_000;
+
+/// Most restarts (instances times their restarts) one SPEC may ask for.
+pub const MAX_RESTARTS_TOTAL: f64 = 1e7;
+
+/// Parses and expands a SPEC (`text` is the TOML source). Refused (bad input,
+/// the keys named): a grid over [`MAX_INSTANCES`] instances or
+/// [`MAX_RESTARTS_TOTAL`] restarts, restarts above
+/// [`crate::verify::MAX_RESTARTS`].
 pub fn parse(text: &str) -> Result<Spec> {
     let doc: Table = text.parse().map_err(|e: toml::de::Error| {
         let msg = e.message().replace('\n', " ");
@@ -291,10 +300,50 @@ pub fn parse(text: &str) -> Result<Spec> {
         )?;
         let eps = list(grid, &prefix, "eps", Some(vec![0.0]), true, nonneg)?;
         let restarts = list(grid, &prefix, "restarts", Some(vec![4]), true, as_usize)?;
-        if restarts.contains(&0) {
-            return Err(bad(&format!("{prefix}.restarts"), "must be >= 1"));
+        if let Some(r) = restarts
+            .iter()
+            .find(|r| **r == 0 || **r > crate::verify::MAX_RESTARTS)
+        {
+            return Err(bad(
+                &format!("{prefix}.restarts"),
+                format!(
+                    "must be 1 to {}, found {r}",
+                    crate::verify::MAX_RESTARTS
+                ),
+            ));
         }
         let seeds = list(grid, &prefix, "seed", Some(vec![0]), true, as_usize)?;
+        // The grid is the product of its lists: refuse it before expanding it.
+        let sizes = [
+            ("n_c", n_c.len()),
+            ("s_c", s_c.len()),
+            ("len", len.len()),
+            ("dim", dim.len()),
+            ("classes", classes.len()),
+            ("freq", freq.len()),
+            ("zipf_exponent", expo.len()),
+            ("lambda", lambdas.len()),
+            ("layer_norm", ln.len()),
+            ("eps", eps.len()),
+            ("restarts", restarts.len()),
+            ("seed", seeds.len()),
+        ];
+        let product = sizes.iter().map(|(_, n)| *n as f64).product::<f64>();
+        let restart_total = product * restarts.iter().copied().max().unwrap_or(1) as f64;
+        if product + instances.len() as f64 > MAX_INSTANCES as f64
+            || restart_total > MAX_RESTARTS_TOTAL
+        {
+            let mut keys: Vec<(&str, usize)> = sizes.iter().copied().filter(|(_, n)| *n > 1).collect();
+            keys.sort_by(|a, b| b.1.cmp(&a.1));
+            let named: Vec<String> = keys.iter().map(|(k, n)| format!("{prefix}.{k} ({n} values)")).collect();
+            return Err(bad(
+                &prefix,
+                format!(
+                    "the grid has up to {product:.3e} instances ({restart_total:.3e} restarts); at most {MAX_INSTANCES} instances and {MAX_RESTARTS_TOTAL:.0e} restarts per SPEC: shorten {}",
+                    named.join(", ")
+                ),
+            ));
+        }
         let before = instances.len();
         for &n_c in &n_c {
             for &s_c in &s_c {

@@ -7,6 +7,7 @@ use crate::collapse::{self, Phase};
 use crate::error::{Error, Result};
 use crate::limit;
 use crate::npy::{self, NpyArray};
+use crate::spectrum;
 use crate::task::{short, Task, TaskConfig};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -39,11 +40,72 @@ pub struct AnalyzeArgs {
     /// Draw the figures (PCA of W and U, norms per rank) into DIR.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    #[command(flatten)]
+    pub hessian: HessianArgs,
+}
+
+/// `analyze --hessian`: the spectrum of the Hessian of the exact limit risk.
+#[derive(Debug, Args)]
+pub struct HessianArgs {
+    /// Also report the Hessian spectrum of the exact limit risk at the weights: top eigenvalues (Lanczos), trace (Hutchinson), spectral density (stochastic Lanczos quadrature; figure with --plots). Needs the exact enumeration (--budget).
+    #[arg(long)]
+    pub hessian: bool,
+    /// Number of largest Hessian eigenvalues.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Rademacher probes of the Hutchinson trace estimate (>= 2; seeded by --seed).
+    #[arg(long, default_value_t = 100)]
+    pub hutchinson_probes: usize,
+    /// Probes of the stochastic Lanczos quadrature (seeded by --seed).
+    #[arg(long, default_value_t = 10)]
+    pub slq_probes: usize,
+    /// Lanczos steps per SLQ probe.
+    #[arg(long, default_value_t = 60)]
+    pub slq_steps: usize,
+    /// Gaussian broadening of the density, relative to the range of the Ritz values.
+    #[arg(long, default_value_t = 0.01)]
+    pub slq_sigma: f64,
+}
+
+impl HessianArgs {
+    /// The spectrum settings, seeded by `seed`.
+    pub fn config(&self, seed: u64) -> crate::spectrum::SpectrumConfig {
+        crate::spectrum::SpectrumConfig {
+            top_k: self.top_k,
+            hutchinson_probes: self.hutchinson_probes,
+            slq_probes: self.slq_probes,
+            slq_steps: self.slq_steps,
+            slq_sigma: self.slq_sigma,
+            seed,
+            ..Default::default()
+        }
+    }
 }
 
 /// Reads an array; a file that is not a supported array is bad input (exit 2).
+/// The header is checked first (dtype, and at most 2^28 elements: far more
+/// than any instance the limit risk can handle), so that a mistyped or huge
+/// array is refused before its data is read or inflated.
 fn read(name: &'static str, path: &Path, expected: &str) -> Result<NpyArray> {
-    npy::read_array(path).map_err(|e| match e {
+    let want_int = name == "z";
+    let check = |h: &npy::NpyHeader| -> std::result::Result<(), String> {
+        let ok_kind = if want_int {
+            matches!(h.kind, 'i' | 'u')
+        } else {
+            h.kind == 'f'
+        };
+        if !ok_kind {
+            return Err(format!("dtype '{}'", h.descr));
+        }
+        if h.elements > 1 << 28 {
+            return Err(format!(
+                "{} elements, over the 2^28 that --{name} may hold",
+                h.elements
+            ));
+        }
+        Ok(())
+    };
+    npy::read_array_checked(path, check).map_err(|e| match e {
         Error::Io { path, source }
             if matches!(
                 source.kind(),
@@ -268,7 +330,8 @@ pub fn load(a: &AnalyzeArgs) -> Result<(Task, crate::network::Params)> {
     let mut cfg = a.task.apply(base, 1e-5)?;
     if let Some(zp) = &a.z {
         let origin = zp.display().to_string();
-        let z_arr = read("z", zp, "an integer array (K, L)")?;
+        let expected = format!("an integer array (K, L) = (K, {})", cfg.len);
+        let z_arr = read("z", zp, &expected)?;
         let z = analyze::latent_from_array(&origin, &z_arr, cfg.n_c, cfg.len)?;
         cfg.classes = Some(z.len() / cfg.len);
         cfg.latent = Some(z);
@@ -293,15 +356,32 @@ pub(super) fn run(a: &AnalyzeArgs) -> Result<i32> {
         seed: a.task.seed.unwrap_or(0),
     };
     cfg.validate()?;
+    let spectrum_cfg = a.hessian.config(cfg.seed);
+    if a.hessian.hessian {
+        spectrum_cfg.validate()?;
+    }
     let (task, p) = load(a)?;
     let report = analyze::analyze(&task, &p, &cfg)?;
-    let figures = match &a.plots {
+    let hessian = match a.hessian.hessian {
+        true => Some(spectrum::hessian_spectrum(
+            &task,
+            &p,
+            &spectrum_cfg,
+            a.budget,
+        )?),
+        false => None,
+    };
+    let mut figures = match &a.plots {
         Some(dir) => analyze::figures(&task, &p, &report, dir)?,
         None => Vec::new(),
     };
+    if let (Some(dir), Some(h)) = (&a.plots, &hessian) {
+        figures.push(spectrum::density_figure(h, &dir.join("analyze_hessian"))?);
+    }
     let assumed = assumed_settings(a, &task);
     if a.json {
         let mut v = serde_json::to_value(&report)?;
+        v["hessian"] = serde_json::to_value(&hessian)?;
         v["figures"] = serde_json::to_value(&figures)?;
         v["phase"] = serde_json::to_value(collapse::predicted_phase(&task))?;
         v["lambda_critical"] = serde_json::to_value(collapse::lambda_critical(&task))?;
@@ -312,6 +392,9 @@ pub(super) fn run(a: &AnalyzeArgs) -> Result<i32> {
         print_phase_line(&task);
         for s in &assumed {
             println!("assumed    {s}");
+        }
+        if let Some(h) = &hessian {
+            println!("{h}");
         }
     }
     if let Some(w) = phase_warning(&assumed, &task, &report) {
@@ -360,6 +443,7 @@ fn print_report(a: &AnalyzeArgs, r: &Analysis, figures: &[PathBuf]) {
             ),
         }
     }
+    println!("{}", r.nc);
     let lr = &r.limit_risk;
     if lr.exact {
         println!("limit risk R(W, U) = {:.12} (exact)", lr.value);

@@ -62,13 +62,24 @@ pub(super) fn run(a: &AtlasArgs) -> Result<i32> {
                 },
             )?;
             println!(
-                "{} instances in this shard: {} run now, {} already done; results in {}",
+                "{} instances in this shard: {} run now, {} already done; {} refuted, {} inconclusive, {} errors; results in {}",
                 s.in_shard,
                 s.ran,
                 s.skipped,
+                s.refuted,
+                s.inconclusive,
+                s.errors,
                 atlas::results_path(&r.out, shard).display()
             );
-            Ok(0)
+            // As `verify`: 1 if any instance is refuted, else 4 if any is
+            // inconclusive or could not be verified, else 0.
+            Ok(if s.refuted > 0 {
+                1
+            } else if s.inconclusive + s.errors > 0 {
+                4
+            } else {
+                0
+            })
         }
         AtlasCommand::Report(r) => {
             let s = atlas::report(&r.dir)?;

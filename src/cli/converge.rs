@@ -149,7 +149,7 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
     ) {
         return Err(Error::invalid(
             "lambda",
-            crate::task::short((task.lambda_w() * task.lambda_u()).sqrt()),
+            crate::task::short(task.lambda_geo()),
             format!(
                 "at or above lambda_critical = {}: the limit minimiser is the origin (trivial phase), with no collapsed configuration to converge to",
                 crate::task::short(lc)
@@ -200,6 +200,7 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
         ProgressBar::hidden()
     };
     let mut records = Vec::with_capacity(grid.len());
+    let mut diverged: Vec<String> = Vec::new();
     for &(n, seed, solver) in &grid {
         let rec = if finished.contains(&(n, seed, solver)) {
             done.iter()
@@ -208,9 +209,20 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
                 .expect("finished record")
         } else {
             bar.set_message(format!("{} n_spl={n} seed={seed}", solver.name()));
-            let r = converge::run_one(&task, Some(a.theorem), &reference, &cfg, n, seed, solver)?;
-            store.append(&r)?;
-            r
+            match converge::run_one(&task, Some(a.theorem), &reference, &cfg, n, seed, solver) {
+                Ok(r) => {
+                    store.append(&r)?;
+                    r
+                }
+                // A diverged SGD run is not stored: the others go on, and a
+                // rerun with a smaller --lr redoes only what is missing.
+                Err(Error::Diverged { epoch, .. }) => {
+                    diverged.push(format!("n_spl {n} seed {seed} (epoch {epoch})"));
+                    bar.inc(1);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         };
         if a.json {
             println!("{}", serde_json::to_string(&rec)?);
@@ -286,6 +298,18 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
             "warning: {not_converged} solution(s) did not converge (flagged in {} and left out of the rates)",
             store.path().display()
         );
+    }
+    if !diverged.is_empty() {
+        eprintln!(
+            "error: SGD diverged (non-finite loss) with lr {} on {} of {} solution(s): {}; the report holds the other {}; try a smaller --lr (e.g. {}) with a new --out, or --solver erm",
+            crate::task::short(a.lr),
+            diverged.len(),
+            grid.len(),
+            diverged.join(", "),
+            records.len(),
+            crate::task::short(a.lr / 10.0)
+        );
+        return Ok(1);
     }
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! `fcollapse predict`: the predicted collapsed constants.
 
+use crate::display::fixed;
 use super::task_args::PresetArg;
 use super::TaskArgs;
 use crate::collapse::{self, Form, Phase, Prediction};
@@ -41,6 +42,10 @@ impl From<FormArg> for Form {
 }
 
 #[derive(Debug, Args)]
+#[command(mut_arg("classes", |a| a.help(
+    "Number of classes K <= n_c^L, drawn uniformly from Z with --seed (default: with --preset, \
+     the preset's K, 1000, when below n_c^L; otherwise the full latent set K = n_c^L)"
+)))]
 pub struct PredictArgs {
     /// A paper experiment's settings (explicit flags override it).
     #[arg(long, value_enum)]
@@ -61,9 +66,9 @@ pub(super) fn print_prediction_line(p: &Prediction) {
         .iter()
         .all(|v| (v - p.r[0]).abs() <= 1e-14 * p.r[0].abs().max(1.0))
     {
-        format!("rho = {:.12}", p.r[0])
+        format!("rho = {}", fixed(p.r[0], 12))
     } else {
-        let shown: Vec<String> = p.r.iter().take(6).map(|v| format!("{v:.6}")).collect();
+        let shown: Vec<String> = p.r.iter().take(6).map(|v| fixed(*v, 6)).collect();
         format!(
             "r_beta = [{}{}]",
             shown.join(", "),
@@ -71,8 +76,12 @@ pub(super) fn print_prediction_line(p: &Prediction) {
         )
     };
     println!(
-        "  prediction type {:?} ({} form): {}, b = {:.12}, R = {:.15}",
-        p.kind, p.form, r, p.u_norm, p.risk
+        "  prediction type {:?} ({} form): {}, b = {}, R = {}",
+        p.kind,
+        p.form,
+        r,
+        fixed(p.u_norm, 12),
+        fixed(p.risk, 15)
     );
 }
 
@@ -80,9 +89,9 @@ pub(super) fn print_prediction_line(p: &Prediction) {
 pub(super) fn print_phase_line(task: &Task) {
     match collapse::lambda_critical(task) {
         Some(l) => println!(
-            "  phase {} (sqrt(lambda_W lambda_U) = {:.6}, lambda_critical = {l:.9})",
+            "  phase {} (sqrt(lambda_W lambda_U) = {}, lambda_critical = {l:.9})",
             collapse::predicted_phase(task),
-            (task.lambda_w() * task.lambda_u()).sqrt()
+            fixed(task.lambda_geo(), 6)
         ),
         None => println!(
             "  phase {} (LayerNorm: no critical weight decay)",
@@ -114,8 +123,8 @@ pub(super) fn run(a: &PredictArgs) -> Result<i32> {
         println!("task       {}", &task);
         print_prediction_line(&pred);
         println!(
-            "  word norm (a, sqrt(d) or mean r_beta) = {:.12}",
-            pred.word_norm
+            "  word norm (a, sqrt(d) or mean r_beta) = {}",
+            fixed(pred.word_norm, 12)
         );
         print_phase_line(&task);
         if let Some(e) = pred.risk_error {

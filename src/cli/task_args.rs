@@ -23,7 +23,7 @@ pub struct TaskArgs {
     /// Embedding dimension d (>= 1, >= 2 with LayerNorm; the theorems assume d >= n_c - 1, or >= n_c with LayerNorm).
     #[arg(long)]
     pub dim: Option<usize>,
-    /// Number of classes K <= n_c^L, distinct latent variables drawn uniformly from Z with --seed (default: the preset's K, or the full latent set K = n_c^L when there is no preset or its K is not below n_c^L).
+    /// Number of classes K <= n_c^L, distinct latent variables drawn uniformly from Z with --seed (default: the full latent set K = n_c^L).
     #[arg(long)]
     pub classes: Option<usize>,
     /// Weight decay on both layers (lambda_W = lambda_U).

@@ -14,22 +14,26 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Args)]
+#[command(mut_arg("classes", |a| a.help(
+    "Number of classes K <= n_c^L, drawn uniformly from Z with --seed (default: the preset's K, 1000; \
+     the full latent set K = n_c^L when that is not below n_c^L)"
+)))]
 pub struct TrainArgs {
     /// A paper experiment's settings (default fig3); explicit flags override it.
     #[arg(long, value_enum)]
     pub preset: Option<PresetArg>,
     #[command(flatten)]
     pub task: TaskArgs,
-    /// Training sentences per class n_spl.
+    /// Training sentences per class n_spl (default: the preset's: fig3 5, fig4a 500, fig4b 5, fig4c 5).
     #[arg(long)]
     pub nspl: Option<usize>,
-    /// Epochs.
+    /// Epochs (default: the preset's: fig3 1200, fig4a 10, fig4b 3000, fig4c 500).
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Learning rate.
+    /// Learning rate (default: 0.1).
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// Mini-batch size.
+    /// Mini-batch size (default: 100).
     #[arg(long)]
     pub batch: Option<usize>,
     /// Evaluate (accuracy, collapse metrics) every E epochs.

@@ -4,6 +4,7 @@
 //! 1 some theorem refuted, 4 none refuted but some inconclusive; 2 bad input,
 //! 3 run-time failure.
 
+use crate::display::fixed;
 use super::predict::print_prediction_line;
 use super::TaskArgs;
 use crate::error::Result;
@@ -49,6 +50,10 @@ pub struct VerifyArgs {
     /// Also locate the critical weight decay by bisection on the exact problem.
     #[arg(long)]
     pub bisect: bool,
+    /// Check a deliberately wrong candidate: the predicted classifier norm b times
+    /// this factor (a test of the verifier: anything but 1 must be refuted).
+    #[arg(long, default_value_t = 1.0)]
+    pub candidate_scale: f64,
     /// Folder for the weights that refute a claim (.npy, written only on `refuted`).
     #[arg(long, default_value = "verify-witnesses")]
     pub witness_dir: PathBuf,
@@ -81,6 +86,7 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
         budget: a.budget,
         hessian: !a.no_hessian,
         bisect: a.bisect,
+        candidate_scale: a.candidate_scale,
         seed: a.task.seed.unwrap_or(0),
         ..VerifyConfig::default()
     };
@@ -102,7 +108,14 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
             }
         })?;
         if report.verdict == Verdict::Refuted {
-            verify::write_witnesses(&mut report, &a.witness_dir)?;
+            // The report is the result: a folder that cannot be written loses
+            // the weights (said on stderr), never the report.
+            if let Err(e) = verify::write_witnesses(&mut report, &a.witness_dir) {
+                eprintln!(
+                    "warning: --witness-dir: the refuting weights could not be saved: {}",
+                    e.report()
+                );
+            }
         }
         verdicts.push(report.verdict);
         if a.json {
@@ -135,9 +148,9 @@ fn print_report(r: &TheoremReport) {
     }
     match r.lambda_critical {
         Some(l) => println!(
-            "  phase      {} (sqrt(lambda_W lambda_U) = {:.6} vs lambda_critical = {l:.9}{})",
+            "  phase      {} (sqrt(lambda_W lambda_U) = {} vs lambda_critical = {l:.9}{})",
             r.phase,
-            (r.task.lambda_w() * r.task.lambda_u()).sqrt(),
+            fixed(r.task.lambda_geo(), 6),
             r.lambda_critical_bisection
                 .map(|b| format!(", bisection {b:.9}"))
                 .unwrap_or_default()
@@ -162,10 +175,10 @@ fn print_report(r: &TheoremReport) {
     let evals: u64 = r.restarts.iter().map(|x| x.evaluations).sum();
     let saddles: usize = r.restarts.iter().map(|x| x.saddles).sum();
     println!(
-        "  restarts   {} runs, {} reached the prediction, best R = {:.15}, median {} L-BFGS iterations, {} exact evaluations, {} saddles escaped",
+        "  restarts   {} runs, {} reached the prediction, best R = {}, median {} L-BFGS iterations, {} exact evaluations, {} saddles escaped",
         r.restarts.len(),
         reached,
-        r.best_risk,
+        fixed(r.best_risk, 15),
         iters[iters.len() / 2],
         evals,
         saddles

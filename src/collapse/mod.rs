@@ -1,5 +1,5 @@
 //! Equiangular frames, the three collapse types and their reduced objectives
-//! (THEORY §3–4).
+//! (docs/theory.md §3–4).
 //!
 //! # Conventions
 //!
@@ -22,14 +22,14 @@
 //!   with `n_k[m]` the number of classes `j != k` at distance `m` from `z_k`.
 //!   On the full latent set it equals the full form (the sum factorises), and is
 //!   computed that way.
-//! - [`Form::MeanField`] (THEORY's symmetric form):
+//! - [`Form::MeanField`] (the mean-field form of docs/theory.md §4):
 //!   `E_{beta~mu^L} log(1 + K prod_l (q + p e^{-kappa x_{beta_l}}))`.
 //!
 //! Penalties: types I and III `(lambda_W/2) n_c sum_beta rho_beta^2 + (lambda_U/2) K L b^2`
 //! (`= (lambda_W/2) n_w a^2 + ...` for type I); type II `(lambda_U/2) K L b^2` only:
 //! with `eps = 0` LayerNorm is scale invariant, so `||W||` can be shrunk to zero
 //! without changing `phi(W)` and the `W` penalty vanishes in the infimum (it is
-//! not attained when `lambda_W > 0`, which is why THEORY asks `lambda_W = 0`).
+//! not attained when `lambda_W > 0`, which is why theorem 3 asks `lambda_W = 0`).
 //! Type II predictions use the `eps = 0` theory whatever the task's `eps` is.
 //!
 //! # How the minimisers are found
@@ -45,7 +45,7 @@
 //!
 //! - Types I/II, every form: safeguarded Newton on the increasing 1-D derivative
 //!   (closed form for type I full), to round-off.
-//! - Type III full: the critical-point system of THEORY §4. Writing
+//! - Type III full: the critical-point system of docs/theory.md §4. Writing
 //!   `t = ||x||/gamma`, each `x_beta` solves the 1-D monotone equation
 //!   `x_beta = t L kappa mu_beta sigma(x_beta)` and `t` solves the 1-D monotone
 //!   equation `||x(t)|| = gamma t` (`||x(t)||/t` is decreasing), so the non-trivial
@@ -105,7 +105,7 @@ pub use objective::{reduced_risk, type_iii_residual};
 pub use phase::{lambda_critical, origin_coupling, predicted_phase, Phase};
 pub use prediction::predict;
 
-/// The three collapse types of THEORY §3.
+/// The three collapse types of docs/theory.md §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum CollapseType {
     /// Uniform `mu`, no LayerNorm: `w_{(alpha,beta)} = a f_alpha`.
@@ -116,9 +116,9 @@ pub enum CollapseType {
     III,
 }
 
-/// The collapse type THEORY predicts for `task`: LayerNorm gives II; otherwise
-/// uniform `mu` (all `mu_beta` equal, e.g. `s_c = 1` or Zipf exponent 0) gives I,
-/// and non-uniform `mu` gives III.
+/// The collapse type the theory predicts (docs/theory.md §3) for `task`:
+/// LayerNorm gives II; otherwise uniform `mu` (all `mu_beta` equal, e.g.
+/// `s_c = 1` or Zipf exponent 0) gives I, and non-uniform `mu` gives III.
 pub fn collapse_type(task: &Task) -> CollapseType {
     if task.layer_norm().is_some() {
         CollapseType::II
@@ -129,7 +129,7 @@ pub fn collapse_type(task: &Task) -> CollapseType {
     }
 }
 
-/// Which reduced objective (THEORY §4, see the module docs).
+/// Which reduced objective (docs/theory.md §4, see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Form {

@@ -225,11 +225,22 @@ pub(super) fn check_form(task: &Task, form: Form) -> Result<()> {
 
 /// Penalty of a collapsed configuration: `(lambda_W/2) n_c sum_beta r_beta^2 +
 /// (lambda_U/2) K L b^2` for types I/III, `(lambda_U/2) K L b^2` for type II.
+/// A zero norm costs exactly 0, whatever the weight decay (no `inf * 0`).
 pub(super) fn penalty(task: &Task, kind: CollapseType, r: &[f64], b: f64) -> f64 {
-    let u = 0.5 * task.lambda_u() * (task.k() * task.len()) as f64 * b * b;
+    let half = |lambda: f64, count: f64, sq: f64| {
+        if sq == 0.0 {
+            0.0
+        } else {
+            0.5 * lambda * count * sq
+        }
+    };
+    let u = half(task.lambda_u(), (task.k() * task.len()) as f64, b * b);
     match kind {
         CollapseType::II => u,
-        _ => 0.5 * task.lambda_w() * task.n_c() as f64 * r.iter().map(|v| v * v).sum::<f64>() + u,
+        _ => {
+            let sq = r.iter().map(|v| v * v).sum::<f64>();
+            half(task.lambda_w(), task.n_c() as f64, sq) + u
+        }
     }
 }
 
@@ -284,7 +295,7 @@ pub fn reduced_risk(task: &Task, form: Form, kind: CollapseType, r: &[f64], b: f
     Ok(loss + penalty)
 }
 
-/// The critical-point system of THEORY §4 (full latent set, type III), with
+/// The critical-point system of docs/theory.md §4 (full latent set, type III), with
 /// separate weight decays: entries `beta = 0..s_c-1` are
 /// `lambda_W n_c r_beta - L kappa b mu_beta sigma_beta` (`= dR/dr_beta`) and the
 /// last entry is `lambda_U K b - kappa sum_beta mu_beta r_beta sigma_beta`

@@ -100,7 +100,7 @@ impl std::fmt::Display for Phase {
 /// `sqrt(lambda_W lambda_U) >= sigma` (exact for every latent set, see the module docs).
 pub fn predicted_phase(task: &Task) -> Phase {
     match lambda_critical(task) {
-        Some(s) if (task.lambda_w() * task.lambda_u()).sqrt() >= s => Phase::Trivial,
+        Some(s) if task.lambda_geo() >= s => Phase::Trivial,
         _ => Phase::Collapsed,
     }
 }

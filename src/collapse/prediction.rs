@@ -46,8 +46,34 @@ fn minimise_equal(loss: &Loss1d, cs: &Consts, gamma1: f64) -> Result<f64> {
 ///
 /// Errors: `form` (full form without the full latent set), `lambda_w` /
 /// `lambda_u` (zero where the minimiser does not exist: types I/III need both,
-/// type II needs `lambda_U`), `OverBudget` for latent sets too large to handle.
+/// type II needs `lambda_U`), `OverBudget` for latent sets too large to handle;
+/// `lambda_w` / `lambda_u` also when the result is not finite in f64 (weight
+/// decays so small or large that the constants overflow: a non-finite prediction
+/// would decide nothing).
 pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
+    let p = solve_prediction(task, form)?;
+    let finite = p.risk.is_finite()
+        && p.u_norm.is_finite()
+        && p.c.is_finite()
+        && p.word_norm.is_finite()
+        && p.r.iter().all(|v| v.is_finite());
+    if !finite {
+        let (name, value) = if task.lambda_w() != task.lambda_u() && task.lambda_w() > 0.0 {
+            ("lambda_w", task.lambda_w())
+        } else {
+            ("lambda_u", task.lambda_u())
+        };
+        return Err(Error::invalid(
+            name,
+            crate::task::short(value),
+            "the predicted configuration is not finite in double precision at this weight decay (too close to 0 or too large); try a weight decay between 1e-150 and 1e150",
+        ));
+    }
+    Ok(p)
+}
+
+/// [`predict`] without the finiteness check of its result.
+fn solve_prediction(task: &Task, form: Form) -> Result<Prediction> {
     check_form(task, form)?;
     let kind = collapse_type(task);
     let cs = Consts::of(task);
@@ -74,7 +100,7 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
     let kl = cs.k * cs.len;
     match kind {
         CollapseType::I => {
-            let gamma1 = (lw * lu * n_w * kl).sqrt();
+            let gamma1 = task.lambda_geo() * (n_w * kl).sqrt();
             let c = if factorises(task, form) {
                 let s = gamma1 / (cs.len * cs.kappa);
                 if s >= (cs.n_c - 1.0) / cs.n_c {
@@ -85,8 +111,8 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
             } else {
                 minimise_equal(&Loss1d::new(task, form)?, &cs, gamma1)?
             };
-            let a = (c * (lu * kl / (lw * n_w)).sqrt()).sqrt();
-            let b = (c * (lw * n_w / (lu * kl)).sqrt()).sqrt();
+            let a = (c * (lu / lw).sqrt() * (kl / n_w).sqrt()).sqrt();
+            let b = (c * (lw / lu).sqrt() * (n_w / kl).sqrt()).sqrt();
             let r = vec![a; task.s_c()];
             let risk = reduced_risk(task, form, kind, &r, b)?;
             Ok(Prediction {
@@ -123,7 +149,7 @@ pub fn predict(task: &Task, form: Form) -> Result<Prediction> {
             })
         }
         CollapseType::III => {
-            let gamma = (lw * lu * cs.n_c * kl).sqrt();
+            let gamma = task.lambda_geo() * (cs.n_c * kl).sqrt();
             let (x, risk_error, n_samples) = if factorises(task, form) {
                 (solve_iii_full(task, &cs, gamma), None, None)
             } else {

@@ -235,6 +235,10 @@ impl Reference {
     /// Predicts, builds and polishes the limit minimiser of `task`.
     pub fn of(task: &Task, cfg: &ConvergeConfig) -> Result<Self> {
         limit::check_budget(task, cfg.budget)?;
+        for &n in &cfg.nspl {
+            task.check_sample("nspl", n)?;
+        }
+        task.check_sample("n_test", cfg.n_test)?;
         let prediction = collapse::predict(task, verify::exact_form(task))?;
         let frame =
             collapse::equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some())?;

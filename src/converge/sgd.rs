@@ -122,10 +122,11 @@ pub fn train(
     while losses.len() < p.max_epochs {
         let loss = trainer.epoch() as f64;
         if !loss.is_finite() {
-            return Err(Error::Optimiser(format!(
-                "SGD loss became {loss} at epoch {} (n_spl {n_spl}, seed {seed})",
-                losses.len() + 1
-            )));
+            return Err(Error::Diverged {
+                epoch: losses.len() + 1,
+                step: 0,
+                lr: p.lr,
+            });
         }
         losses.push(loss);
         let e = losses.len();

@@ -1,4 +1,4 @@
-//! The paper's finite-sample experiments (THEORY §6): presets, one measured run
+//! The paper's finite-sample experiments (docs/theory.md §9): presets, one measured run
 //! (training + collapse metrics + limit predictions + figures + `.npy` export),
 //! and the whole reproduction with its report `docs/reproduction.md` (submodule `report`).
 
@@ -22,7 +22,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The paper's experiments (THEORY §6). Common: `n_c = 3, n_w = 1200, L = 15,
+/// The paper's experiments (docs/theory.md §9). Common: `n_c = 3, n_w = 1200, L = 15,
 /// K = 1000, d = 100`, SGD with lr 0.1, batch 100, weight decay 0.001.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

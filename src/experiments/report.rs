@@ -401,7 +401,7 @@ fn protocol(runs: &[Ran]) -> String {
         .map(|(e, _, _)| format!("{}: K = {}", e.name, k_of(&e.task)))
         .collect();
     format!(
-        "Protocol: n_c = {}, n_w = {}, L = {}, K = {}{}, d = {}, distinct latent variables drawn uniformly in Z, \
+        "Protocol (docs/theory.md §9): n_c = {}, n_w = {}, L = {}, K = {}{}, d = {}, distinct latent variables drawn uniformly in Z, \
          plain SGD (lr {}, batch {}), mean cross entropy, weight decay 0.001 (W and U unless said), \
          initial weights = framework defaults / 1000, test set {} sentences per latent variable, LayerNorm eps 1e-5.",
         t.n_c,

@@ -1,4 +1,4 @@
-//! The exact large-sample limit risk of THEORY §2 and its gradient.
+//! The exact large-sample limit risk of docs/theory.md §2 and its gradient.
 //!
 //! With `n_spl -> ∞` the empirical risk becomes
 //!
@@ -58,7 +58,8 @@
 //! # Layout
 //!
 //! This file holds the public API (budget, [`risk`], [`risk_grad`],
-//! [`risk_naive`]) and the chunking of the classes; [`LimitProblem`] (the
+//! [`risk_naive`]; [`hessian_vector_product`] lives in `hvp`) and the chunking
+//! of the classes; [`LimitProblem`] (the
 //! argmin problem) is re-exported from `problem`. The per-class pass lives in
 //! `kernel` (score table, Gray-code sweep, prefix-sum gradient), the Gray code
 //! itself in `gray`, and the vectorised `exp`, lane sums and the run-time SIMD
@@ -72,10 +73,12 @@ use rayon::prelude::*;
 use simd::class_sum;
 
 mod gray;
+mod hvp;
 mod kernel;
 mod problem;
 mod simd;
 
+pub use hvp::hessian_vector_product;
 pub use problem::LimitProblem;
 
 /// Default bound on [`work`] for the exact enumeration: about half a minute of
@@ -191,6 +194,43 @@ pub fn risk(task: &Task, p: &Params) -> f64 {
     });
     let data: f64 = parts.iter().sum();
     data / task.k() as f64 + p.penalty(task.lambda_w(), task.lambda_u())
+}
+
+/// A worst-case estimate, first order in the machine epsilon `eps`, of the
+/// floating-point error of [`risk`] (and of the risk returned by [`risk_grad`])
+/// at `p`, used to compare two computed risks honestly:
+///
+/// `e = eps ((REFRESH + 16 + s_c^L / 8 + K) (H + ln K) + 4 P)`,
+///
+/// where `H = L max_t ||phi(w_t)|| max_{j,l} ||u_{j,l}||` bounds every score
+/// `|h_j|` (Cauchy–Schwarz) and `P` is the penalty. Each cross-entropy
+/// `log sum_j exp(h_j) - h_k` is computed to a few `eps (H + ln K)`; the running
+/// score sums of the Gray-code enumeration drift by at most `REFRESH eps H`
+/// before they are recomputed; the weighted sums over the `s_c^L` token choices
+/// (8 lanes) and the `K` classes (weights summing to 1) add at most
+/// `(s_c^L / 8 + K) eps` times the largest term. The typical error is far
+/// smaller. `inf` when a quantity overflows.
+pub fn risk_error_bound(task: &Task, p: &Params) -> f64 {
+    let phi = features(p, task.layer_norm());
+    let max_phi = phi
+        .chunks(p.dim)
+        .map(|r| network::dot(r, r).sqrt())
+        .fold(0.0, f64::max);
+    let max_u = p
+        .u
+        .chunks(p.dim)
+        .map(|r| network::dot(r, r).sqrt())
+        .fold(0.0, f64::max);
+    let h = task.len() as f64 * max_phi * max_u;
+    let pen = p.penalty(task.lambda_w(), task.lambda_u());
+    let leaves = (task.s_c() as f64).powi(task.len() as i32);
+    let terms = REFRESH as f64 + 16.0 + leaves / 8.0 + task.k() as f64;
+    let e = f64::EPSILON * (terms * (h + (task.k() as f64).ln()) + 4.0 * pen);
+    if e.is_finite() {
+        e
+    } else {
+        f64::INFINITY
+    }
 }
 
 /// The exact limit risk `R(W,U)` of [`risk`] and its gradient, flat in the

@@ -1,4 +1,4 @@
-//! Figures in the style of the paper's panels (THEORY §6), from plain data.
+//! Figures in the style of the paper's panels (docs/theory.md §9), from plain data.
 //!
 //! Every function takes a path *stem* and writes two files next to each other:
 //! `<stem>.png` (an 800×600 bitmap, see [`WIDTH`] and [`HEIGHT`]) and

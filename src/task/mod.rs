@@ -1,4 +1,4 @@
-//! The data model of THEORY §1: concepts, tokens, token frequencies `mu`,
+//! The data model of docs/theory.md §1: concepts, tokens, token frequencies `mu`,
 //! latent variables `z_k` and sentence sampling.
 //!
 //! A raw [`TaskConfig`] is validated once by [`TaskConfig::build`] into a checked
@@ -182,6 +182,11 @@ impl Task {
     pub fn lambda_u(&self) -> f64 {
         self.lambda_u
     }
+    /// `sqrt(lambda_W lambda_U)`, computed as `sqrt(lambda_W) sqrt(lambda_U)` so that
+    /// it neither underflows nor overflows for any finite weight decays.
+    pub fn lambda_geo(&self) -> f64 {
+        self.lambda_w.sqrt() * self.lambda_u.sqrt()
+    }
     /// Seed of the latent-variable draw.
     pub fn seed(&self) -> u64 {
         self.seed
@@ -227,6 +232,9 @@ impl std::fmt::Display for Freq {
         }
     }
 }
+
+/// Most tokens (`K n L`) one sampled data set may hold ([`Task::check_sample`]).
+pub const MAX_SAMPLE_TOKENS: usize = 1 << 30;
 
 /// A number for messages: `{}` when short, else 6 significant digits.
 pub fn short(v: f64) -> String {
@@ -599,6 +607,24 @@ impl Task {
             .zip(self.z_of(k))
             .filter(|(a, b)| a != b)
             .count()
+    }
+
+    /// Checks that `n_per_class` sentences for every class (flag or field `name`)
+    /// fit in memory: `K n_per_class L <= MAX_SAMPLE_TOKENS` tokens, refused as bad
+    /// input otherwise (a sample that large would abort on allocation).
+    pub fn check_sample(&self, name: &'static str, n_per_class: usize) -> Result<()> {
+        let tokens = (self.k as f64) * (n_per_class as f64) * (self.len as f64);
+        if tokens > MAX_SAMPLE_TOKENS as f64 {
+            return Err(Error::invalid(
+                name,
+                n_per_class,
+                format!(
+                    "K * {name} * L = {tokens:.3e} tokens (K = {}, L = {}) is over the {MAX_SAMPLE_TOKENS} one sample may hold (4 GiB)",
+                    self.k, self.len
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// `n_per_class` sentences for every class, class-major: `x_l = (z_{k,l}, beta_l)`

@@ -1,6 +1,6 @@
-//! Finite-sample SGD training of the network of THEORY §2, in f32, with the exact
-//! protocol of the paper's experiments (THEORY §6) and of the PyTorch reference
-//! `shared/reference/sgd_reference.py`.
+//! Finite-sample SGD training of the network of docs/theory.md §2, in f32, with the exact
+//! protocol of the paper's experiments (docs/theory.md §9) and of the PyTorch reference
+//! script `benches/reference/sgd_torch.py`.
 //!
 //! # Protocol
 //!
@@ -171,17 +171,8 @@ impl Trainer {
     }
 
     fn assemble(task: Task, config: TrainConfig, w: Vec<f32>, u: Vec<f32>) -> Result<Self> {
-        let n_sent = task.k().checked_mul(config.n_spl.max(config.n_test));
-        if n_sent
-            .and_then(|n| n.checked_mul(task.len()))
-            .is_none_or(|n| n > u32::MAX as usize)
-        {
-            return Err(Error::invalid(
-                "n_spl",
-                config.n_spl,
-                "K * n_spl * L exceeds 2^32 tokens",
-            ));
-        }
+        task.check_sample("n_spl", config.n_spl)?;
+        task.check_sample("n_test", config.n_test)?;
         let threads = config.resolved_threads();
         let pool = build_pool(threads)?;
         let (train, test) = sample_data(&task, &config);

@@ -3,7 +3,8 @@
 
 use super::report::{Evidence, OnFail, Restart};
 use super::steps::{floor, log_k, match_tol, rel, Context};
-use super::{norm, Theorem};
+use super::{norm, recheck, Theorem};
+use crate::display::fixed;
 use crate::collapse;
 use crate::network::{features, Params};
 use crate::task::Task;
@@ -53,7 +54,13 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
         built,
         tol.stationarity_round_off,
     ));
-    if g > gtol {
+    // Not critical refutes only if the exact risk really decreases along -grad R.
+    let check = (g > gtol).then(|| {
+        let grad = crate::limit::risk_grad(task, built).1;
+        recheck::descent(task, built, &grad)
+    });
+    let holds = check.as_ref().is_some_and(|c| c.holds);
+    if holds {
         ev.witness("prediction".into(), built);
     }
     ev.check(
@@ -61,12 +68,22 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
         g,
         format!("<= {gtol:.0e}"),
         g <= gtol,
-        if g.is_nan() {
-            OnFail::Undecided
-        } else {
+        if holds {
             OnFail::Refutes
+        } else {
+            OnFail::Undecided
         },
-        || format!("the predicted configuration is not critical (relative gradient {g:.1e}): refuted (weights saved)"),
+        || match check {
+            Some(c) if c.holds => format!(
+                "the predicted configuration is not critical (relative gradient {g:.1e}); {}: refuted (weights saved)",
+                c.detail
+            ),
+            Some(c) => format!(
+                "relative gradient {g:.1e} at the prediction is above tolerance, but {}: undecided",
+                c.detail
+            ),
+            None => format!("relative gradient {g:.1e} at the prediction: undecided"),
+        },
     );
     if let Some((_, r1)) = at.type_i {
         ev.check(
@@ -82,7 +99,7 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
         cx.hessian(ev, h, built, "prediction");
     }
     cx.converged(ev);
-    cx.none_below(ev, pred.risk, "the prediction");
+    cx.none_below(ev, pred.risk, built, "the prediction");
     let gain = log_k(task) - pred.risk;
     let mtol = match_tol(cx.cfg, pred.risk, Some(gain));
     if gain <= 2.0 * floor(pred.risk) {
@@ -108,10 +125,11 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
         .cloned()
         .fold(f64::INFINITY, f64::min)
         .min(pred.u_norm);
+    // Only converged restarts (critical points) count as other minimisers.
     let reached: Vec<&Restart> = cx
         .restarts
         .iter()
-        .filter(|r| (r.risk - pred.risk).abs() <= mtol)
+        .filter(|r| r.converged && (r.risk - pred.risk).abs() <= mtol)
         .collect();
     if reached.is_empty() {
         return;
@@ -188,14 +206,14 @@ pub fn trivial(cx: &Context, ev: &mut Evidence) {
         cx.hessian(ev, h, &origin, "origin");
     }
     cx.converged(ev);
-    cx.none_below(ev, lk, "R(0) = log K");
+    cx.none_below(ev, lk, &origin, "R(0) = log K");
     let mtol = match_tol(cx.cfg, lk, None);
     cx.best_reaches(ev, lk, mtol, "R(0) = log K");
     if h0 > 0.0 {
         let found = worst(
             cx.restarts
                 .iter()
-                .filter(|r| (r.risk - lk).abs() <= mtol)
+                .filter(|r| r.converged && (r.risk - lk).abs() <= mtol)
                 .map(|r| {
                     let dist = (r.w_norm.powi(2) + r.u_norm.powi(2)).sqrt();
                     (dist, 10.0 * r.grad_norm / h0 + 1e-12, r)
@@ -265,12 +283,63 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
             elsewhere += 1;
         }
     }
+    // Without the convexity argument of theorem 1, a restart that keeps a concept
+    // apart is evidence only if it lies below every collapsed configuration known
+    // (the latent-set prediction and the collapsed restarts) beyond round-off.
+    let known = cx
+        .restarts
+        .iter()
+        .filter(|r| {
+            r.converged
+                && r.within_concept_spread
+                    <= tol.family + spread_slack(task, &cx.params(r), r.grad_norm)
+        })
+        .map(|r| r.risk)
+        .chain(cx.at.prediction.as_ref().map(|p| p.risk))
+        .fold(f64::INFINITY, f64::min);
     if let (Some((s, allowed, r)), false) = (worst(judged.into_iter()), cx.theorem == Theorem::Two)
     {
         let ok = s <= allowed;
-        if !ok {
-            ev.witness(format!("restart-seed{}", r.seed), &cx.params(r));
+        let e = crate::limit::risk_error_bound(task, &cx.params(r));
+        let below = every || recheck::clearly_below(r.risk, e, known, e);
+        // The spread must survive further optimisation from the restart.
+        let polished = (!ok && below).then(|| polish(cx, r));
+        // ...and no collapsed configuration made from it may be as low.
+        let projected = match &polished {
+            Some(Some((p, _, _))) if !every => collapsed_projection(cx, p),
+            _ => None,
+        };
+        let kept = match &polished {
+            Some(Some((_, risk, spread))) => {
+                *spread > allowed
+                    && *spread >= 0.5 * s
+                    && (every
+                        || (recheck::clearly_below(*risk, e, known, e)
+                            && projected
+                                .is_some_and(|rp| recheck::clearly_below(*risk, e, rp, e))))
+            }
+            _ => false,
+        };
+        let refutes = !ok && below && kept;
+        if let (true, Some(Some((p, _, _)))) = (refutes, &polished) {
+            ev.witness(format!("restart-seed{}", r.seed), p);
         }
+        let polish_note = match &polished {
+            Some(Some((_, risk, _)))
+                if !kept && projected.is_some_and(|rp| !recheck::clearly_below(*risk, e, rp, e)) =>
+            {
+                format!(
+                    "; a collapsed configuration made from it (each concept's mean representation, then optimised) reaches R = {}, as low: undecided",
+                    fixed(projected.unwrap_or(f64::NAN), 9)
+                )
+            }
+            Some(Some((_, risk, spread))) if !kept => format!(
+                "; continued to a 1000 times smaller gradient it ends at R = {} with spread {spread:.2e}: the restart had not reached its minimiser, undecided",
+                fixed(*risk, 9)
+            ),
+            Some(None) => "; continuing the restart failed: undecided".to_string(),
+            _ => String::new(),
+        };
         let which = if every {
             "every converged restart"
         } else {
@@ -281,12 +350,33 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
             s,
             format!("<= {allowed:.1e}"),
             ok,
-            OnFail::Refutes,
+            if refutes {
+                OnFail::Refutes
+            } else {
+                OnFail::Undecided
+            },
             || {
-                format!(
-                    "restart seed {} (R = {:.6}) keeps the tokens of a concept apart (||Phi - M|| / ||Phi|| = {s:.2e}): the central claim is refuted here (weights saved)",
-                    r.seed, r.risk
-                )
+                if refutes {
+                    format!(
+                        "restart seed {} (R = {}) keeps the tokens of a concept apart (||Phi - M|| / ||Phi|| = {s:.2e}){}: the central claim is refuted here (weights saved)",
+                        r.seed,
+                        fixed(r.risk, 6),
+                        if every { String::new() } else { format!(", below every collapsed configuration found (R = {})", fixed(known, 6)) }
+                    )
+                } else if below {
+                    format!(
+                        "restart seed {} (R = {}) keeps the tokens of a concept apart (||Phi - M|| / ||Phi|| = {s:.2e}){polish_note}",
+                        r.seed,
+                        fixed(r.risk, 6)
+                    )
+                } else {
+                    format!(
+                        "restart seed {} (R = {}) keeps the tokens of a concept apart (||Phi - M|| / ||Phi|| = {s:.2e}), but a collapsed configuration is as low or lower (R = {}): it is not a global minimiser, undecided",
+                        r.seed,
+                        fixed(r.risk, 6),
+                        fixed(known, 6)
+                    )
+                }
             },
         );
     }
@@ -353,6 +443,59 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
         OnFail::Undecided,
         || format!("every restart ended above the equiangular configuration (best R = {:.6} vs {:.6}): the search was not good enough", best.risk, pred.risk),
     );
+}
+
+/// Continues restart `r` with a gradient tolerance 1000 times below the
+/// gradient it stopped at and four times the iteration cap: its end point,
+/// risk and within-concept spread (none if the run fails or does not converge).
+fn polish(cx: &Context, r: &Restart) -> Option<(Params, f64, f64)> {
+    let cfg = super::VerifyConfig {
+        grad_tol: (1e-3 * r.grad_norm).min(cx.cfg.grad_tol).max(f64::MIN_POSITIVE),
+        max_iters: cx.cfg.max_iters.saturating_mul(4),
+        ..cx.cfg.clone()
+    };
+    let start = cx.params(r);
+    let m = super::minimise(cx.task, &start, &cfg).ok()?;
+    if m.hit_cap {
+        return None;
+    }
+    let p = start.with_flat(&m.x);
+    let risk = crate::limit::risk(cx.task, &p);
+    let spread = crate::metrics::within_concept_spread(cx.task, &p);
+    Some((p, risk, spread))
+}
+
+/// The lowest risk of a collapsed configuration made from `p`: every token's
+/// representation replaced by its concept's mean (of `phi(w_t)`, which LayerNorm
+/// maps to itself), then L-BFGS from there; the end point counts only if it is
+/// still collapsed. None if that fails.
+fn collapsed_projection(cx: &Context, p: &Params) -> Option<f64> {
+    let task = cx.task;
+    let phi = features(p, task.layer_norm());
+    let (d, s_c) = (task.dim(), task.s_c());
+    let mut q = p.clone();
+    for c in 0..task.n_c() {
+        let mut mean = vec![0.0; d];
+        for t in c * s_c..(c + 1) * s_c {
+            for (m, v) in mean.iter_mut().zip(&phi[t * d..(t + 1) * d]) {
+                *m += v / s_c as f64;
+            }
+        }
+        for t in c * s_c..(c + 1) * s_c {
+            q.w[t * d..(t + 1) * d].copy_from_slice(&mean);
+        }
+    }
+    let at_projection = crate::limit::risk(task, &q);
+    let m = super::minimise(task, &q, cx.cfg).ok()?;
+    let end = q.with_flat(&m.x);
+    let spread = crate::metrics::within_concept_spread(task, &end);
+    let r_end = crate::limit::risk(task, &end);
+    let optimised = if spread <= cx.cfg.tol.family && !m.hit_cap {
+        r_end
+    } else {
+        f64::INFINITY
+    };
+    Some(at_projection.min(optimised))
 }
 
 /// Slack of the within-concept spread at a point with gradient `g`: without

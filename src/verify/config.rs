@@ -73,6 +73,11 @@ pub struct VerifyConfig {
     pub hessian: bool,
     /// Also locate the critical weight decay numerically ([`super::bisect`]).
     pub bisect: bool,
+    /// The classifier norm `b` of the candidate that is checked is the
+    /// prediction's times this factor (1 by default). Any other value checks a
+    /// deliberately wrong candidate, which must come back `refuted`: a test of the
+    /// verifier itself.
+    pub candidate_scale: f64,
     pub tol: Tolerances,
 }
 
@@ -88,6 +93,7 @@ impl Default for VerifyConfig {
             lbfgs_memory: 20,
             hessian: true,
             bisect: false,
+            candidate_scale: 1.0,
             tol: Tolerances::default(),
         }
     }
@@ -110,6 +116,13 @@ impl VerifyConfig {
             return Err(Error::invalid(
                 "grad_tol",
                 self.grad_tol,
+                "must be finite and > 0",
+            ));
+        }
+        if !(self.candidate_scale > 0.0 && self.candidate_scale.is_finite()) {
+            return Err(Error::invalid(
+                "candidate_scale",
+                self.candidate_scale,
                 "must be finite and > 0",
             ));
         }

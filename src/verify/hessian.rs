@@ -10,9 +10,8 @@
 //! as many products as the dense path needs columns, and the dense spectrum is
 //! complete, so the dense path is kept there.
 
-mod lanczos;
-
-pub use lanczos::{lanczos, Lanczos};
+pub use crate::limit::hessian_vector_product;
+pub use crate::spectrum::lanczos::{lanczos, Lanczos};
 
 use crate::collapse;
 use crate::error::{Error, Result};
@@ -42,6 +41,13 @@ pub struct HessianReport {
     /// symmetry tangents (zero at an exact critical point); the spectrum is the
     /// union of the tangent and transverse blocks up to this.
     pub tangent_residual: f64,
+    /// Estimated error of the computed eigenvalues: for the dense path the
+    /// Frobenius norm of the antisymmetric part `(H - H^T)/2` of the
+    /// finite-difference matrix before it is symmetrised (its own rounding and
+    /// truncation error, measured); with Lanczos ten times the asymmetry
+    /// `|v^T H w - w^T H v|` of two fixed unit probes. Curvature within a few
+    /// times this is noise, whatever the size of the largest eigenvalue.
+    pub error_estimate: f64,
 }
 
 /// Above this many parameters [`hessian_report`] and [`min_eigenpair`] use
@@ -53,39 +59,6 @@ pub const LANCZOS_TOL: f64 = 1e-9;
 
 /// Most Hessian-vector products of one Lanczos run.
 pub const LANCZOS_MAX_PRODUCTS: usize = 400;
-
-/// Hessian-vector product `H v` by a central difference of the exact gradient
-/// along `v`:
-///
-/// `H v ~ ||v|| (grad R(x + h v/||v||) - grad R(x - h v/||v||)) / (2h)`,
-/// `h = 1e-5 max(1, max_i |x_i|)`.
-///
-/// Accuracy: the truncation error is `(h^2/6) D^3 grad R[v, v]`, about `1e-10`
-/// times the third derivative, and the round-off `~ 1e-16 ||grad R|| / h`, about
-/// `1e-11` times the gradient scale: each product is good to about `1e-10`
-/// (relative to `max(1, ||H||)`), well inside the `1e-7` tolerance of the checks.
-pub fn hessian_vector_product(task: &Task, p: &Params, v: &[f64]) -> Vec<f64> {
-    let x0 = p.to_flat();
-    let nv = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-    if nv == 0.0 {
-        return vec![0.0; v.len()];
-    }
-    let h = 1e-5 * x0.iter().fold(1.0f64, |m, a| m.max(a.abs()));
-    let step = |sign: f64| -> Vec<f64> {
-        let x: Vec<f64> = x0
-            .iter()
-            .zip(v)
-            .map(|(a, b)| a + sign * h * b / nv)
-            .collect();
-        limit::risk_grad(task, &p.with_flat(&x)).1
-    };
-    let gp = step(1.0);
-    let gm = step(-1.0);
-    gp.iter()
-        .zip(&gm)
-        .map(|(a, b)| nv * (a - b) / (2.0 * h))
-        .collect()
-}
 
 /// Orthonormal basis of the span of the symmetry tangents at `p` (from the
 /// eigen-decomposition of the small Gram matrix `T^T T`, keeping eigenvalues
@@ -106,6 +79,12 @@ pub fn symmetry_basis(task: &Task, p: &Params) -> Vec<Vec<f64>> {
         }
     }
     out
+}
+
+/// `v / ||v||`.
+fn unit(v: Vec<f64>) -> Vec<f64> {
+    let n = crate::network::dot(&v, &v).sqrt();
+    v.into_iter().map(|a| a / n).collect()
 }
 
 /// A deterministic start vector for Lanczos (a fixed quasi-random sequence).
@@ -281,6 +260,13 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
         max_eig = *full.ritz.last().expect("one Ritz value");
         near_zero = near(&full, max_eig.abs().max(min_eig.abs()));
     }
+    // Asymmetry of two fixed unit probes: the products' own error.
+    let v = unit(start_vector(n));
+    let w = unit((0..n).map(|i| ((i as f64 + 1.0) * 0.414_213_562_373_095).fract() - 0.5).collect());
+    let hv = hessian_vector_product(task, p, &v);
+    let hw = hessian_vector_product(task, p, &w);
+    gevals += 4;
+    let error_estimate = 10.0 * (crate::network::dot(&w, &hv) - crate::network::dot(&v, &hw)).abs();
     HessianReport {
         min_eig,
         max_eig,
@@ -290,12 +276,20 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
         method: "lanczos".into(),
         gradient_evaluations: gevals,
         tangent_residual,
+        error_estimate,
     }
 }
 
 /// Hessian of the exact limit risk at `p` by central differences of the exact
 /// gradient, step `h = 1e-5 max(1, |x_i|)`, symmetrised.
 pub fn hessian_fd(task: &Task, p: &Params) -> DMatrix<f64> {
+    let h = hessian_fd_raw(task, p);
+    (&h + h.transpose()) * 0.5
+}
+
+/// The central-difference matrix of [`hessian_fd`] before symmetrisation
+/// (column `i` is the difference of the gradients along coordinate `i`).
+pub fn hessian_fd_raw(task: &Task, p: &Params) -> DMatrix<f64> {
     let x0 = p.to_flat();
     let n = x0.len();
     let cols: Vec<Vec<f64>> = (0..n)
@@ -314,8 +308,7 @@ pub fn hessian_fd(task: &Task, p: &Params) -> DMatrix<f64> {
                 .collect()
         })
         .collect();
-    let h = DMatrix::from_fn(n, n, |r, c| cols[c][r]);
-    (&h + h.transpose()) * 0.5
+    DMatrix::from_fn(n, n, |r, c| cols[c][r])
 }
 
 /// Tangent vectors of the symmetry orbit through `p`, one column each:
@@ -376,7 +369,9 @@ pub fn hessian_report(task: &Task, p: &Params) -> HessianReport {
 
 /// Hessian eigen-summary from the dense Hessian [`hessian_fd`].
 pub fn hessian_report_dense(task: &Task, p: &Params) -> HessianReport {
-    let h = hessian_fd(task, p);
+    let raw = hessian_fd_raw(task, p);
+    let error_estimate = ((&raw - raw.transpose()) * 0.5).norm();
+    let h = (&raw + raw.transpose()) * 0.5;
     let n = h.nrows();
     let eig = SymmetricEigen::new(h.clone()).eigenvalues;
     let min_eig = eig.min();
@@ -416,5 +411,6 @@ pub fn hessian_report_dense(task: &Task, p: &Params) -> HessianReport {
         method: "dense".into(),
         gradient_evaluations: 2 * n,
         tangent_residual: 0.0,
+        error_estimate,
     }
 }

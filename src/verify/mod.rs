@@ -1,4 +1,4 @@
-//! Numerical verification of the paper's three theorems (THEORY §5) on instances
+//! Numerical verification of the paper's three theorems (docs/theory.md §5) on instances
 //! small enough to enumerate the limit risk `R(W, U)` exactly.
 //!
 //! For one theorem and one task, [`verify_theorem`] runs named steps:
@@ -35,6 +35,7 @@ pub mod claims;
 mod config;
 mod hessian;
 mod optimise;
+pub mod recheck;
 mod report;
 pub mod steps;
 mod theorem;
@@ -42,7 +43,7 @@ pub mod verdict;
 mod witness;
 
 pub use bisect::{lambda_critical_bisection, Bisection};
-pub use config::{Tolerances, VerifyConfig};
+pub use config::{Tolerances, VerifyConfig, MAX_RESTARTS};
 pub use hessian::{
     hessian_fd, hessian_report, hessian_report_dense, hessian_report_lanczos,
     hessian_vector_product, lanczos, min_eigenpair, min_eigenpair_with, symmetry_basis,
@@ -91,7 +92,7 @@ pub fn verify_theorem(
     let phase = collapse::predicted_phase(task);
 
     progress("prediction");
-    let at = steps::at_prediction(theorem, task, inside)?;
+    let at = steps::at_prediction(theorem, task, inside, cfg.candidate_scale)?;
 
     let hessian_at = match (inside, phase) {
         (true, Phase::Trivial) => Some(Params::zeros(task)),
@@ -143,6 +144,10 @@ pub fn verify_theorem(
         check_bisection(task, b, &mut ev);
     }
     let verdict = ev.verdict(!inside);
+    if verdict != Verdict::Refuted {
+        // Weights are witnesses only of a refutation.
+        ev.witnesses.clear();
+    }
 
     let best_risk = restarts
         .iter()

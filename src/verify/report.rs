@@ -160,6 +160,12 @@ impl Evidence {
         if !passed {
             self.reasons.push(why());
         }
+        // A number that is not finite is no evidence against anything.
+        let on_fail = if on_fail == OnFail::Refutes && !passed && !value.is_finite() {
+            OnFail::Undecided
+        } else {
+            on_fail
+        };
         self.checks.push(Check {
             name: name.to_string(),
             value,

@@ -41,17 +41,66 @@ fn orthogonalise(w: &mut [f64], against: &[Vec<f64>]) {
     }
 }
 
-/// Lanczos with full reorthogonalisation on `P A P` (`P` projects out the
-/// orthonormal `deflate` vectors), from `start`, until the smallest and the
-/// largest Ritz values have residual `<= rel_tol * max(1, |theta_max|)`, the space is
-/// invariant, or `max_iter` products were used. `apply(v)` returns `A v`.
-pub fn lanczos(
+/// The Krylov data after the last step of [`krylov`]: the Ritz pairs of the
+/// tridiagonal `T_j` (eigenvalues ascending, eigenvectors as the columns of
+/// `vecs`), the basis `q_0..q_j`, the last `beta_j` and the product count.
+#[derive(Debug, Clone)]
+pub struct Krylov {
+    /// Ritz values, ascending.
+    pub ritz: Vec<f64>,
+    /// Eigenvectors `s_c` of `T_j` (column `c` belongs to `ritz[c]`).
+    pub vecs: DMatrix<f64>,
+    /// Orthonormal Lanczos basis `q_0..q_j` (at least as many vectors as Ritz values).
+    pub basis: Vec<Vec<f64>>,
+    /// `beta_j`, the norm of the last residual vector: Ritz pair `c` has residual
+    /// `beta_j |s_c[last]|`.
+    pub beta_last: f64,
+    /// Operator products used.
+    pub products: usize,
+    /// The Krylov space became invariant (`beta_j <= 1e-13 max(1, max|theta|)`).
+    pub invariant: bool,
+}
+
+impl Krylov {
+    /// Residual bound `beta_j |s_c[last]|` of Ritz value `c`.
+    pub fn residual(&self, c: usize) -> f64 {
+        self.beta_last * self.vecs[(self.ritz.len() - 1, c)].abs()
+    }
+
+    /// Unit Ritz vector `y_c = sum_i s_c[i] q_i` of Ritz value `c`.
+    pub fn ritz_vector(&self, c: usize) -> Vec<f64> {
+        let mut y = vec![0.0; self.basis[0].len()];
+        for (i, q) in self.basis.iter().enumerate().take(self.ritz.len()) {
+            let s = self.vecs[(i, c)];
+            y.iter_mut().zip(q).for_each(|(m, qi)| *m += s * qi);
+        }
+        let ny = dot(&y, &y).sqrt();
+        y.iter_mut().for_each(|v| *v /= ny);
+        y
+    }
+
+    /// Quadrature weights `tau_c = s_c[0]^2` of the Ritz values (they sum to 1):
+    /// `q_0^T f(A) q_0 ~ sum_c tau_c f(theta_c)` (Gauss quadrature of the spectral
+    /// measure of `q_0`).
+    pub fn weights(&self) -> Vec<f64> {
+        (0..self.ritz.len())
+            .map(|c| self.vecs[(0, c)].powi(2))
+            .collect()
+    }
+}
+
+/// The Lanczos recursion with full reorthogonalisation on `P A P` (`P` projects
+/// out the orthonormal `deflate` vectors) from `start`, until `stop(ritz, vecs,
+/// beta_j)` holds after a step, the space is invariant, or `max_iter` products
+/// were used (capped at `n - deflate.len()`, where the space is complete).
+/// `apply(v)` returns `A v`.
+pub fn krylov(
     mut apply: impl FnMut(&[f64]) -> Vec<f64>,
     deflate: &[Vec<f64>],
     start: &[f64],
     max_iter: usize,
-    rel_tol: f64,
-) -> Lanczos {
+    mut stop: impl FnMut(&[f64], &DMatrix<f64>, f64) -> bool,
+) -> Krylov {
     let n = start.len();
     let mut q0 = start.to_vec();
     orthogonalise(&mut q0, deflate);
@@ -64,7 +113,7 @@ pub fn lanczos(
     let mut beta: Vec<f64> = Vec::new();
     let max_iter = max_iter.min(n.saturating_sub(deflate.len())).max(1);
     let mut products = 0;
-    let (ritz, vecs, b, invariant) = loop {
+    loop {
         let j = basis.len() - 1;
         let mut w = apply(&basis[j]);
         products += 1;
@@ -95,37 +144,48 @@ pub fn lanczos(
         let ritz: Vec<f64> = order.iter().map(|&i| eig.eigenvalues[i]).collect();
         let vecs = DMatrix::from_fn(k, k, |r, c| eig.eigenvectors[(r, order[c])]);
         let scale = ritz.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        let res_min = b * vecs[(k - 1, 0)].abs();
-        let res_max = b * vecs[(k - 1, k - 1)].abs();
         let invariant = b <= 1e-13 * scale;
-        if invariant
-            || (res_min <= rel_tol * scale && res_max <= rel_tol * scale)
-            || products >= max_iter
-        {
-            break (ritz, vecs, b, invariant);
+        if invariant || products >= max_iter || stop(&ritz, &vecs, b) {
+            return Krylov {
+                ritz,
+                vecs,
+                basis,
+                beta_last: b,
+                products,
+                invariant,
+            };
         }
         w.iter_mut().for_each(|v| *v /= b);
         beta.push(b);
         basis.push(w);
-    };
-    let k = ritz.len();
-    let residuals = (0..k).map(|c| b * vecs[(k - 1, c)].abs()).collect();
-    let mut min_vector = vec![0.0; n];
-    for (i, q) in basis.iter().enumerate().take(k) {
-        let c = vecs[(i, 0)];
-        min_vector
-            .iter_mut()
-            .zip(q)
-            .for_each(|(m, qi)| *m += c * qi);
     }
-    let nm = dot(&min_vector, &min_vector).sqrt();
-    min_vector.iter_mut().for_each(|v| *v /= nm);
+}
+
+/// Lanczos with full reorthogonalisation on `P A P` (`P` projects out the
+/// orthonormal `deflate` vectors), from `start`, until the smallest and the
+/// largest Ritz values have residual `<= rel_tol * max(1, |theta_max|)`, the space is
+/// invariant, or `max_iter` products were used. `apply(v)` returns `A v`.
+pub fn lanczos(
+    apply: impl FnMut(&[f64]) -> Vec<f64>,
+    deflate: &[Vec<f64>],
+    start: &[f64],
+    max_iter: usize,
+    rel_tol: f64,
+) -> Lanczos {
+    let kr = krylov(apply, deflate, start, max_iter, |ritz, vecs, b| {
+        let k = ritz.len();
+        let scale = ritz.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let res_min = b * vecs[(k - 1, 0)].abs();
+        let res_max = b * vecs[(k - 1, k - 1)].abs();
+        res_min <= rel_tol * scale && res_max <= rel_tol * scale
+    });
+    let k = kr.ritz.len();
     Lanczos {
-        ritz,
-        residuals,
-        min_vector,
-        products,
-        invariant,
+        residuals: (0..k).map(|c| kr.residual(c)).collect(),
+        min_vector: kr.ritz_vector(0),
+        products: kr.products,
+        invariant: kr.invariant,
+        ritz: kr.ritz,
     }
 }
 
