@@ -19,6 +19,7 @@
 //!   known by its products (the Hessian of the limit risk);
 //! - [`plots`]: PNG + SVG figures of the experiments;
 //! - [`npy`]: NumPy `.npy` / `.npz` reading and `.npy` export of arrays;
+//! - [`version`]: the crate version written into every JSON report;
 //! - `python` (with `--features python`): the Python module `feature_collapse`.
 
 pub mod analyze;
@@ -41,5 +42,7 @@ pub mod spectrum;
 pub mod task;
 pub mod train;
 pub mod verify;
+pub mod version;
 
 pub use error::{Error, Result};
+pub use version::{Versioned, VERSION};

@@ -395,7 +395,7 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
         hypotheses: None,
         counterexample: None,
         provenance: Provenance {
-            crate_version: env!("CARGO_PKG_VERSION").to_string(),
+            crate_version: crate::VERSION.to_string(),
             git_commit: commit,
             started_unix,
             wall_seconds: 0.0,

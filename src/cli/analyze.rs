@@ -8,6 +8,7 @@ use crate::limit;
 use crate::npy::{self, NpyArray};
 use crate::spectrum;
 use crate::task::{Task, TaskConfig};
+use crate::Versioned;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -241,7 +242,7 @@ pub(super) fn run(a: &AnalyzeArgs) -> Result<i32> {
         let mut v = serde_json::to_value(&report)?;
         v["hessian"] = serde_json::to_value(&hessian)?;
         v["figures"] = serde_json::to_value(&figures)?;
-        println!("{}", serde_json::to_string(&v)?);
+        println!("{}", serde_json::to_string(&Versioned::new(&v))?);
     } else {
         print_report(a, &report, &figures);
         if let Some(h) = &hessian {

@@ -7,6 +7,7 @@ use crate::collapse::{self, Form, Phase, Prediction};
 use crate::error::Result;
 use crate::experiments::Preset;
 use crate::task::Task;
+use crate::Versioned;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
@@ -103,7 +104,7 @@ pub(super) fn run(a: &PredictArgs) -> Result<i32> {
             phase: collapse::predicted_phase(&task),
             lambda_critical: collapse::lambda_critical(&task),
         };
-        println!("{}", serde_json::to_string(&v)?);
+        println!("{}", serde_json::to_string(&Versioned::new(&v))?);
     } else {
         println!("task       {}", &task);
         print_prediction_line(&pred);

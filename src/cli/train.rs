@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::experiments::{self, Preset, RunOptions, RunOutput, RunResult};
 use crate::task::Freq;
 use crate::train::{RunDir, TrainConfig, Trainer};
+use crate::Versioned;
 use clap::Args;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,7 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
     match experiments::run_training(trainer, &dir, &opts)? {
         RunResult::Diverged(d) => {
             if a.json {
-                emit(&serde_json::to_string(&d)?);
+                emit(&serde_json::to_string(&Versioned::new(&d))?);
             }
             eprintln!("error: {d}");
             Ok(1)
@@ -89,7 +90,7 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
                 experiments::figures(&run, dir.path(), "fig")?;
             }
             if a.json {
-                emit(&serde_json::to_string(&run)?);
+                emit(&serde_json::to_string(&Versioned::new(&run))?);
             } else {
                 emit(&render_run(&run));
             }

@@ -10,6 +10,7 @@ use super::TaskArgs;
 use crate::error::Result;
 use crate::limit;
 use crate::verify::{self, OnFail, Theorem, TheoremReport, Verdict, VerifyConfig};
+use crate::Versioned;
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -119,7 +120,7 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
         }
         verdicts.push(report.verdict);
         if a.json {
-            println!("{}", serde_json::to_string(&report)?);
+            println!("{}", serde_json::to_string(&Versioned::new(&report))?);
         } else {
             print_report(&report);
         }
