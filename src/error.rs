@@ -45,6 +45,10 @@ pub enum Error {
     /// A run was interrupted (Ctrl-C) after writing a checkpoint.
     #[error("interrupted; checkpoint written to {}", path.display())]
     Interrupted { path: PathBuf },
+    /// A computation without a checkpoint stopped on request (a raised
+    /// [`StopFlag`](crate::stop::StopFlag), e.g. Ctrl-C in Python) before it finished.
+    #[error("stopped on request before the end")]
+    Stopped,
 }
 
 impl Error {

@@ -163,6 +163,7 @@ pub fn run_restarts(
     (0..cfg.restarts)
         .into_par_iter()
         .map(|i| -> Result<Restart> {
+            cfg.check_stop()?;
             let seed = cfg.seed.wrapping_add(i as u64);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let start = Params::random(task, cfg.init_scale, &mut rng);
