@@ -163,7 +163,7 @@ pub fn run_restarts(
     (0..cfg.restarts)
         .into_par_iter()
         .map(|i| -> Result<Restart> {
-            cfg.check_stop()?;
+            cfg.check_stop()?; // a raised stop flag: Error::Stopped before the next start
             let seed = cfg.seed.wrapping_add(i as u64);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let start = Params::random(task, cfg.init_scale, &mut rng);
