@@ -6,7 +6,8 @@ use std::path::PathBuf;
 ///
 /// Input errors (`InvalidParam`, `OverBudget`) map to exit code 2 in the CLI,
 /// run-time failures (`Io`, `Json`, `Optimiser`, `Plot`, `Diverged`) to exit code 3
-/// (`train` reports a divergence itself, with exit code 1).
+/// (`train` reports a divergence itself, with exit code 1), a stop request
+/// (`Interrupted`, `Stopped`) to exit code 130.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration value outside its allowed range.
