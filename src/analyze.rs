@@ -135,23 +135,29 @@ pub fn float_values(
             ),
         )
     })?;
-    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-        return Err(Error::invalid(
+    check_finite(name, origin, &v)?;
+    Ok(v)
+}
+
+/// Refuses weights with a NaN or infinite entry, naming the first one.
+fn check_finite(name: &'static str, origin: &str, v: &[f64]) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        Some(i) => Err(Error::invalid(
             name,
             origin,
             format!(
                 "entry {i} (flat, C order) is {}: weights must be finite",
                 v[i]
             ),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(v)
 }
 
 /// Weights `(W, U)` for `task` from row-major arrays: `W` shaped `(n_w, d)` and
 /// `U` shaped `(K, L d)` (the `nn.Linear` layout) or `(K, L, d)`. `w_origin` and
 /// `u_origin` (file names, or `"W"`/`"U"`) name the culprit in the error, which
-/// also states the expected shape.
+/// also states the expected shape or the first entry that is not finite.
 pub fn params_from_arrays(
     task: &Task,
     (w_shape, w, w_origin): (&[usize], Vec<f64>, &str),
@@ -184,6 +190,8 @@ pub fn params_from_arrays(
             ),
         ));
     }
+    check_finite("w", w_origin, &w)?;
+    check_finite("u", u_origin, &u)?;
     let mut p = Params::zeros(task);
     p.w = w;
     p.u = u;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 ///
 /// Input errors (`InvalidParam`, `OverBudget`) map to exit code 2 in the CLI,
 /// run-time failures (`Io`, `Json`, `Optimiser`, `Plot`, `Diverged`) to exit code 3
-/// (`train` reports a divergence itself, with exit code 1).
+/// (`train` reports a divergence itself, with exit code 1), a stop request
+/// (`Interrupted`, `Stopped`) to exit code 130.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A configuration value outside its allowed range.
@@ -45,6 +46,10 @@ pub enum Error {
     /// A run was interrupted (Ctrl-C) after writing a checkpoint.
     #[error("interrupted; checkpoint written to {}", path.display())]
     Interrupted { path: PathBuf },
+    /// A computation without a checkpoint stopped on request (a raised
+    /// [`StopFlag`](crate::stop::StopFlag), e.g. Ctrl-C in Python) before it finished.
+    #[error("stopped on request before the end")]
+    Stopped,
 }
 
 impl Error {

@@ -19,6 +19,8 @@
 //!   known by its products (the Hessian of the limit risk);
 //! - [`plots`]: PNG + SVG figures of the experiments;
 //! - [`npy`]: NumPy `.npy` / `.npz` reading and `.npy` export of arrays;
+//! - [`stop`]: a stop request (Ctrl-C) that long computations check between steps;
+//! - [`version`]: the crate version written into every JSON report;
 //! - `python` (with `--features python`): the Python module `feature_collapse`.
 
 pub mod analyze;
@@ -38,8 +40,11 @@ pub mod plots;
 #[cfg(feature = "python")]
 pub mod python;
 pub mod spectrum;
+pub mod stop;
 pub mod task;
 pub mod train;
 pub mod verify;
+pub mod version;
 
 pub use error::{Error, Result};
+pub use version::{Versioned, VERSION};

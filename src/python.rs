@@ -5,7 +5,9 @@
 //! the CLI reports with exit code 2 (bad input) raise `ValueError` with the same
 //! message, others `RuntimeError`. Arrays are NumPy `float64`, `W` shaped
 //! `(n_w, d)` and `U` shaped `(K, L d)` (the `nn.Linear` layout) or `(K, L, d)`.
-//! The GIL is released while the library computes.
+//! The GIL is released while the library computes; the long calls (`train`,
+//! `verify`) run on a worker thread while the calling thread checks Python's
+//! signals, so that Ctrl-C raises `KeyboardInterrupt` (see [`interruptible`]).
 
 use crate::analyze::{self, AnalyzeConfig};
 use crate::cli::{FreqArg, TaskArgs};
@@ -15,9 +17,11 @@ use crate::limit;
 use crate::metrics;
 use crate::network::Params;
 use crate::spectrum;
+use crate::stop::StopFlag;
 use crate::task::{Task, TaskConfig};
-use crate::train::{TrainConfig, Trainer};
+use crate::train::{Observe, ObserverMode, Outcome, TrainConfig, Trainer};
 use crate::verify::{self, Theorem, VerifyConfig};
+use crate::Versioned;
 use numpy::{PyArray1, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -31,6 +35,49 @@ fn py_err(e: Error) -> PyErr {
     } else {
         PyRuntimeError::new_err(e.report())
     }
+}
+
+/// How often a waiting call runs Python's signal handlers.
+const SIGNAL_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Runs `f` on a worker thread, handing it a fresh stop flag, while the calling
+/// thread waits with the GIL released and every [`SIGNAL_POLL`] runs Python's
+/// signal handlers (`check_signals`). When a handler raises (Ctrl-C:
+/// `KeyboardInterrupt`), the flag is raised, the worker is waited for (the library
+/// stops at its next check of the flag) and that exception is returned; otherwise
+/// the worker's result, its error as [`py_err`] makes it.
+fn interruptible<T, F>(py: Python<'_>, f: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce(StopFlag) -> crate::Result<T> + Send,
+{
+    let flag = StopFlag::new();
+    let caller = std::thread::current();
+    std::thread::scope(|s| {
+        let stop = flag.clone();
+        let worker = s.spawn(move || {
+            let out = f(stop);
+            caller.unpark();
+            out
+        });
+        let mut raised: Option<PyErr> = None;
+        while !worker.is_finished() {
+            py.detach(|| std::thread::park_timeout(SIGNAL_POLL));
+            if raised.is_none() && !worker.is_finished() {
+                if let Err(e) = py.check_signals() {
+                    flag.request();
+                    raised = Some(e);
+                }
+            }
+        }
+        let out = worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match raised {
+            Some(e) => Err(e),
+            None => out.map_err(py_err),
+        }
+    })
 }
 
 /// A Python object from serialisable data, through JSON (`json.loads`), so every
@@ -66,7 +113,7 @@ impl PyTask {
         lambda_w: f64,
         lambda_u: f64,
         seed: u64,
-        z: Option<PyReadonlyArrayDyn<'_, i64>>,
+        z: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let freq = match freq {
             "uniform" => FreqArg::Uniform,
@@ -96,22 +143,17 @@ impl PyTask {
         };
         let mut cfg = args.apply(TaskConfig::default(), 0.0).map_err(py_err)?;
         if let Some(z) = z {
-            let shape = z.shape().to_vec();
-            if shape.len() != 2 || shape[1] != len {
+            let (shape, values) = latent_array(z, len)?;
+            if let Some(c) = classes.filter(|&c| c != shape[0]) {
                 return Err(py_err(Error::invalid(
-                    "z",
-                    format!("{shape:?}"),
-                    format!("expected shape (K, L) = (K, {len})"),
+                    "classes",
+                    c,
+                    format!(
+                        "z has {} rows, one per class; give classes={} or leave it out",
+                        shape[0], shape[0]
+                    ),
                 )));
             }
-            let values: Vec<usize> = z
-                .as_array()
-                .iter()
-                .map(|&v| {
-                    usize::try_from(v)
-                        .map_err(|_| py_err(Error::invalid("z", v, "entries must be >= 0")))
-                })
-                .collect::<PyResult<_>>()?;
             if let Some(pair) = crate::task::repeated_rows(&values, len) {
                 return Err(py_err(crate::task::repeated_rows_error(
                     "z",
@@ -196,7 +238,43 @@ impl PyTask {
     }
 }
 
-/// `(W, U)` as library parameters, with the shape checks of `fcollapse analyze`.
+/// Latent variables from `z`, an array of any integer dtype (or nested lists)
+/// shaped `(K, L)` with entries `>= 0`: its shape and entries in row-major order.
+/// The task checks the entries against `n_c`.
+fn latent_array(z: &Bound<'_, PyAny>, len: usize) -> PyResult<(Vec<usize>, Vec<usize>)> {
+    let a = z.py().import("numpy")?.call_method1("asarray", (z,))?;
+    let dtype = a.getattr("dtype")?;
+    let kind: String = dtype.getattr("kind")?.extract()?;
+    if kind != "i" && kind != "u" {
+        let name: String = dtype.str()?.extract()?;
+        return Err(py_err(Error::invalid(
+            "z",
+            format!("dtype {name}"),
+            "expected an integer array of concepts (int8 to int64 or unsigned)",
+        )));
+    }
+    let shape: Vec<usize> = a.getattr("shape")?.extract()?;
+    if shape.len() != 2 || shape[1] != len {
+        return Err(py_err(Error::invalid(
+            "z",
+            format!("{shape:?}"),
+            format!("expected shape (K, L) = (K, {len})"),
+        )));
+    }
+    // every integer dtype, uint64 included, fits in i128
+    let flat: Vec<i128> = a.call_method0("ravel")?.call_method0("tolist")?.extract()?;
+    let values = flat
+        .into_iter()
+        .map(|v| {
+            usize::try_from(v)
+                .map_err(|_| py_err(Error::invalid("z", v, "entries must be concepts >= 0")))
+        })
+        .collect::<PyResult<_>>()?;
+    Ok((shape, values))
+}
+
+/// `(W, U)` as library parameters, with the shape and finiteness checks of
+/// `fcollapse analyze`.
 fn params(
     task: &Task,
     w: &PyReadonlyArrayDyn<'_, f64>,
@@ -256,7 +334,7 @@ fn predict<'py>(py: Python<'py>, task: &PyTask, form: &str) -> PyResult<Bound<'p
     let form: Form = form.parse().map_err(py_err)?;
     let t = &task.inner;
     let pred = py.detach(|| collapse::predict(t, form)).map_err(py_err)?;
-    to_py(py, &pred)
+    to_py(py, &Versioned::new(&pred))
 }
 
 /// One theorem check, the fields of `fcollapse verify --json`.
@@ -279,10 +357,14 @@ fn verify_py<'py>(
     let t = &task.inner;
     th.outside(t).map_err(py_err)?;
     limit::check_budget(t, cfg.budget).map_err(py_err)?;
-    let report = py
-        .detach(|| verify::verify_theorem(th, t, &cfg, |_| {}))
-        .map_err(py_err)?;
-    to_py(py, &report)
+    let report = interruptible(py, |stop| {
+        let cfg = VerifyConfig {
+            stop: Some(stop),
+            ..cfg
+        };
+        verify::verify_theorem(th, t, &cfg, |_| {})
+    })?;
+    to_py(py, &Versioned::new(&report))
 }
 
 /// Every collapse measure of `(W, U)` plus `within_concept_spread`, as a dict.
@@ -328,7 +410,7 @@ fn analyze_py<'py>(
     let a = py
         .detach(|| analyze::analyze(t, &p, &cfg))
         .map_err(py_err)?;
-    to_py(py, &a)
+    to_py(py, &Versioned::new(&a))
 }
 
 /// NC1–NC4 (`metrics::nc_metrics`) as a dict: `tokens` (token representations by
@@ -423,37 +505,51 @@ fn train<'py>(
     }
     cfg.eval_every = 0;
     cfg.checkpoint_every = 0;
-    let (p, summary) = py
-        .detach(|| -> crate::Result<_> {
-            let mut tr = Trainer::new(t, &cfg)?;
-            let mut losses: Vec<f64> = Vec::with_capacity(cfg.epochs);
-            for e in 1..=cfg.epochs {
-                let loss = f64::from(tr.epoch());
-                if !loss.is_finite() {
-                    // as `fcollapse train`: a divergence is an error, never NaN weights
-                    return Err(crate::Error::Diverged {
-                        epoch: e,
-                        step: 0,
-                        lr: cfg.lr,
-                    });
-                }
-                losses.push(loss);
+    let (p, summary) = interruptible(py, |stop| {
+        let mut tr = Trainer::new(t, &cfg)?;
+        let mut losses = Vec::new();
+        let outcome = tr
+            .session()
+            .add_observer(Losses(&mut losses), ObserverMode::Always)
+            .stop_on(stop)
+            .run()?;
+        let s = match outcome {
+            Outcome::Completed(s) => s,
+            Outcome::Interrupted => return Err(Error::Stopped),
+            // as `fcollapse train`: a divergence is an error, never NaN weights
+            Outcome::Diverged(d) => {
+                return Err(Error::Diverged {
+                    epoch: d.epoch,
+                    step: d.step,
+                    lr: d.lr,
+                })
             }
-            let summary = serde_json::json!({
-                "epochs": cfg.epochs,
-                "losses": losses,
-                "train_accuracy": tr.accuracy(tr.train_data()),
-                "test_accuracy": tr.accuracy(tr.test_data()),
-                "train_secs": tr.train_secs(),
-                "config": cfg,
-            });
-            Ok((tr.params_f64(), summary))
-        })
-        .map_err(py_err)?;
+        };
+        let summary = serde_json::json!({
+            "version": crate::VERSION,
+            "epochs": s.epochs,
+            "losses": losses,
+            "train_accuracy": s.last.train_accuracy,
+            "test_accuracy": s.last.test_accuracy,
+            "train_secs": s.train_secs,
+            "config": cfg,
+        });
+        Ok((tr.params_f64(), summary))
+    })?;
     let w = PyArray1::from_vec(py, p.w).reshape([t.n_w(), t.dim()])?;
     let u = PyArray1::from_vec(py, p.u).reshape([t.k(), t.len() * t.dim()])?;
     let s = to_py(py, &summary)?;
     PyTuple::new(py, [w.into_any(), u.into_any(), s])
+}
+
+/// Collects the mean loss of every epoch.
+struct Losses<'a>(&'a mut Vec<f64>);
+
+impl Observe for Losses<'_> {
+    fn observe_epoch(&mut self, _t: &Trainer, loss: f64) -> crate::Result<()> {
+        self.0.push(loss);
+        Ok(())
+    }
 }
 
 /// The extension module (`feature_collapse._native`).
@@ -470,6 +566,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nc_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(hessian_spectrum, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("__version__", crate::VERSION)?;
     Ok(())
 }

@@ -82,7 +82,12 @@ fn a_report_during_a_run_loses_no_line() {
     // reports while the run appends
     for _ in 0..3 {
         let o = bin().args(["atlas", "report"]).arg(&out).output().unwrap();
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let status = child.wait().unwrap();
     assert!(matches!(status.code(), Some(0 | 4)), "{status:?}");
@@ -98,7 +103,11 @@ fn a_report_during_a_run_loses_no_line() {
 fn two_runs_into_one_directory_never_mix_or_repeat() {
     let base = scratch("two-runs");
     let a = write(&base, "a.toml", MEDIUM);
-    let b = write(&base, "b.toml", &MEDIUM.replace("restarts = 3", "restarts = 2"));
+    let b = write(
+        &base,
+        "b.toml",
+        &MEDIUM.replace("restarts = 3", "restarts = 2"),
+    );
     let n = atlas::load(&a).unwrap().0.instances.len();
     // different specs at once: one runs, the other is refused
     let out = base.join("mixed");
@@ -131,7 +140,10 @@ fn two_runs_into_one_directory_never_mix_or_repeat() {
         String::from_utf8_lossy(&r1.stdout),
         String::from_utf8_lossy(&r2.stdout)
     );
-    assert!(said.contains(&format!("0 run now, {n} already done")), "{said}");
+    assert!(
+        said.contains(&format!("0 run now, {n} already done")),
+        "{said}"
+    );
 }
 
 #[test]
@@ -148,10 +160,17 @@ fn unreadable_or_foreign_specs_are_refused() {
     assert!(out.join("spec.toml").is_dir());
     // a shard of another spec copied in: report refuses it
     let small = MEDIUM.replace("dim = [3, 4]", "dim = 3");
-    let b = write(&base, "b.toml", &small.replace("restarts = 3", "restarts = 1"));
+    let b = write(
+        &base,
+        "b.toml",
+        &small.replace("restarts = 3", "restarts = 1"),
+    );
     let ours = base.join("ours");
     let theirs = base.join("theirs");
-    assert!(matches!(run(&write(&base, "c.toml", &small), &ours).status.code(), Some(0 | 4)));
+    assert!(matches!(
+        run(&write(&base, "c.toml", &small), &ours).status.code(),
+        Some(0 | 4)
+    ));
     assert!(matches!(run(&b, &theirs).status.code(), Some(0 | 4)));
     std::fs::copy(
         theirs.join("results.jsonl"),

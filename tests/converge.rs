@@ -355,12 +355,25 @@ fn sgd_divergence_exits_1_with_an_lr_hint_and_keeps_the_rest() {
     let _ = std::fs::remove_dir_all(&dir);
     let d = dir.to_str().unwrap();
     let args = [
-        "converge", "--theorem", "1", "--nspl", "8,16", "--seeds", "1", "--lr", "1e6", "--out", d,
+        "converge",
+        "--theorem",
+        "1",
+        "--nspl",
+        "8,16",
+        "--seeds",
+        "1",
+        "--lr",
+        "1e6",
+        "--out",
+        d,
     ];
     let o = fcollapse(&args);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("SGD diverged") && err.contains("--lr"), "{err}");
+    assert!(
+        err.contains("SGD diverged") && err.contains("--lr"),
+        "{err}"
+    );
     let kept = std::fs::read_to_string(dir.join("results.jsonl")).unwrap();
     assert_eq!(kept.lines().count(), 2, "the two ERM solutions are kept");
     assert!(dir.join("convergence.md").exists());

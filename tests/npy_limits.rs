@@ -79,7 +79,11 @@ fn analyze_refuses_a_float_z_and_a_huge_w_from_the_header() {
             .output()
             .unwrap()
     };
-    let (ws, us, zs) = (w.to_str().unwrap(), u.to_str().unwrap(), z.to_str().unwrap());
+    let (ws, us, zs) = (
+        w.to_str().unwrap(),
+        u.to_str().unwrap(),
+        z.to_str().unwrap(),
+    );
     let started = Instant::now();
     let o = run(&["analyze", "--w", ws, "--u", us, "--z", zs, "--nc", "3"]);
     let err = String::from_utf8_lossy(&o.stderr);
@@ -89,7 +93,15 @@ fn analyze_refuses_a_float_z_and_a_huge_w_from_the_header() {
     // a W whose header claims 2^29 elements
     let big = d.join("big.npz");
     npz(&big, "w", &lying_npy("<f8", &[1 << 28, 2], 1 << 20));
-    let o = run(&["analyze", "--w", big.to_str().unwrap(), "--u", us, "--nc", "3"]);
+    let o = run(&[
+        "analyze",
+        "--w",
+        big.to_str().unwrap(),
+        "--u",
+        us,
+        "--nc",
+        "3",
+    ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("`w`") && err.contains("2^28"), "{err}");
@@ -123,7 +135,12 @@ fn analyze_refuses_weights_whose_metrics_would_not_be_finite() {
             .unwrap()
     };
     let ok = run("w.npy", &[]);
-    assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     for (w, extra, needle) in [
         ("huge.npy", &[][..], "rescale the weights"),
         ("pad.npy", &["--eps", "0"][..], "row 5"),
@@ -136,5 +153,10 @@ fn analyze_refuses_weights_whose_metrics_would_not_be_finite() {
     }
     // with eps > 0 the padding row is fine
     let o = run("pad.npy", &["--eps", "1e-5"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -163,26 +163,64 @@ fn former_false_refutations_are_inconclusive_with_a_reason() {
 fn extreme_weight_decays_are_refused_or_printed_short() {
     for lam in ["5e-324", "1e-320"] {
         let o = fcollapse(&[
-            "verify", "--theorem", "1", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2",
-            "--lambda", lam,
+            "verify",
+            "--theorem",
+            "1",
+            "--nc",
+            "2",
+            "--sc",
+            "2",
+            "--len",
+            "2",
+            "--dim",
+            "2",
+            "--lambda",
+            lam,
         ]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{lam}: {err}");
-        assert!(err.contains("lambda_u") && err.lines().count() == 1, "{err}");
+        assert!(
+            err.contains("lambda_u") && err.lines().count() == 1,
+            "{err}"
+        );
     }
     let o = fcollapse(&[
-        "verify", "--theorem", "1", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2",
-        "--lambda", "1e200", "--restarts", "2",
+        "verify",
+        "--theorem",
+        "1",
+        "--nc",
+        "2",
+        "--sc",
+        "2",
+        "--len",
+        "2",
+        "--dim",
+        "2",
+        "--lambda",
+        "1e200",
+        "--restarts",
+        "2",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("sqrt(lambda_W lambda_U) = 1.000000e200"), "{out}");
+    assert!(
+        out.contains("sqrt(lambda_W lambda_U) = 1.000000e200"),
+        "{out}"
+    );
     assert!(out.lines().all(|l| l.len() < 400), "{out}");
     let o = fcollapse(&[
         "predict", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2", "--lambda", "1e308",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("phase trivial") && !out.contains("NaN"), "{out}");
+    assert!(
+        out.contains("phase trivial") && !out.contains("NaN"),
+        "{out}"
+    );
 }
 
 /// A deliberately wrong candidate is refuted (exit 1); when the witness folder
@@ -217,11 +255,28 @@ fn a_refutation_with_an_unwritable_witness_dir_keeps_its_report() {
 #[test]
 fn many_failed_restarts_make_short_lines() {
     let o = fcollapse(&[
-        "verify", "--theorem", "1", "--nc", "2", "--sc", "2", "--len", "2", "--dim", "2",
-        "--restarts", "3000", "--max-iters", "1",
+        "verify",
+        "--theorem",
+        "1",
+        "--nc",
+        "2",
+        "--sc",
+        "2",
+        "--len",
+        "2",
+        "--dim",
+        "2",
+        "--restarts",
+        "3000",
+        "--max-iters",
+        "1",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(4), "{out}");
     assert!(out.contains("and 2992 more"), "{out}");
-    assert!(out.lines().all(|l| l.len() < 2000), "a line of {} bytes", out.lines().map(str::len).max().unwrap_or(0));
+    assert!(
+        out.lines().all(|l| l.len() < 2000),
+        "a line of {} bytes",
+        out.lines().map(str::len).max().unwrap_or(0)
+    );
 }

@@ -29,7 +29,11 @@ fn instance() -> impl Strategy<Value = (Theorem, TaskConfig)> {
                 len: 2,
                 dim: n_c + extra_d,
                 classes: drawn.then_some(2 + (seed as usize) % (full - 2)),
-                lambda_w: if theorem == Theorem::Three { 0.0 } else { lambda },
+                lambda_w: if theorem == Theorem::Three {
+                    0.0
+                } else {
+                    lambda
+                },
                 lambda_u: lambda,
                 seed,
                 ..base

@@ -198,7 +198,9 @@ fn a_refutation_keeps_its_witness() {
     assert!(r.grad_norm_at_prediction.unwrap() > 0.0);
     assert_eq!(r.verdict, Verdict::Refuted, "{:#?}", r.reasons);
     assert!(
-        r.reasons.iter().any(|x| x.contains("decreases along -grad R")),
+        r.reasons
+            .iter()
+            .any(|x| x.contains("decreases along -grad R")),
         "{:#?}",
         r.reasons
     );

@@ -13,7 +13,10 @@ LayerNorm ``phi`` without affine parameters, classifier ``U`` (``K x L d``, row
 ``j`` is ``u_{j,0} .. u_{j,L-1}``, an ``nn.Linear(L d, K, bias=False)`` weight;
 ``K x L x d`` is accepted too), scores ``h_j(x) = sum_l <u_{j,l}, phi(w_{x_l})>``.
 
-Errors on bad input raise ``ValueError`` with the message ``fcollapse`` prints.
+Errors on bad input raise ``ValueError`` with the message ``fcollapse`` prints
+(non-finite weights included). Ctrl-C interrupts ``train`` and ``verify`` with
+``KeyboardInterrupt``. ``predict``, ``verify``, ``analyze`` and the ``train``
+summary carry the package ``version``.
 """
 
 from __future__ import annotations

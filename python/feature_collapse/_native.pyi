@@ -16,7 +16,8 @@ class Task:
     (``n_w = n_c s_c``), sentences of length ``L``, embedding dimension ``d``,
     ``K`` classes with latent variables ``z_k in [n_c]^L`` (all of ``[n_c]^L``
     when ``classes`` is ``None``, else ``classes`` drawn with ``seed``, or the
-    rows of ``z``), token frequencies ``mu_beta = 1/s_c`` (``'uniform'``) or
+    rows of ``z``, an integer array of any dtype shaped ``(K, L)``, with
+    ``classes`` left out or equal to ``K``), token frequencies ``mu_beta = 1/s_c`` (``'uniform'``) or
     ``∝ 1/beta^zipf_exponent`` (``'zipf'``; ``zipf_exponent`` is ignored for
     ``'uniform'``), LayerNorm without affine parameters with ``eps`` when
     ``layer_norm`` (``eps`` is ignored otherwise), weight decays ``lambda_w``,
@@ -36,7 +37,7 @@ class Task:
         lambda_w: float = 0.01,
         lambda_u: float = 0.01,
         seed: int = 0,
-        z: Optional[npt.NDArray[np.int64]] = None,
+        z: Optional[npt.ArrayLike] = None,
     ) -> None: ...
     @property
     def z(self) -> npt.NDArray[np.int64]:

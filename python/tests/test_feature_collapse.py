@@ -98,6 +98,30 @@ def test_drawn_latent_variables_are_distinct():
         assert len({tuple(r) for r in z}) == 12
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint64])
+def test_z_of_any_integer_dtype_is_accepted(dtype):
+    t = fc.Task(3, 2, 2, 4, z=np.array([[2, 0], [1, 1]], dtype=dtype))
+    assert t.k == 2 and t.z.tolist() == [[2, 0], [1, 1]]
+    assert fc.Task(3, 2, 2, 4, z=[[2, 0], [1, 1]]).z.tolist() == [[2, 0], [1, 1]]
+
+
+def test_z_that_is_not_integer_or_negative_is_named():
+    with pytest.raises(ValueError, match=r"`z` = dtype float64: expected an integer array"):
+        fc.Task(3, 2, 2, 4, z=np.array([[2.0, 0.0], [1.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"`z` = dtype bool: expected an integer array"):
+        fc.Task(3, 2, 2, 4, z=np.array([[True, False], [False, True]]))
+    with pytest.raises(ValueError, match=r"`z` = -1: entries must be concepts >= 0"):
+        fc.Task(3, 2, 2, 4, z=np.array([[2, 0], [-1, 1]], dtype=np.int32))
+
+
+def test_classes_that_disagree_with_z_are_named():
+    z = np.array([[2, 0], [1, 1]])
+    with pytest.raises(ValueError, match=r"`classes` = 3: z has 2 rows"):
+        fc.Task(3, 2, 2, 4, classes=3, z=z)
+    # the same count is no contradiction
+    assert fc.Task(3, 2, 2, 4, classes=2, z=z).k == 2
+
+
 # ---------------------------------------------------------------- limit risk
 
 
@@ -143,6 +167,44 @@ def test_shape_errors_name_the_expected_shape():
     big = fc.Task(4, 30, 6, 3)
     with pytest.raises(ValueError, match="budget"):
         fc.limit_risk(big, *random_weights(big))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_value_errors(bad):
+    task = fc.Task(**TASKS["uniform"])
+    W, U = random_weights(task)
+    Wb = W.copy()
+    Wb[1, 2] = bad  # flat entry 1 * d + 2 = 6
+    Ub = U.copy()
+    Ub[3, 0] = bad  # flat entry 3 * L d = 24
+    w_err = r"`w` = W: entry 6 \(flat, C order\) is -?(NaN|inf): weights must be finite"
+    u_err = r"`u` = U: entry 24 \(flat, C order\) is -?(NaN|inf): weights must be finite"
+    for f in (fc.limit_risk, fc.limit_risk_grad, fc.collapse_metrics, fc.analyze):
+        with pytest.raises(ValueError, match=w_err):
+            f(task, Wb, U)
+        with pytest.raises(ValueError, match=u_err):
+            f(task, W, Ub)
+    # float32 and (K, L, d) inputs are checked alike
+    with pytest.raises(ValueError, match=w_err):
+        fc.limit_risk(task, Wb.astype(np.float32), U)
+    with pytest.raises(ValueError, match=u_err):
+        fc.limit_risk(task, W, Ub.reshape(task.k, task.len, task.dim))
+
+
+def test_non_finite_weights_are_refused_as_the_cli_does(cli, tmp_path):
+    task = fc.Task(**TASKS["uniform"])
+    W, U = random_weights(task)
+    W[0, 1] = np.nan
+    np.save(tmp_path / "W.npy", W)
+    np.save(tmp_path / "U.npy", U)
+    with pytest.raises(ValueError) as err:
+        fc.analyze(task, W, U)
+    out = cli("analyze", "--w", tmp_path / "W.npy", "--u", tmp_path / "U.npy",
+              "--nc", 3, "--sc", 2, "--len", 2, "--dim", 4)
+    assert out.returncode == 2, out.stderr
+    # the same message, but for the name of the array (a file for the CLI)
+    assert "entry 1 (flat, C order) is NaN: weights must be finite" in str(err.value)
+    assert "entry 1 (flat, C order) is NaN: weights must be finite" in out.stderr
 
 
 def torch_limit_risk(torch, task, W, U):
@@ -206,6 +268,7 @@ def test_verify_has_the_fields_of_verify_json(cli):
     c = json.loads(out.stdout.splitlines()[0])
     missing = set(c) - set(rep)
     assert not missing, missing
+    assert rep["version"] == c["version"] == fc.__version__
     assert rep["passed"] is c["passed"] is True
     assert rep["predicted_risk"] == c["predicted_risk"]
     assert rep["best_risk"] == pytest.approx(c["best_risk"], rel=1e-12)
@@ -363,6 +426,63 @@ def test_train_returns_weights_and_a_decreasing_loss():
         fc.train(task, epoch=3)
     with pytest.raises(ValueError, match="lr"):
         fc.train(task, lr=-1.0, epochs=1)
+    assert summary["version"] == fc.__version__
+    assert len(summary["losses"]) == summary["epochs"] == 40
+
+
+def test_train_names_the_argument_that_is_too_large():
+    task = fc.Task(3, 2, 2, 4)
+    with pytest.raises(ValueError, match=r"`n_test` = 1000000000000: K \* n_test \* L") as err:
+        fc.train(task, n_test=10**12, epochs=1)
+    assert "n_spl" not in str(err.value)
+    with pytest.raises(ValueError, match=r"`n_spl` = 1000000000000: K \* n_spl \* L"):
+        fc.train(task, n_spl=10**12, epochs=1)
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+CHILD = """
+import sys, time
+import feature_collapse as fc
+task = fc.Task(3, 2, 2, 4)
+print("ready", flush=True)
+start = time.monotonic()
+try:
+    if sys.argv[1] == "train":
+        fc.train(task, epochs=10**9, n_spl=5, threads=1)
+    else:
+        fc.verify(task, 1, restarts=100_000)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print(f"KeyboardInterrupt after {time.monotonic() - start:.3f} s", flush=True)
+    # the library is usable again: the next call is not stopped
+    print("verify after", fc.verify(task, 1, restarts=2)["passed"], flush=True)
+"""
+
+
+@pytest.mark.parametrize("call", ["train", "verify"])
+def test_ctrl_c_raises_keyboard_interrupt_in_long_calls(call):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD, call], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # the call is under way (uninterrupted it lasts for hours)
+        assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    lines = out.splitlines()
+    assert lines[0].startswith("KeyboardInterrupt after"), (out, err)
+    # the signal came during the call, not before it
+    assert float(lines[0].split()[2]) >= 0.9, lines
+    assert lines[1] == "verify after True", (out, err)
+    assert child.returncode == 0, err
 
 
 def test_example_notebook_runs():

@@ -395,7 +395,7 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
         hypotheses: None,
         counterexample: None,
         provenance: Provenance {
-            crate_version: env!("CARGO_PKG_VERSION").to_string(),
+            crate_version: crate::VERSION.to_string(),
             git_commit: commit,
             started_unix,
             wall_seconds: 0.0,
@@ -451,7 +451,10 @@ fn save_counterexample(rep: &TheoremReport, inst: &Instance, dir: &Path) -> Resu
             (best.params[..nw].to_vec(), best.params[nw..].to_vec())
         }
     };
-    let risk = crate::limit::risk(t, &crate::network::Params::zeros(t).with_flat(&[w.clone(), u.clone()].concat()));
+    let risk = crate::limit::risk(
+        t,
+        &crate::network::Params::zeros(t).with_flat(&[w.clone(), u.clone()].concat()),
+    );
     let sub = dir.join("counterexamples");
     fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
     let w_rel = format!("counterexamples/{}.W.npy", inst.id);

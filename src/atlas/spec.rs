@@ -306,10 +306,7 @@ pub fn parse(text: &str) -> Result<Spec> {
         {
             return Err(bad(
                 &format!("{prefix}.restarts"),
-                format!(
-                    "must be 1 to {}, found {r}",
-                    crate::verify::MAX_RESTARTS
-                ),
+                format!("must be 1 to {}, found {r}", crate::verify::MAX_RESTARTS),
             ));
         }
         let seeds = list(grid, &prefix, "seed", Some(vec![0]), true, as_usize)?;
@@ -333,9 +330,13 @@ pub fn parse(text: &str) -> Result<Spec> {
         if product + instances.len() as f64 > MAX_INSTANCES as f64
             || restart_total > MAX_RESTARTS_TOTAL
         {
-            let mut keys: Vec<(&str, usize)> = sizes.iter().copied().filter(|(_, n)| *n > 1).collect();
-            keys.sort_by(|a, b| b.1.cmp(&a.1));
-            let named: Vec<String> = keys.iter().map(|(k, n)| format!("{prefix}.{k} ({n} values)")).collect();
+            let mut keys: Vec<(&str, usize)> =
+                sizes.iter().copied().filter(|(_, n)| *n > 1).collect();
+            keys.sort_by_key(|k| std::cmp::Reverse(k.1));
+            let named: Vec<String> = keys
+                .iter()
+                .map(|(k, n)| format!("{prefix}.{k} ({n} values)"))
+                .collect();
             return Err(bad(
                 &prefix,
                 format!(

@@ -9,6 +9,7 @@ use crate::limit;
 use crate::npy::{self, NpyArray};
 use crate::spectrum;
 use crate::task::{short, Task, TaskConfig};
+use crate::Versioned;
 use clap::Args;
 use std::path::{Path, PathBuf};
 
@@ -386,7 +387,7 @@ pub(super) fn run(a: &AnalyzeArgs) -> Result<i32> {
         v["phase"] = serde_json::to_value(collapse::predicted_phase(&task))?;
         v["lambda_critical"] = serde_json::to_value(collapse::lambda_critical(&task))?;
         v["assumed"] = serde_json::to_value(&assumed)?;
-        println!("{}", serde_json::to_string(&v)?);
+        println!("{}", serde_json::to_string(&Versioned::new(&v))?);
     } else {
         print_report(a, &report, &figures);
         print_phase_line(&task);

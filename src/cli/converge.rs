@@ -9,6 +9,7 @@ use crate::converge::{self, lbfgs::LbfgsOptions, ConvergeConfig, Record, Referen
 use crate::error::{Error, Result};
 use crate::limit;
 use crate::verify::Theorem;
+use crate::Versioned;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashSet;
@@ -225,7 +226,7 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
             }
         };
         if a.json {
-            println!("{}", serde_json::to_string(&rec)?);
+            println!("{}", serde_json::to_string(&Versioned::new(&rec))?);
         }
         records.push(rec);
         bar.inc(1);
@@ -251,7 +252,7 @@ pub(super) fn run(a: &ConvergeArgs) -> Result<i32> {
     report::write_markdown(&out, &records, &summary, &reference, &stems)?;
     let not_converged: usize = summary.solvers.values().map(|c| c.not_converged).sum();
     if a.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        println!("{}", serde_json::to_string(&Versioned::new(&summary))?);
     } else {
         println!(
             "converge   theorem {} (type {:?}): {instance}",

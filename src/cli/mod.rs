@@ -69,12 +69,12 @@ pub fn run() -> Result<i32> {
 }
 
 /// The process exit code of an error: 2 bad input (a parameter out of range, an
-/// instance over budget), 130 interrupted (a checkpoint was written), 3 any
-/// other run-time failure.
+/// instance over budget), 130 interrupted (a checkpoint was written, or a stop
+/// request ended a computation that has none), 3 any other run-time failure.
 pub fn exit_code(e: &Error) -> u8 {
     if e.is_bad_input() {
         2
-    } else if matches!(e, Error::Interrupted { .. }) {
+    } else if matches!(e, Error::Interrupted { .. } | Error::Stopped) {
         130
     } else {
         3

@@ -1,12 +1,13 @@
 //! `fcollapse predict`: the predicted collapsed constants.
 
-use crate::display::fixed;
 use super::task_args::PresetArg;
 use super::TaskArgs;
 use crate::collapse::{self, Form, Phase, Prediction};
+use crate::display::fixed;
 use crate::error::Result;
 use crate::experiments::Preset;
 use crate::task::Task;
+use crate::Versioned;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
@@ -118,7 +119,7 @@ pub(super) fn run(a: &PredictArgs) -> Result<i32> {
             phase: collapse::predicted_phase(&task),
             lambda_critical: collapse::lambda_critical(&task),
         };
-        println!("{}", serde_json::to_string(&v)?);
+        println!("{}", serde_json::to_string(&Versioned::new(&v))?);
     } else {
         println!("task       {}", &task);
         print_prediction_line(&pred);

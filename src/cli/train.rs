@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::experiments::{self, Preset, RunOptions, RunOutput, RunResult};
 use crate::task::Freq;
 use crate::train::{RunDir, TrainConfig, Trainer};
+use crate::Versioned;
 use clap::Args;
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -132,7 +133,7 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
         RunResult::Diverged(d) => {
             remove_figures(dir.path())?;
             if a.json {
-                emit(&serde_json::to_string(&d)?);
+                emit(&serde_json::to_string(&Versioned::new(&d))?);
             }
             eprintln!("error: {d}");
             Ok(1)
@@ -151,7 +152,7 @@ pub(super) fn run(a: &TrainArgs) -> Result<i32> {
                     .map(|f| f.to_string_lossy().into_owned())
                     .collect();
                 v["figures"] = serde_json::to_value(shown)?;
-                emit(&serde_json::to_string(&v)?);
+                emit(&serde_json::to_string(&Versioned::new(&v))?);
             } else {
                 emit(&render_run(&run));
                 for f in &figures {

@@ -4,12 +4,13 @@
 //! 1 some theorem refuted, 4 none refuted but some inconclusive; 2 bad input,
 //! 3 run-time failure.
 
-use crate::display::fixed;
 use super::predict::print_prediction_line;
 use super::TaskArgs;
+use crate::display::fixed;
 use crate::error::Result;
 use crate::limit;
 use crate::verify::{self, OnFail, Theorem, TheoremReport, Verdict, VerifyConfig};
+use crate::Versioned;
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -119,7 +120,7 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
         }
         verdicts.push(report.verdict);
         if a.json {
-            println!("{}", serde_json::to_string(&report)?);
+            println!("{}", serde_json::to_string(&Versioned::new(&report))?);
         } else {
             print_report(&report);
         }

@@ -1,9 +1,11 @@
-//! `results.jsonl`: one [`Record`] per line, appended as each one finishes, so
-//! that a rerun skips what is done. A torn last line (a run killed mid-write:
-//! no final newline, or a line that does not parse) is cut off on reopening.
+//! `results.jsonl`: one [`Record`] per line (led by the crate `version`), appended
+//! as each one finishes, so that a rerun skips what is done. A torn last line (a
+//! run killed mid-write: no final newline, or a line that does not parse) is cut
+//! off on reopening.
 
 use super::Record;
 use crate::error::{Error, Result};
+use crate::Versioned;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -81,7 +83,7 @@ impl Store {
 
     /// Appends one line (written in one call, then flushed to disk).
     pub fn append(&mut self, r: &Record) -> Result<()> {
-        let mut line = serde_json::to_string(r)?;
+        let mut line = serde_json::to_string(&Versioned::new(r))?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())

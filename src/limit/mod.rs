@@ -216,11 +216,10 @@ pub fn risk_error_bound(task: &Task, p: &Params) -> f64 {
         .chunks(p.dim)
         .map(|r| network::dot(r, r).sqrt())
         .fold(0.0, f64::max);
-    let max_u = p
-        .u
-        .chunks(p.dim)
-        .map(|r| network::dot(r, r).sqrt())
-        .fold(0.0, f64::max);
+    let max_u =
+        p.u.chunks(p.dim)
+            .map(|r| network::dot(r, r).sqrt())
+            .fold(0.0, f64::max);
     let h = task.len() as f64 * max_phi * max_u;
     let pen = p.penalty(task.lambda_w(), task.lambda_u());
     let leaves = (task.s_c() as f64).powi(task.len() as i32);

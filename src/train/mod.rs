@@ -57,14 +57,13 @@ mod kernel;
 mod observe;
 mod rundir;
 mod session;
-mod stop;
 
+pub use crate::stop::StopFlag;
 pub use checkpoint::CHECKPOINT_MAGIC;
 pub use config::{EvalRecord, TrainConfig, TrainSummary};
 pub use observe::{Checkpointer, Divergence, End, LogWriter, Observe, ObserverMode, Progress};
 pub use rundir::RunDir;
 pub use session::{Outcome, Session};
-pub use stop::StopFlag;
 
 use crate::error::{Error, Result};
 use crate::network::{standard_normal, Params};

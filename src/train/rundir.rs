@@ -5,13 +5,14 @@
 //! |---|---|---|
 //! | `checkpoint.bin` | the latest checkpoint (format: `checkpoint` module) | [`RunDir::write_checkpoint`] |
 //! | `log.jsonl` | one [`EvalRecord`] per line, appended at each evaluation | [`RunDir::append_log`] |
-//! | `summary.json` | what the run produced (or where it diverged) | [`RunDir::write_summary`] |
+//! | `summary.json` | what the run produced (or where it diverged), with the crate `version` | [`RunDir::write_summary`] |
 //! | `W.npy`, `U.npy` | final weights, f32, `n_w x d` and `K x L d` | [`RunDir::write_weights`] |
 
 use super::checkpoint::{self, Checkpoint};
 use super::{EvalRecord, Trainer};
 use crate::error::{Error, Result};
 use crate::npy;
+use crate::Versioned;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -228,7 +229,8 @@ impl RunDir {
     /// Writes `summary.json` (pretty JSON).
     pub fn write_summary(&self, summary: &impl Serialize) -> Result<()> {
         let path = self.summary_path();
-        let text = serde_json::to_string_pretty(summary).map_err(|e| Error::io(&path, e.into()))?;
+        let text = serde_json::to_string_pretty(&Versioned::new(summary))
+            .map_err(|e| Error::io(&path, e.into()))?;
         std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
     }
 }

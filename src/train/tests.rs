@@ -348,6 +348,21 @@ fn bad_configs_name_the_field() {
         },
         "n_test",
     );
+    // too many sentences: the error names the argument that is too large
+    bad(
+        TrainConfig {
+            n_test: 1_000_000_000_000,
+            ..ok.clone()
+        },
+        "n_test",
+    );
+    bad(
+        TrainConfig {
+            n_spl: 1_000_000_000_000,
+            ..ok.clone()
+        },
+        "n_spl",
+    );
     bad(
         TrainConfig {
             epochs: 0,

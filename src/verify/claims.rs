@@ -4,8 +4,8 @@
 use super::report::{Evidence, OnFail, Restart};
 use super::steps::{floor, log_k, match_tol, rel, Context};
 use super::{norm, recheck, Theorem};
-use crate::display::fixed;
 use crate::collapse;
+use crate::display::fixed;
 use crate::network::{features, Params};
 use crate::task::Task;
 
@@ -315,8 +315,7 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
                     && *spread >= 0.5 * s
                     && (every
                         || (recheck::clearly_below(*risk, e, known, e)
-                            && projected
-                                .is_some_and(|rp| recheck::clearly_below(*risk, e, rp, e))))
+                            && projected.is_some_and(|rp| recheck::clearly_below(*risk, e, rp, e))))
             }
             _ => false,
         };
@@ -450,7 +449,9 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
 /// risk and within-concept spread (none if the run fails or does not converge).
 fn polish(cx: &Context, r: &Restart) -> Option<(Params, f64, f64)> {
     let cfg = super::VerifyConfig {
-        grad_tol: (1e-3 * r.grad_norm).min(cx.cfg.grad_tol).max(f64::MIN_POSITIVE),
+        grad_tol: (1e-3 * r.grad_norm)
+            .min(cx.cfg.grad_tol)
+            .max(f64::MIN_POSITIVE),
         max_iters: cx.cfg.max_iters.saturating_mul(4),
         ..cx.cfg.clone()
     };

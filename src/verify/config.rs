@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::limit;
+use crate::stop::StopFlag;
 use serde::Serialize;
 
 /// Tolerances of the verdict. Every one is relative to a scale of the problem
@@ -79,6 +80,10 @@ pub struct VerifyConfig {
     /// verifier itself.
     pub candidate_scale: f64,
     pub tol: Tolerances,
+    /// When raised, the run ends with [`crate::Error::Stopped`] before its next random
+    /// start or L-BFGS round (no flag: runs to the end).
+    #[serde(skip)]
+    pub stop: Option<StopFlag>,
 }
 
 impl Default for VerifyConfig {
@@ -95,6 +100,7 @@ impl Default for VerifyConfig {
             bisect: false,
             candidate_scale: 1.0,
             tol: Tolerances::default(),
+            stop: None,
         }
     }
 }
@@ -103,6 +109,14 @@ impl Default for VerifyConfig {
 pub const MAX_RESTARTS: usize = 100_000;
 
 impl VerifyConfig {
+    /// [`Error::Stopped`] when the stop flag is raised, else nothing.
+    pub fn check_stop(&self) -> Result<()> {
+        match &self.stop {
+            Some(f) if f.is_requested() => Err(Error::Stopped),
+            _ => Ok(()),
+        }
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<()> {
         if self.restarts == 0 || self.restarts > MAX_RESTARTS {

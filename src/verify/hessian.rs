@@ -262,7 +262,11 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
     }
     // Asymmetry of two fixed unit probes: the products' own error.
     let v = unit(start_vector(n));
-    let w = unit((0..n).map(|i| ((i as f64 + 1.0) * 0.414_213_562_373_095).fract() - 0.5).collect());
+    let w = unit(
+        (0..n)
+            .map(|i| ((i as f64 + 1.0) * 0.414_213_562_373_095).fract() - 0.5)
+            .collect(),
+    );
     let hv = hessian_vector_product(task, p, &v);
     let hw = hessian_vector_product(task, p, &w);
     gevals += 4;

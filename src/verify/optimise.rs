@@ -206,7 +206,8 @@ pub fn minimise(task: &Task, start: &Params, cfg: &VerifyConfig) -> Result<Minim
 /// restart from the last point with a fresh memory; the iteration cap counts all
 /// rounds. With LayerNorm and `lambda_W = 0`, each round starts by replacing every
 /// `w_t` by `phi(w_t)`, a symmetry of `R`, which keeps the scale-free directions
-/// well conditioned.
+/// well conditioned. A raised `cfg.stop` ends it with [`crate::Error::Stopped`]
+/// before the next round.
 ///
 /// Saddle escape (`opts.escape_saddles`): at a converged point the smallest
 /// Hessian eigenpair `(lambda_min, v)` transverse to the symmetries is computed
@@ -230,6 +231,7 @@ pub fn minimise_with(
     let mut saddles = Vec::new();
     let mut round = 0;
     while round < 5 {
+        cfg.check_stop()?;
         round += 1;
         if let (Some(eps), true) = (task.layer_norm(), task.lambda_w() == 0.0) {
             // R is invariant under w_t -> phi(w_t) when eps = 0 and lambda_W = 0:

@@ -63,7 +63,9 @@ pub fn descent(task: &Task, p: &Params, grad: &[f64]) -> Recheck {
     if !(gn > 0.0 && gn.is_finite() && r0.is_finite()) {
         return Recheck {
             holds: false,
-            detail: format!("no finite gradient or risk to descend along (||g|| = {gn:.1e}, R = {r0:e})"),
+            detail: format!(
+                "no finite gradient or risk to descend along (||g|| = {gn:.1e}, R = {r0:e})"
+            ),
         };
     }
     let x0 = p.to_flat();

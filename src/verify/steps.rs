@@ -3,9 +3,11 @@
 //! none below, reaching, Hessian) that the claims of [`super::claims`] are built from.
 
 use super::report::{Evidence, OnFail, Restart};
-use super::{min_eigenpair, minimise, norm, recheck, HessianReport, Minimised, Theorem, VerifyConfig};
-use crate::display::fixed;
+use super::{
+    min_eigenpair, minimise, norm, recheck, HessianReport, Minimised, Theorem, VerifyConfig,
+};
 use crate::collapse::{self, Form, Prediction};
+use crate::display::fixed;
 use crate::error::Result;
 use crate::limit;
 use crate::metrics;
@@ -163,6 +165,7 @@ pub fn run_restarts(
     (0..cfg.restarts)
         .into_par_iter()
         .map(|i| -> Result<Restart> {
+            cfg.check_stop()?; // a raised stop flag: Error::Stopped before the next start
             let seed = cfg.seed.wrapping_add(i as u64);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let start = Params::random(task, cfg.init_scale, &mut rng);

@@ -1,7 +1,8 @@
-//! A stop request shared between whoever wants a run to stop (a signal handler
-//! installed by the command line, a test, an evaluation hook) and the training loop,
-//! which checks it after every step. Nothing here touches signals: handling Ctrl-C is
-//! an explicit choice of the caller (see `cli`).
+//! A stop request shared between whoever wants a computation to stop (a signal
+//! handler installed by the command line, the Python module on Ctrl-C, a test) and
+//! the loops that check it: training after every step, a verification before every
+//! random restart and every L-BFGS round. Nothing here touches signals: handling
+//! Ctrl-C is an explicit choice of the caller (see `cli` and `python`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -46,14 +47,14 @@ impl StopFlag {
     }
 
     /// Marks the flag as watched until the guard is dropped.
-    pub(super) fn watch(&self) -> Watch {
+    pub(crate) fn watch(&self) -> Watch {
         self.0.watchers.fetch_add(1, Ordering::SeqCst);
         Watch(self.clone())
     }
 }
 
 /// While alive, [`StopFlag::is_watched`] is true.
-pub(super) struct Watch(StopFlag);
+pub(crate) struct Watch(StopFlag);
 
 impl Drop for Watch {
     fn drop(&mut self) {
