@@ -43,6 +43,9 @@ impl Default for TrainConfig {
     }
 }
 
+/// Most epochs one run may ask for (a loss is kept per epoch).
+pub const MAX_EPOCHS: usize = 100_000_000;
+
 impl TrainConfig {
     /// Checks every field; errors name the offending field.
     pub fn validate(&self) -> Result<()> {
@@ -60,8 +63,12 @@ impl TrainConfig {
                 "needs at least 1 test sentence per class",
             ));
         }
-        if self.epochs == 0 {
-            return Err(Error::invalid("epochs", 0, "must be >= 1"));
+        if self.epochs == 0 || self.epochs > MAX_EPOCHS {
+            return Err(Error::invalid(
+                "epochs",
+                self.epochs,
+                format!("must be 1 to {MAX_EPOCHS}"),
+            ));
         }
         if !self.lr.is_finite() || self.lr <= 0.0 {
             return Err(Error::invalid("lr", self.lr, "must be finite and > 0"));

@@ -370,6 +370,14 @@ fn bad_configs_name_the_field() {
         },
         "epochs",
     );
+    // 10^10 epochs is refused before anything runs (no allocation per epoch)
+    bad(
+        TrainConfig {
+            epochs: 10_000_000_000,
+            ..ok.clone()
+        },
+        "epochs",
+    );
     bad(
         TrainConfig {
             batch: 0,
