@@ -68,7 +68,7 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
         g,
         format!("<= {gtol:.0e}"),
         g <= gtol,
-        if holds {
+        if holds || g <= gtol {
             OnFail::Refutes
         } else {
             OnFail::Undecided
@@ -349,7 +349,7 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
             s,
             format!("<= {allowed:.1e}"),
             ok,
-            if refutes {
+            if refutes || ok {
                 OnFail::Refutes
             } else {
                 OnFail::Undecided

@@ -309,7 +309,8 @@ impl Context<'_> {
             gap,
             format!("<= {tol:.0e}"),
             ok,
-            if holds {
+            // a passed check keeps its nominal meaning
+            if ok || holds {
                 OnFail::Refutes
             } else {
                 OnFail::Undecided
@@ -394,7 +395,7 @@ impl Context<'_> {
             t,
             format!(">= {floor:.1e}"),
             !neg && !t.is_nan(),
-            if holds {
+            if holds || (!neg && !t.is_nan()) {
                 OnFail::Refutes
             } else {
                 OnFail::Undecided
