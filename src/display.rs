@@ -1,11 +1,11 @@
 //! Numbers as a person reads them in reports.
 
-/// `v` with `digits` decimals when that is readable (`1e-3 <= |v| < 1e9`, or 0),
+/// `v` with `digits` decimals when that is readable (`1e-4 <= |v| < 1e9`, or 0),
 /// else in scientific notation with `digits` significant decimals, so that a
 /// huge or tiny value never prints hundreds of digits or rounds to `0.000…`.
 pub fn fixed(v: f64, digits: usize) -> String {
     let a = v.abs();
-    if v == 0.0 || (1e-3..1e9).contains(&a) || !v.is_finite() {
+    if v == 0.0 || (1e-4..1e9).contains(&a) || !v.is_finite() {
         format!("{v:.digits$}")
     } else {
         format!("{v:.digits$e}")
