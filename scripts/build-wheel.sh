@@ -51,7 +51,8 @@ if env PATH="$check_path" bash -c 'command -v cargo || command -v rustc' >/dev/n
   echo "build-wheel: a Rust toolchain is still on the test PATH" >&2
   exit 1
 fi
-env PATH="$check_path" "$VPY" -m pip install -q --only-binary :all: "$WHEEL" pytest
+# matplotlib: the example notebook, run as a test, draws its figure
+env PATH="$check_path" "$VPY" -m pip install -q --only-binary :all: "$WHEEL" pytest matplotlib
 # The tests import the installed package (run from outside the checkout).
 cd "$tmp"
 env PATH="$check_path" "$VPY" - "$tmp/venv" "$VERSION" <<'PY'

@@ -449,7 +449,7 @@ print("ready", flush=True)
 start = time.monotonic()
 try:
     if sys.argv[1] == "train":
-        fc.train(task, epochs=10**9, n_spl=5, threads=1)
+        fc.train(task, epochs=10**8, n_spl=5, threads=1)
     else:
         fc.verify(task, 1, restarts=100_000)
     print("finished", flush=True)
