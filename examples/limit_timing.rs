@@ -87,6 +87,9 @@ fn main() -> feature_collapse::Result<()> {
             "eps": task.layer_norm(), "mu": task.mu(), "lambda_w": task.lambda_w(),
             "lambda_u": task.lambda_u(), "w": p.w, "u": p.u, "risk": r, "grad": grad,
         });
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| feature_collapse::Error::io(dir, e))?;
+        }
         std::fs::write(path, json.to_string()).map_err(|e| feature_collapse::Error::io(path, e))?;
     }
     println!(
