@@ -315,13 +315,7 @@ pub const MAX_WEIGHT: f64 = 1e100;
 /// naming the input, otherwise.
 pub fn check_weights(task: &Task, p: &Params) -> Result<()> {
     for (name, v) in [("w", &p.w), ("u", &p.u)] {
-        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-            return Err(Error::invalid(
-                name,
-                format!("entry {i}"),
-                format!("is {}: the weights must be finite", v[i]),
-            ));
-        }
+        check_finite(name, "the weights", v)?;
         let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         if m > MAX_WEIGHT {
             return Err(Error::invalid(

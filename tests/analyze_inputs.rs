@@ -16,6 +16,20 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// n_c 3, s_c 2, L 2, d 4 with `k` drawn classes.
+fn drawn_task(k: usize) -> Task {
+    TaskConfig {
+        n_c: 3,
+        s_c: 2,
+        len: 2,
+        dim: 4,
+        classes: Some(k),
+        ..TaskConfig::default()
+    }
+    .build()
+    .unwrap()
+}
+
 fn fcollapse(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_fcollapse"))
         .current_dir(dir)
@@ -80,16 +94,7 @@ fn assert_bad_input(o: &Output, needles: &[&str]) {
 #[test]
 fn k_comes_from_u_and_assumed_settings_are_named() {
     let dir = out_dir("k_from_u");
-    let t = TaskConfig {
-        n_c: 3,
-        s_c: 2,
-        len: 2,
-        dim: 4,
-        classes: Some(5),
-        ..TaskConfig::default()
-    }
-    .build()
-    .unwrap();
+    let t = drawn_task(5);
     write_weights(&dir, &t, 0.5);
     let o = analyze(&dir, &["--w", "W.npy", "--u", "U.npy", "--nc", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -207,16 +212,7 @@ fn an_assumed_weight_decay_that_changes_the_phase_is_a_warning() {
 #[test]
 fn repeated_latent_variables_are_refused_on_every_path() {
     let dir = out_dir("repeated");
-    let t = TaskConfig {
-        n_c: 3,
-        s_c: 2,
-        len: 2,
-        dim: 4,
-        classes: Some(4),
-        ..TaskConfig::default()
-    }
-    .build()
-    .unwrap();
+    let t = drawn_task(4);
     write_weights(&dir, &t, 0.5);
     let z = [0i64, 1, 2, 2, 1, 0, 2, 2];
     write_npy_i64(&dir.join("Z.npy"), &[4, 2], &z);
@@ -258,16 +254,7 @@ fn repeated_latent_variables_are_refused_on_every_path() {
 #[test]
 fn task_files_with_unknown_keys_or_a_bad_z_length_are_refused() {
     let dir = out_dir("task_file");
-    let t = TaskConfig {
-        n_c: 3,
-        s_c: 2,
-        len: 2,
-        dim: 4,
-        classes: Some(4),
-        ..TaskConfig::default()
-    }
-    .build()
-    .unwrap();
+    let t = drawn_task(4);
     write_weights(&dir, &t, 0.5);
     let mut typo = serde_json::to_value(&t).unwrap();
     typo["lamda_w"] = serde_json::json!(0.001);

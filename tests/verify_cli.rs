@@ -10,6 +10,24 @@ fn fcollapse(args: &[&str]) -> Output {
         .expect("run fcollapse")
 }
 
+/// `verify` of theorem 1 on the smallest instance (n_c 2, s_c 2, L 2, d 2) with `args`.
+fn tiny(args: &[&str]) -> Output {
+    let base = [
+        "verify",
+        "--theorem",
+        "1",
+        "--nc",
+        "2",
+        "--sc",
+        "2",
+        "--len",
+        "2",
+        "--dim",
+        "2",
+    ];
+    fcollapse(&[&base[..], args].concat())
+}
+
 /// Runs `verify ARGS --restarts 4 --json` and returns the exit code and the one JSON line.
 fn verify_json(args: &str) -> (i32, serde_json::Value) {
     let mut a: Vec<&str> = vec!["verify"];
@@ -162,21 +180,7 @@ fn former_false_refutations_are_inconclusive_with_a_reason() {
 #[test]
 fn extreme_weight_decays_are_refused_or_printed_short() {
     for lam in ["5e-324", "1e-320"] {
-        let o = fcollapse(&[
-            "verify",
-            "--theorem",
-            "1",
-            "--nc",
-            "2",
-            "--sc",
-            "2",
-            "--len",
-            "2",
-            "--dim",
-            "2",
-            "--lambda",
-            lam,
-        ]);
+        let o = tiny(&["--lambda", lam]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{lam}: {err}");
         assert!(
@@ -184,23 +188,7 @@ fn extreme_weight_decays_are_refused_or_printed_short() {
             "{err}"
         );
     }
-    let o = fcollapse(&[
-        "verify",
-        "--theorem",
-        "1",
-        "--nc",
-        "2",
-        "--sc",
-        "2",
-        "--len",
-        "2",
-        "--dim",
-        "2",
-        "--lambda",
-        "1e200",
-        "--restarts",
-        "2",
-    ]);
+    let o = tiny(&["--lambda", "1e200", "--restarts", "2"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("sqrt(lambda_W lambda_U) = 1.000000e200"),
@@ -254,23 +242,7 @@ fn a_refutation_with_an_unwritable_witness_dir_keeps_its_report() {
 /// and counts the rest, no line runs to megabytes.
 #[test]
 fn many_failed_restarts_make_short_lines() {
-    let o = fcollapse(&[
-        "verify",
-        "--theorem",
-        "1",
-        "--nc",
-        "2",
-        "--sc",
-        "2",
-        "--len",
-        "2",
-        "--dim",
-        "2",
-        "--restarts",
-        "3000",
-        "--max-iters",
-        "1",
-    ]);
+    let o = tiny(&["--restarts", "3000", "--max-iters", "1"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(4), "{out}");
     assert!(out.contains("and 2992 more"), "{out}");

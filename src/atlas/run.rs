@@ -22,7 +22,7 @@ use crate::npy::write_npy_f64;
 use crate::task::TaskConfig;
 use crate::verify::{verify_theorem, Theorem, TheoremReport, Verdict, VerifyConfig};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -262,7 +262,15 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
     if !check_spec_copy(dir, spec_text)? {
         crate::npy::write_atomic(&dir.join("spec.toml"), spec_text.as_bytes())?;
     }
-    let done: HashSet<String> = read_results(dir)?.into_iter().map(|r| r.id).collect();
+    // Verdicts of the results already there, by id (`None`: an error line); the
+    // lines written now are added as they are written.
+    let outcome: Mutex<HashMap<String, Option<Verdict>>> = Mutex::new(
+        read_results(dir)?
+            .into_iter()
+            .map(|r| (r.id, r.verdict))
+            .collect(),
+    );
+    let done: HashSet<String> = outcome.lock().expect("lock").keys().cloned().collect();
     let shard: Vec<&Instance> = spec
         .instances
         .iter()
@@ -299,6 +307,10 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
                 });
                 match written {
                     Ok(line) => {
+                        outcome
+                            .lock()
+                            .expect("lock")
+                            .insert(line.id.clone(), line.verdict);
                         let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
                         if opts.progress {
                             eprintln!(
@@ -323,14 +335,12 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
     if let Some(e) = failure.into_inner().expect("lock") {
         return Err(e);
     }
-    let ids: HashSet<&str> = shard.iter().map(|i| i.id.as_str()).collect();
-    let mut outcome: std::collections::HashMap<String, Option<Verdict>> = Default::default();
-    for r in read_results(dir)? {
-        if ids.contains(r.id.as_str()) {
-            outcome.insert(r.id, r.verdict);
-        }
-    }
-    let count = |f: &dyn Fn(&Option<Verdict>) -> bool| outcome.values().filter(|v| f(v)).count();
+    let outcome = outcome.into_inner().expect("lock");
+    let in_shard: Vec<Option<Verdict>> = shard
+        .iter()
+        .filter_map(|i| outcome.get(&i.id).copied())
+        .collect();
+    let count = |f: &dyn Fn(&Option<Verdict>) -> bool| in_shard.iter().filter(|v| f(v)).count();
     Ok(RunSummary {
         in_shard: shard.len(),
         skipped: shard.len() - todo.len(),
@@ -439,28 +449,24 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
 /// witness (the point the re-checked evidence is about), else the lowest restart.
 fn save_counterexample(rep: &TheoremReport, inst: &Instance, dir: &Path) -> Result<Counterexample> {
     let t = &rep.task;
-    let (w, u) = match rep.witness_params.first() {
-        Some(wp) => (wp.params.w.clone(), wp.params.u.clone()),
+    let p = match rep.witness_params.first() {
+        Some(wp) => wp.params.clone(),
         None => {
             let best = rep
                 .restarts
                 .iter()
                 .min_by(|a, b| a.risk.total_cmp(&b.risk))
                 .ok_or_else(|| Error::Optimiser("no restart".into()))?;
-            let nw = t.n_w() * t.dim();
-            (best.params[..nw].to_vec(), best.params[nw..].to_vec())
+            crate::network::Params::zeros(t).with_flat(&best.params)
         }
     };
-    let risk = crate::limit::risk(
-        t,
-        &crate::network::Params::zeros(t).with_flat(&[w.clone(), u.clone()].concat()),
-    );
+    let risk = crate::limit::risk(t, &p);
     let sub = dir.join("counterexamples");
     fs::create_dir_all(&sub).map_err(|e| Error::io(&sub, e))?;
     let w_rel = format!("counterexamples/{}.W.npy", inst.id);
     let u_rel = format!("counterexamples/{}.U.npy", inst.id);
-    write_npy_f64(&dir.join(&w_rel), &[t.n_w(), t.dim()], &w)?;
-    write_npy_f64(&dir.join(&u_rel), &[t.k(), t.len(), t.dim()], &u)?;
+    write_npy_f64(&dir.join(&w_rel), &[t.n_w(), t.dim()], &p.w)?;
+    write_npy_f64(&dir.join(&u_rel), &[t.k(), t.len(), t.dim()], &p.u)?;
     Ok(Counterexample {
         w: w_rel,
         u: u_rel,

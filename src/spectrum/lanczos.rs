@@ -12,6 +12,7 @@
 //! `(theta, y = Q_j s)` of `T_j` has residual `||P A P y - theta y|| = beta_j |s_last|`,
 //! which bounds the distance from `theta` to the spectrum of `P A P` on `range(P)`.
 
+use crate::network::dot;
 use nalgebra::{DMatrix, SymmetricEigen};
 
 /// Result of [`lanczos`].
@@ -28,10 +29,6 @@ pub struct Lanczos {
     /// The Krylov space became invariant (`beta_j ~ 0`): the Ritz values are exact
     /// eigenvalues of `P A P` on that space.
     pub invariant: bool,
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn orthogonalise(w: &mut [f64], against: &[Vec<f64>]) {

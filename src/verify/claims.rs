@@ -68,11 +68,7 @@ pub fn collapsed_full(cx: &Context, ev: &mut Evidence) {
         g,
         format!("<= {gtol:.0e}"),
         g <= gtol,
-        if holds || g <= gtol {
-            OnFail::Refutes
-        } else {
-            OnFail::Undecided
-        },
+        OnFail::rechecked(g <= gtol, holds),
         || match check {
             Some(c) if c.holds => format!(
                 "the predicted configuration is not critical (relative gradient {g:.1e}); {}: refuted (weights saved)",
@@ -349,11 +345,7 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
             s,
             format!("<= {allowed:.1e}"),
             ok,
-            if refutes || ok {
-                OnFail::Refutes
-            } else {
-                OnFail::Undecided
-            },
+            OnFail::rechecked(ok, refutes),
             || {
                 if refutes {
                     format!(

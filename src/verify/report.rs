@@ -52,6 +52,19 @@ pub enum OnFail {
     Undecided,
 }
 
+impl OnFail {
+    /// The meaning of a check whose failure refutes only when re-checked
+    /// evidence `holds` ([`super::recheck`]): `Refutes` for a passed check (its
+    /// nominal meaning) or held evidence, `Undecided` otherwise.
+    pub fn rechecked(passed: bool, holds: bool) -> OnFail {
+        if passed || holds {
+            OnFail::Refutes
+        } else {
+            OnFail::Undecided
+        }
+    }
+}
+
 /// One named check of a verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {

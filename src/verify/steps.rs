@@ -309,12 +309,7 @@ impl Context<'_> {
             gap,
             format!("<= {tol:.0e}"),
             ok,
-            // a passed check keeps its nominal meaning
-            if ok || holds {
-                OnFail::Refutes
-            } else {
-                OnFail::Undecided
-            },
+            OnFail::rechecked(ok, holds),
             || {
                 let detail = check.map(|c| c.detail).unwrap_or_default();
                 if holds {
@@ -382,6 +377,7 @@ impl Context<'_> {
         );
         let t = h.transverse_min_eig;
         let neg = t < floor;
+        let passed = !neg && !t.is_nan();
         let check = neg.then(|| {
             min_eigenpair(self.task, at)
                 .map(|pair| recheck::negative_curvature(self.task, at, &pair.vector, pair.min_eig))
@@ -394,12 +390,8 @@ impl Context<'_> {
             "Hessian min eigenvalue transverse to symmetries, not negative",
             t,
             format!(">= {floor:.1e}"),
-            !neg && !t.is_nan(),
-            if holds || (!neg && !t.is_nan()) {
-                OnFail::Refutes
-            } else {
-                OnFail::Undecided
-            },
+            passed,
+            OnFail::rechecked(passed, holds),
             || match check {
                 Some(Ok(c)) if c.holds => format!(
                     "negative transverse curvature {t:.3e} at the {label}; {}: refuted (weights saved)",
