@@ -25,6 +25,8 @@
 
 pub mod analyze;
 pub mod atlas;
+#[cfg(feature = "certify")]
+pub mod certify;
 pub mod cli;
 pub mod collapse;
 pub mod converge;

@@ -8,6 +8,7 @@
 
 mod analyze;
 mod atlas;
+mod certify;
 mod converge;
 mod interrupt;
 mod predict;
@@ -18,6 +19,7 @@ mod verify;
 
 pub use analyze::AnalyzeArgs;
 pub use atlas::AtlasArgs;
+pub use certify::{CandidateArg, CertifyArgs};
 pub use converge::{ConvergeArgs, SolverArg};
 pub use predict::{FormArg, PredictArgs};
 pub use reproduce::ReproduceArgs;
@@ -52,6 +54,8 @@ pub enum Command {
     Atlas(AtlasArgs),
     /// Finite-sample solutions (ERM and SGD) against the limit minimiser as n_spl grows: rates, report, figures.
     Converge(ConvergeArgs),
+    /// Computer-assisted proof per instance in interval arithmetic (exit 0 proved, 4 unproved; needs the `certify` feature).
+    Certify(CertifyArgs),
 }
 
 /// Parses the process arguments and runs; returns the exit code.
@@ -65,6 +69,7 @@ pub fn run() -> Result<i32> {
         Command::Analyze(a) => analyze::run(&a),
         Command::Atlas(a) => atlas::run(&a),
         Command::Converge(a) => converge::run(&a),
+        Command::Certify(a) => certify::run(&a),
     }
 }
 
