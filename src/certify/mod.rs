@@ -182,15 +182,19 @@ fn prove_trivial(task: &Task, mu: &[I], cert: &mut Certificate) {
         geo.inf(),
         sigma_hi
     );
-    cert.step("origin is the global minimiser (sqrt(lambda_W lambda_U) >= sigma)", passed, detail.clone());
     if passed {
+        cert.step(
+            "origin is the global minimiser (sqrt(lambda_W lambda_U) >= sigma)",
+            true,
+            detail,
+        );
         // R(0) = log K exactly.
         let r0 = pt(k as f64).ln();
         cert.set_risk(r0);
         cert.enclose("risk", r0);
     } else {
         cert.fail(
-            "trivial phase",
+            "origin is the global minimiser (sqrt(lambda_W lambda_U) >= sigma)",
             format!("{detail}: below lambda_crit the origin is a saddle, not a minimiser"),
         );
     }
