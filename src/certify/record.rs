@@ -101,14 +101,16 @@ impl LocalNumbers {
     }
 }
 
-/// A certificate (see the module docs). `risk_enclosure` is `R*` (collapsed: the
-/// reduced optimum intersected with the local minimum's risk; trivial: `log K`).
+/// A certificate (see the module docs). `risk_enclosure` is `R*`: collapsed phase,
+/// the reduced optimum `F(x*)` (the risk of the predicted configuration); trivial
+/// phase, `R(0) = log K`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Certificate {
     pub verdict: ProofVerdict,
     pub phase: Phase,
     pub kind: Option<CollapseType>,
-    pub risk_enclosure: [f64; 2],
+    /// `[lo, hi]`, `None` when nothing was enclosed.
+    pub risk_enclosure: Option<[f64; 2]>,
     pub transverse_lower_bound: Option<f64>,
     pub radius: Option<f64>,
     pub distance_bound: Option<f64>,
@@ -134,7 +136,7 @@ impl Certificate {
             verdict: ProofVerdict::Proved,
             phase: Phase::Collapsed,
             kind: None,
-            risk_enclosure: [f64::NEG_INFINITY, f64::INFINITY],
+            risk_enclosure: None,
             transverse_lower_bound: None,
             radius: None,
             distance_bound: None,
@@ -179,7 +181,9 @@ impl Certificate {
     }
 
     pub(super) fn set_risk(&mut self, v: I) {
-        self.risk_enclosure = [v.inf(), v.sup()];
+        if super::ival::is_finite(v) {
+            self.risk_enclosure = Some([v.inf(), v.sup()]);
+        }
     }
 
     pub(super) fn set_constants(&mut self, c: &[f64]) {
@@ -284,13 +288,18 @@ pub fn check(text: &str) -> Result<CheckReport> {
         format!("file {}, re-derived {}", file.phase, new.phase),
     );
     if file.verdict == ProofVerdict::Proved {
-        let [lo, hi] = file.risk_enclosure;
-        let [nlo, nhi] = new.risk_enclosure;
-        claim(
-            "risk_enclosure",
-            lo <= nlo && nhi <= hi,
-            format!("file [{lo:e}, {hi:e}] contains re-derived [{nlo:e}, {nhi:e}]"),
-        );
+        match (file.risk_enclosure, new.risk_enclosure) {
+            (Some([lo, hi]), Some([nlo, nhi])) => claim(
+                "risk_enclosure",
+                lo <= nlo && nhi <= hi,
+                format!("file [{lo:e}, {hi:e}] contains re-derived [{nlo:e}, {nhi:e}]"),
+            ),
+            (f, n) => claim(
+                "risk_enclosure",
+                f.is_none(),
+                format!("file {f:?}, re-derived {n:?}"),
+            ),
+        }
         if let (Some(m), Some(nm)) = (file.transverse_lower_bound, new.transverse_lower_bound) {
             claim(
                 "transverse_lower_bound",

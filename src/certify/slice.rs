@@ -311,3 +311,68 @@ pub fn pivot_matrix(x: &[I], n_w: usize, d: usize, slice: &Slice) -> DMatrix<f64
     let k = slice.chosen.len();
     DMatrix::from_fn(k, k, |a, i| slice.chosen[i].apply(x, n_w, d)[slice.pivots[a]].mid())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limit;
+    use crate::network::Params;
+    use crate::task::{Freq, TaskConfig};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Every generator is an infinitesimal symmetry: `grad R(theta) . A theta = 0`
+    /// at random points (to round-off), and a non-symmetry (a rotation that moves
+    /// `1_d`, with LayerNorm) is not.
+    #[test]
+    fn generators_are_symmetries_of_the_risk() {
+        for (ln, lw) in [(None, 0.02), (Some(0.0), 0.0), (Some(1e-3), 0.0)] {
+            let t = TaskConfig {
+                n_c: 3,
+                s_c: 2,
+                len: 2,
+                dim: 4,
+                classes: None,
+                freq: Freq::Zipf { exponent: 1.0 },
+                layer_norm: ln,
+                lambda_w: lw,
+                lambda_u: 0.03,
+                seed: 2,
+                latent: None,
+            }
+            .build()
+            .unwrap();
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            let p = Params::random(&t, 1.0, &mut rng);
+            let theta = p.to_flat();
+            let x: Vec<I> = theta.iter().map(|&v| pt(v)).collect();
+            let (_, g) = limit::risk_grad(&t, &p);
+            let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let gens = generators(t.n_w(), t.dim(), ln, lw);
+            let expect = match ln {
+                None => 6,
+                Some(0.0) => 3 + 2 * t.n_w(),
+                Some(_) => 3 + t.n_w(),
+            };
+            assert_eq!(gens.len(), expect);
+            for gen in &gens {
+                let a: Vec<f64> = gen.apply(&x, t.n_w(), t.dim()).iter().map(|v| v.mid()).collect();
+                let an = a.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let dir: f64 = g.iter().zip(&a).map(|(p, q)| p * q).sum();
+                assert!(dir.abs() <= 1e-12 * gn * an, "{gen:?}: {dir} vs {}", gn * an);
+            }
+            if ln.is_some() {
+                let moves_ones = Generator::Rotation { a: 0, b: 1 };
+                let a: Vec<f64> = moves_ones.apply(&x, t.n_w(), t.dim()).iter().map(|v| v.mid()).collect();
+                let dir: f64 = g.iter().zip(&a).map(|(p, q)| p * q).sum();
+                assert!(dir.abs() > 1e-6, "a rotation moving 1_d is not a symmetry: {dir}");
+            }
+            // The slice keeps every coordinate but one pivot per independent generator.
+            let slice = choose_slice(&x, t.n_w(), t.dim(), &gens);
+            assert_eq!(slice.s.len() + slice.pivots.len(), theta.len());
+            let b = pivot_matrix(&x, t.n_w(), t.dim(), &slice);
+            let sv = b.singular_values();
+            assert!(sv.min() > 1e-6 * sv.max(), "{sv}");
+        }
+    }
+}

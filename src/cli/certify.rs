@@ -167,8 +167,7 @@ pub fn print_certificate(c: &crate::certify::Certificate) {
             s.detail
         );
     }
-    let [lo, hi] = c.risk_enclosure;
-    if lo.is_finite() && hi.is_finite() {
+    if let Some([lo, hi]) = c.risk_enclosure {
         println!("  R*         in [{lo:.17e}, {hi:.17e}]");
     }
     if let (Some(m), Some(r), Some(d)) = (c.transverse_lower_bound, c.radius, c.distance_bound) {
