@@ -18,6 +18,7 @@
 //! - **trivial phase** (no normalisation, `sqrt(lambda_W lambda_U) >= sigma`): the
 //!   origin is the global minimiser, from an upper bound on `sigma` (docs/theory.md §6).
 
+pub mod identify;
 pub mod ival;
 pub mod record;
 pub mod reduced;
@@ -310,7 +311,11 @@ fn prove_collapsed(task: &Task, mu: Vec<I>, cfg: &CertifyConfig, cert: &mut Cert
     pred.u_norm = b;
     let theta = collapse::build(task, &pred, &frame).to_flat();
     let inst = Instance { task, mu, eps: ln };
-    let lp = slice::prove_local(&inst, &theta);
+    let family = rp
+        .failure
+        .is_none()
+        .then(|| identify::family_point(task, &rp.critical_box, ln.is_some()));
+    let lp = slice::prove_local(&inst, &theta, family.as_deref());
     cert.local = Some(record::LocalNumbers::of(&lp));
     cert.enclose("risk_at_candidate", lp.risk_at_candidate);
     cert.enclose("local_minimum_risk", lp.risk);
@@ -319,11 +324,21 @@ fn prove_collapsed(task: &Task, mu: Vec<I>, cfg: &CertifyConfig, cert: &mut Cert
             cert.transverse_lower_bound = Some(lp.transverse_lower_bound);
             cert.radius = Some(lp.radius);
             cert.distance_bound = Some(lp.distance_bound);
+            let (name, ident) = match lp.identification {
+                Some(id) => (
+                    "the predicted configuration is a strict local minimiser modulo symmetry",
+                    format!(
+                        "; the predicted configuration lies within {:.3e} of the candidate and maps onto the slice (contraction {:.1e}, distance {:.3e})",
+                        id.eps, id.q, id.distance
+                    ),
+                ),
+                None => ("a strict local minimiser modulo symmetry near the candidate", String::new()),
+            };
             cert.step(
-                "strict local minimiser modulo symmetry near the candidate",
+                name,
                 true,
                 format!(
-                    "m >= {:.6e} on the ball of radius {:.3e}; ||Q^T grad R|| <= {:.3e}; distance <= {:.3e}; orbit dim {}, slice dim {}",
+                    "m >= {:.6e} on the ball of radius {:.3e}; ||Q^T grad R|| <= {:.3e}; distance <= {:.3e}; orbit dim {}, slice dim {}{ident}",
                     lp.transverse_lower_bound, lp.radius, lp.grad_norm, lp.distance_bound, lp.orbit_dim, lp.slice_dim
                 ),
             );

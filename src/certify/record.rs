@@ -83,6 +83,10 @@ pub struct LocalNumbers {
     pub distance_bound: String,
     pub sigma_min_lower: String,
     pub transversality_margin: String,
+    /// `||theta(c*) - theta_hat||` bound and the distance of its symmetric image on
+    /// the slice (identification), when it ran.
+    pub identification_eps: Option<String>,
+    pub identification_distance: Option<String>,
 }
 
 impl LocalNumbers {
@@ -97,6 +101,8 @@ impl LocalNumbers {
             distance_bound: hex(p.distance_bound),
             sigma_min_lower: hex(p.sigma_min_lower),
             transversality_margin: hex(p.transversality_margin),
+            identification_eps: p.identification.map(|i| hex(i.eps)),
+            identification_distance: p.identification.map(|i| hex(i.distance)),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! principal block, and `||Q|| = 1`.
 
 use super::ival::{iv, norm_upper, pt, verified_min_eig, zero, I};
+use super::identify::{identify, Identification};
 use super::risk::{enclose, Instance};
 use nalgebra::DMatrix;
 
@@ -193,6 +194,8 @@ pub struct LocalProof {
     pub risk_at_candidate: I,
     /// `R(theta*)`, `theta*` the certified local minimiser.
     pub risk: I,
+    /// The predicted configuration moved onto the slice (when a family box was given).
+    pub identification: Option<Identification>,
     /// `None` when proved; else the step that failed, with its numbers.
     pub failure: Option<String>,
 }
@@ -202,8 +205,10 @@ pub const RADIUS0: f64 = 1e-9;
 /// Largest relative radius allowed (a wider ball would not be a narrow certificate).
 pub const RADIUS_MAX: f64 = 1e-7;
 
-/// The local certificate at the float point `theta_hat` (docs/certificate.md §3).
-pub fn prove_local(inst: &Instance, theta: &[f64]) -> LocalProof {
+/// The local certificate at the float point `theta_hat` (docs/certificate.md §3);
+/// with `family` (an enclosure of the predicted configuration `theta(c*)`), also
+/// the identification of [`super::identify`].
+pub fn prove_local(inst: &Instance, theta: &[f64], family: Option<&[I]>) -> LocalProof {
     let task = inst.task;
     let (n_w, d) = (task.n_w(), task.dim());
     let x: Vec<I> = theta.iter().map(|&v| pt(v)).collect();
@@ -226,6 +231,7 @@ pub fn prove_local(inst: &Instance, theta: &[f64]) -> LocalProof {
         transversality_margin: f64::INFINITY,
         risk_at_candidate: at.risk,
         risk: I::ENTIRE,
+        identification: None,
         failure: None,
     };
     // Strong convexity on the ball; one retry with a ball fitted to the gradient.
@@ -299,6 +305,17 @@ pub fn prove_local(inst: &Instance, theta: &[f64]) -> LocalProof {
             out.sigma_min_lower, out.transversality_margin
         ));
         return out;
+    }
+    if let Some(fam) = family {
+        let id = identify(theta, fam, &slice.chosen, d, out.sigma_min_lower.max(0.0), r);
+        out.identification = Some(id);
+        if !id.passed {
+            out.failure = Some(format!(
+                "identification: the predicted configuration (within {:.3e} of the candidate) could not be                  moved onto the slice ball (contraction factor {:.3e} must be <= 0.5, distance {:.3e} <= r = {r:.3e})",
+                id.eps, id.q, id.distance
+            ));
+            return out;
+        }
     }
     // R(theta*) in R(theta_hat) - [0, ||g||^2 / (2m)].
     let drop = (pt(grad_norm).sqr() / (pt(2.0) * pt(m))).sup();
