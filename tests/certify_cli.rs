@@ -151,7 +151,15 @@ mod with_feature {
         // A wrong candidate relabelled "proved" is re-derived as unproved.
         let file2 = dir.join("wrong.jsonl");
         let f2 = file2.to_str().unwrap();
-        let o = fcollapse(&["certify", "--theorem", "2", "--candidate", "type-i", "--out", f2]);
+        let o = fcollapse(&[
+            "certify",
+            "--theorem",
+            "2",
+            "--candidate",
+            "type-i",
+            "--out",
+            f2,
+        ]);
         assert_eq!(o.status.code(), Some(4));
         let text = std::fs::read_to_string(&file2).unwrap();
         let mut v: Value = serde_json::from_str(text.trim()).unwrap();
@@ -168,8 +176,14 @@ mod with_feature {
     fn bad_input_is_one_line_with_exit_2() {
         for (args, name) in [
             (vec!["certify", "--candidate-scale", "0"], "candidate_scale"),
-            (vec!["certify", "--theorem", "1", "--classes", "5"], "classes"),
-            (vec!["certify", "--check", "/nonexistent/file.json"], "nonexistent"),
+            (
+                vec!["certify", "--theorem", "1", "--classes", "5"],
+                "classes",
+            ),
+            (
+                vec!["certify", "--check", "/nonexistent/file.json"],
+                "nonexistent",
+            ),
         ] {
             let o = fcollapse(&args);
             let err = String::from_utf8_lossy(&o.stderr);

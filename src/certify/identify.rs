@@ -113,7 +113,9 @@ pub fn identify(
         other => pt(other.norm_bound()),
     };
     let alpha = chosen.iter().fold(zero(), |a, g| a + aug(g).sqr()).sqrt();
-    let theta_norm = pt(norm_upper(&theta_hat.iter().map(|&v| pt(v)).collect::<Vec<_>>()));
+    let theta_norm = pt(norm_upper(
+        &theta_hat.iter().map(|&v| pt(v)).collect::<Vec<_>>(),
+    ));
     let big_t = (theta_norm.sqr() + pt(1.0)).sqrt() + pt(eps);
     let sig = pt(sigma);
     let rho = pt(2.0) * pt(eps) / sig;

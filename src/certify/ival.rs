@@ -245,7 +245,11 @@ pub fn hex(a: f64) -> String {
     if exp == 0 && frac == 0 {
         return format!("{sign}0x0p+0");
     }
-    let (lead, e) = if exp == 0 { (0, -1022) } else { (1, exp - 1023) };
+    let (lead, e) = if exp == 0 {
+        (0, -1022)
+    } else {
+        (1, exp - 1023)
+    };
     format!("{sign}0x{lead}.{frac:013x}p{e:+}")
 }
 
@@ -306,7 +310,10 @@ mod tests {
         for z in [-800.0, -30.0, -1.0, 0.0, 0.3, 5.0, 40.0, 700.0] {
             let x = pt(z);
             let sp = z.max(0.0) + (-(z as f64).abs()).exp().ln_1p();
-            assert!(softplus(x).contains(sp) || (softplus(x).mid() - sp).abs() <= 1e-15 * sp.abs().max(1e-300));
+            assert!(
+                softplus(x).contains(sp)
+                    || (softplus(x).mid() - sp).abs() <= 1e-15 * sp.abs().max(1e-300)
+            );
             let lg = 1.0 / (1.0 + (-z).exp());
             let e = logistic(x);
             assert!((e.mid() - lg).abs() <= 1e-15, "{z}: {e:?} vs {lg}");
@@ -350,7 +357,10 @@ mod tests {
         }
         let exact = 2.0 - 2.0 * (std::f64::consts::PI / (n as f64 + 1.0)).cos();
         let b = verified_min_eig(&a, n);
-        assert!(b.lower <= exact && b.lower >= 0.98 * exact, "{b:?} vs {exact}");
+        assert!(
+            b.lower <= exact && b.lower >= 0.98 * exact,
+            "{b:?} vs {exact}"
+        );
         // Widen the entries: the bound drops by about the radius matrix's norm.
         let wide: Vec<I> = a.iter().map(|&x| x + iv(-1e-4, 1e-4)).collect();
         let bw = verified_min_eig(&wide, n);
@@ -363,7 +373,17 @@ mod tests {
 
     #[test]
     fn hex_floats_round_trip() {
-        for v in [0.0, -0.0, 1.0, -2.5, 0.1, 1e-310, f64::MAX, f64::MIN_POSITIVE, 3.0e-5] {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            0.1,
+            1e-310,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            3.0e-5,
+        ] {
             let s = hex(v);
             assert_eq!(parse_hex(&s).unwrap().to_bits(), v.to_bits(), "{s}");
         }

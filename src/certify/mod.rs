@@ -117,7 +117,9 @@ pub fn certify(task: &Task, cfg: &CertifyConfig) -> Result<Certificate> {
     let trivial_predicted = task.layer_norm().is_none()
         && task.lambda_geo() >= collapse::origin_coupling(task)
         && cfg.constants.is_none();
-    if cfg.candidate == Candidate::Origin || (cfg.candidate == Candidate::Predicted && trivial_predicted) {
+    if cfg.candidate == Candidate::Origin
+        || (cfg.candidate == Candidate::Predicted && trivial_predicted)
+    {
         prove_trivial(task, &mu, &mut cert);
     } else {
         prove_collapsed(task, mu, cfg, &mut cert)?;
@@ -165,7 +167,13 @@ fn prove_trivial(task: &Task, mu: &[I], cert: &mut Certificate) {
     // lambda_max(M) <= c once c I - M is proved positive semidefinite.
     let c = est * (1.0 + 1e-9) + 1e-300;
     let shifted: Vec<I> = (0..n_c * n_c)
-        .map(|i| if i % (n_c + 1) == 0 { pt(c) - m[i] } else { -m[i] })
+        .map(|i| {
+            if i % (n_c + 1) == 0 {
+                pt(c) - m[i]
+            } else {
+                -m[i]
+            }
+        })
         .collect();
     let lmax_hi = if verified_min_eig(&shifted, n_c).lower >= 0.0 {
         c
@@ -202,7 +210,12 @@ fn prove_trivial(task: &Task, mu: &[I], cert: &mut Certificate) {
 }
 
 /// The collapsed phase: reduced proofs, then the local certificate.
-fn prove_collapsed(task: &Task, mu: Vec<I>, cfg: &CertifyConfig, cert: &mut Certificate) -> Result<()> {
+fn prove_collapsed(
+    task: &Task,
+    mu: Vec<I>,
+    cfg: &CertifyConfig,
+    cert: &mut Certificate,
+) -> Result<()> {
     cert.phase = Phase::Collapsed;
     let ln = task.layer_norm();
     let kind = match (cfg.candidate, ln) {
@@ -260,7 +273,11 @@ fn prove_collapsed(task: &Task, mu: Vec<I>, cfg: &CertifyConfig, cert: &mut Cert
             }
         }
     };
-    let want = if kind == CollapseType::II { 1 } else { task.s_c() + 1 };
+    let want = if kind == CollapseType::II {
+        1
+    } else {
+        task.s_c() + 1
+    };
     if constants.len() != want || constants.iter().any(|v| !v.is_finite()) {
         return Err(Error::invalid(
             "constants",
@@ -305,8 +322,8 @@ fn prove_collapsed(task: &Task, mu: Vec<I>, cfg: &CertifyConfig, cert: &mut Cert
         CollapseType::II => (vec![(task.dim() as f64).sqrt(); task.s_c()], constants[0]),
         _ => (constants[..task.s_c()].to_vec(), constants[task.s_c()]),
     };
-    let mut pred = collapse::predict(task, Form::Full)
-        .unwrap_or_else(|_| placeholder_prediction(task, kind));
+    let mut pred =
+        collapse::predict(task, Form::Full).unwrap_or_else(|_| placeholder_prediction(task, kind));
     pred.r = r;
     pred.u_norm = b;
     let theta = collapse::build(task, &pred, &frame).to_flat();

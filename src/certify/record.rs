@@ -197,7 +197,8 @@ impl Certificate {
     }
 
     pub(super) fn finish(&mut self, seconds: f64) {
-        if !self.reasons.is_empty() || self.steps.iter().any(|s| !s.passed) || self.steps.is_empty() {
+        if !self.reasons.is_empty() || self.steps.iter().any(|s| !s.passed) || self.steps.is_empty()
+        {
             self.verdict = ProofVerdict::Unproved;
             self.transverse_lower_bound = None;
             self.radius = None;
@@ -268,10 +269,14 @@ pub fn check(text: &str) -> Result<CheckReport> {
     };
     let mut cfg = CertifyConfig::new(candidate, 1.0)?;
     if !file.candidate.constants.is_empty() {
-        let c: Option<Vec<f64>> = file.candidate.constants.iter().map(|s| parse_hex(s)).collect();
-        let c = c.ok_or_else(|| {
-            Error::invalid("constants", "(file)", "not exact hexadecimal floats")
-        })?;
+        let c: Option<Vec<f64>> = file
+            .candidate
+            .constants
+            .iter()
+            .map(|s| parse_hex(s))
+            .collect();
+        let c =
+            c.ok_or_else(|| Error::invalid("constants", "(file)", "not exact hexadecimal floats"))?;
         cfg = cfg.with_constants(c);
     }
     let new = certify(&task, &cfg)?;
@@ -320,7 +325,11 @@ pub fn check(text: &str) -> Result<CheckReport> {
             );
         }
         if let (Some(d), Some(nd)) = (file.distance_bound, new.distance_bound) {
-            claim("distance_bound", nd <= d, format!("re-derived {nd:e} <= file {d:e}"));
+            claim(
+                "distance_bound",
+                nd <= d,
+                format!("re-derived {nd:e} <= file {d:e}"),
+            );
         }
     }
     Ok(CheckReport {

@@ -237,7 +237,12 @@ impl Reduced {
                 kx.push(acc);
             }
             if kx.iter().zip(&x).all(|(k, xi)| k.interior(*xi)) {
-                return Some(kx.iter().zip(&x).map(|(k, xi)| k.intersection(*xi)).collect());
+                return Some(
+                    kx.iter()
+                        .zip(&x)
+                        .map(|(k, xi)| k.intersection(*xi))
+                        .collect(),
+                );
             }
         }
         None
@@ -271,7 +276,9 @@ impl Reduced {
     fn branch_and_bound(&self, cbox: &[I], upper: f64) -> Result<usize, (usize, String)> {
         // Coercivity: F >= the penalty, so a minimiser has penalty <= upper.
         let up = pt(upper);
-        let b_max = (pt(2.0) * up / (self.lambda_u * self.k * self.len)).sqrt().sup();
+        let b_max = (pt(2.0) * up / (self.lambda_u * self.k * self.len))
+            .sqrt()
+            .sup();
         let mut root: Vec<I> = Vec::new();
         match self.rho {
             Some(_) => root.push(iv(-b_max, b_max)),
@@ -282,7 +289,10 @@ impl Reduced {
             }
         }
         if root.iter().any(|v| !super::ival::is_finite(*v)) {
-            return Err((0, "branch and bound: the coercivity domain is not bounded".into()));
+            return Err((
+                0,
+                "branch and bound: the coercivity domain is not bounded".into(),
+            ));
         }
         let mut stack = vec![root];
         let mut n = 0usize;
@@ -311,7 +321,10 @@ impl Reduced {
                 .zip(cbox)
                 .map(|(a, c)| a.wid() / c.wid().max(1e-300))
                 .enumerate()
-                .fold((0, f64::NEG_INFINITY), |m, (i, w)| if w > m.1 { (i, w) } else { m });
+                .fold(
+                    (0, f64::NEG_INFINITY),
+                    |m, (i, w)| if w > m.1 { (i, w) } else { m },
+                );
             if bx[i].wid() <= 1e-12 * bx[i].mag().max(1e-300) {
                 return Err((
                     n,

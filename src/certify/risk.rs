@@ -161,7 +161,11 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
             let hi = (lo + chunk).min(k_n);
             let mut risk = zero();
             let mut g = vec![zero(); n_a];
-            let mut h = if want_h { vec![zero(); n_a * n_a] } else { Vec::new() };
+            let mut h = if want_h {
+                vec![zero(); n_a * n_a]
+            } else {
+                Vec::new()
+            };
             let mut rows = vec![0usize; len];
             let mut sc = vec![zero(); k_n];
             let mut p = vec![zero(); k_n];
@@ -231,7 +235,11 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
     let inv_k = pt(1.0) / pt(k_n as f64);
     let mut risk = zero();
     let mut g = vec![zero(); n_a];
-    let mut h_a = if want_h { vec![zero(); n_a * n_a] } else { Vec::new() };
+    let mut h_a = if want_h {
+        vec![zero(); n_a * n_a]
+    } else {
+        Vec::new()
+    };
     for (r, gp, hp) in parts {
         risk = risk + r;
         for (acc, v) in g.iter_mut().zip(gp) {
@@ -440,7 +448,11 @@ mod tests {
             let e = enclose(&inst, &x, Some(&all));
             let (r, g) = limit::risk_grad(&t, &p);
             // The float risk carries its own round-off: compare with a tolerance.
-            assert!((e.risk.mid() - r).abs() <= 1e-13 * r.abs(), "{:?} vs {r}", e.risk);
+            assert!(
+                (e.risk.mid() - r).abs() <= 1e-13 * r.abs(),
+                "{:?} vs {r}",
+                e.risk
+            );
             assert!(e.risk.wid() <= 1e-13 * r.abs());
             for (i, (ge, gf)) in e.grad.iter().zip(&g).enumerate() {
                 assert!((ge.mid() - gf).abs() <= 1e-12, "{i}: {ge:?} vs {gf}");

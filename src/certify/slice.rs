@@ -7,8 +7,8 @@
 //! are well conditioned on them): `Qᵀ grad R = (grad R)_S` and `Qᵀ H Q = H_SS`, a
 //! principal block, and `||Q|| = 1`.
 
-use super::ival::{iv, norm_upper, pt, verified_min_eig, zero, I};
 use super::identify::{identify, Identification};
+use super::ival::{iv, norm_upper, pt, verified_min_eig, zero, I};
 use super::risk::{enclose, Instance};
 use nalgebra::DMatrix;
 
@@ -307,7 +307,14 @@ pub fn prove_local(inst: &Instance, theta: &[f64], family: Option<&[I]>) -> Loca
         return out;
     }
     if let Some(fam) = family {
-        let id = identify(theta, fam, &slice.chosen, d, out.sigma_min_lower.max(0.0), r);
+        let id = identify(
+            theta,
+            fam,
+            &slice.chosen,
+            d,
+            out.sigma_min_lower.max(0.0),
+            r,
+        );
         out.identification = Some(id);
         if !id.passed {
             out.failure = Some(format!(
@@ -326,7 +333,9 @@ pub fn prove_local(inst: &Instance, theta: &[f64], family: Option<&[I]>) -> Loca
 /// The float matrix of the tangent vectors on the pivots (for reports and tests).
 pub fn pivot_matrix(x: &[I], n_w: usize, d: usize, slice: &Slice) -> DMatrix<f64> {
     let k = slice.chosen.len();
-    DMatrix::from_fn(k, k, |a, i| slice.chosen[i].apply(x, n_w, d)[slice.pivots[a]].mid())
+    DMatrix::from_fn(k, k, |a, i| {
+        slice.chosen[i].apply(x, n_w, d)[slice.pivots[a]].mid()
+    })
 }
 
 #[cfg(test)]
@@ -373,16 +382,31 @@ mod tests {
             };
             assert_eq!(gens.len(), expect);
             for gen in &gens {
-                let a: Vec<f64> = gen.apply(&x, t.n_w(), t.dim()).iter().map(|v| v.mid()).collect();
+                let a: Vec<f64> = gen
+                    .apply(&x, t.n_w(), t.dim())
+                    .iter()
+                    .map(|v| v.mid())
+                    .collect();
                 let an = a.iter().map(|v| v * v).sum::<f64>().sqrt();
                 let dir: f64 = g.iter().zip(&a).map(|(p, q)| p * q).sum();
-                assert!(dir.abs() <= 1e-12 * gn * an, "{gen:?}: {dir} vs {}", gn * an);
+                assert!(
+                    dir.abs() <= 1e-12 * gn * an,
+                    "{gen:?}: {dir} vs {}",
+                    gn * an
+                );
             }
             if ln.is_some() {
                 let moves_ones = Generator::Rotation { a: 0, b: 1 };
-                let a: Vec<f64> = moves_ones.apply(&x, t.n_w(), t.dim()).iter().map(|v| v.mid()).collect();
+                let a: Vec<f64> = moves_ones
+                    .apply(&x, t.n_w(), t.dim())
+                    .iter()
+                    .map(|v| v.mid())
+                    .collect();
                 let dir: f64 = g.iter().zip(&a).map(|(p, q)| p * q).sum();
-                assert!(dir.abs() > 1e-6, "a rotation moving 1_d is not a symmetry: {dir}");
+                assert!(
+                    dir.abs() > 1e-6,
+                    "a rotation moving 1_d is not a symmetry: {dir}"
+                );
             }
             // The slice keeps every coordinate but one pivot per independent generator.
             let slice = choose_slice(&x, t.n_w(), t.dim(), &gens);

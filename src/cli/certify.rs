@@ -89,7 +89,10 @@ pub(super) fn run(a: &CertifyArgs) -> Result<i32> {
             let v = rep.verdict();
             all_ok &= v == ProofVerdict::Proved;
             if a.json {
-                println!("{}", serde_json::to_string(&Versioned::new(&rep.rederived))?);
+                println!(
+                    "{}",
+                    serde_json::to_string(&Versioned::new(&rep.rederived))?
+                );
             } else {
                 print_certificate(&rep.rederived);
                 for c in &rep.claims {
