@@ -42,10 +42,10 @@ pub fn frame(n_c: usize, d: usize, mean_zero: bool) -> Vec<I> {
             let g = scale * helmert(i + 1, a);
             if mean_zero {
                 for j in 0..(i + 2).min(d) {
-                    f[a * d + j] = f[a * d + j] + g * helmert(i + 1, j);
+                    f[a * d + j] += g * helmert(i + 1, j);
                 }
             } else {
-                f[a * d + i] = f[a * d + i] + g;
+                f[a * d + i] += g;
             }
         }
     }

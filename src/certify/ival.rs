@@ -122,8 +122,8 @@ pub fn spectral_norm_upper(e: &[I], n: usize) -> f64 {
     for i in 0..n {
         for j in 0..n {
             let m = pt(e[i * n + j].mag());
-            row[i] = row[i] + m;
-            col[j] = col[j] + m;
+            row[i] += m;
+            col[j] += m;
         }
     }
     let max_sup = |v: &[I]| v.iter().map(|x| x.sup()).fold(0.0f64, f64::max);
@@ -182,10 +182,10 @@ pub fn verified_min_eig(a: &[I], n: usize) -> EigBound {
                 for j in 0..=i {
                     let mut acc = a[i * n + j];
                     if i == j {
-                        acc = acc - pt(s);
+                        acc -= pt(s);
                     }
                     for k in 0..=j {
-                        acc = acc - pt(c[i * n + k]) * pt(c[j * n + k]);
+                        acc -= pt(c[i * n + k]) * pt(c[j * n + k]);
                     }
                     e[i * n + j] = acc;
                     e[j * n + i] = acc;
@@ -309,7 +309,7 @@ mod tests {
     fn monotone_functions_enclose_the_float_values() {
         for z in [-800.0, -30.0, -1.0, 0.0, 0.3, 5.0, 40.0, 700.0] {
             let x = pt(z);
-            let sp = z.max(0.0) + (-(z as f64).abs()).exp().ln_1p();
+            let sp = z.max(0.0) + (-z.abs()).exp().ln_1p();
             assert!(
                 softplus(x).contains(sp)
                     || (softplus(x).mid() - sp).abs() <= 1e-15 * sp.abs().max(1e-300)

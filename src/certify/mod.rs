@@ -152,9 +152,9 @@ fn prove_trivial(task: &Task, mu: &[I], cert: &mut Certificate) {
         }
         let nu: Vec<I> = count.iter().map(|&c| pt(c as f64) / pt(k as f64)).collect();
         for a in 0..n_c {
-            m[a * n_c + a] = m[a * n_c + a] + nu[a];
+            m[a * n_c + a] += nu[a];
             for b in 0..n_c {
-                m[a * n_c + b] = m[a * n_c + b] - nu[a] * nu[b];
+                m[a * n_c + b] -= nu[a] * nu[b];
             }
         }
     }

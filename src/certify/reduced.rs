@@ -86,7 +86,7 @@ impl Reduced {
     }
 
     /// `(rho_beta, b)` of the point `x`.
-    fn split<'a>(&self, x: &'a [I]) -> (Vec<I>, I) {
+    fn split(&self, x: &[I]) -> (Vec<I>, I) {
         let b = x[x.len() - 1];
         match self.rho {
             Some(rho) => (vec![rho], b),
@@ -120,7 +120,7 @@ impl Reduced {
             if self.rho.is_none() {
                 g.push(-lk * m * b * s + self.lambda_w * self.n_c * r);
             }
-            acc = acc + m * r * s;
+            acc += m * r * s;
         }
         g.push(-lk * acc + self.lambda_u * self.k * self.len * b);
         g
@@ -137,7 +137,7 @@ impl Reduced {
         for (i, (&r, &m)) in rho.iter().zip(&self.mu).enumerate() {
             let z = self.ln_nc1 - self.kappa * b * r;
             let (s, tau) = (logistic(z), logistic_slope(z));
-            bb = bb + lkk * m * r.sqr() * tau;
+            bb += lkk * m * r.sqr() * tau;
             if self.rho.is_none() {
                 h[i * n + i] = lkk * m * b.sqr() * tau + self.lambda_w * self.n_c;
                 let cross = -lk * m * (s - self.kappa * b * r * tau);
@@ -225,14 +225,14 @@ impl Reduced {
             for i in 0..n {
                 let mut acc = cp[i];
                 for j in 0..n {
-                    acc = acc - pt(y[(i, j)]) * g[j];
+                    acc -= pt(y[(i, j)]) * g[j];
                 }
                 for j in 0..n {
                     let mut m = if i == j { pt(1.0) } else { zero() };
                     for l in 0..n {
-                        m = m - pt(y[(i, l)]) * hx[l * n + j];
+                        m -= pt(y[(i, l)]) * hx[l * n + j];
                     }
-                    acc = acc + m * (x[j] - cp[j]);
+                    acc += m * (x[j] - cp[j]);
                 }
                 kx.push(acc);
             }

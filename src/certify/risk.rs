@@ -170,6 +170,7 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
             let mut sc = vec![zero(); k_n];
             let mut p = vec![zero(); k_n];
             let mut q = vec![zero(); k_n];
+            let mut row = vec![zero(); k_n];
             for k in lo..hi {
                 let z = task.z_of(k);
                 for leaf in 0..leaves {
@@ -180,7 +181,7 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
                     sc.fill(zero());
                     for &r in &rows {
                         for (s, &av) in sc.iter_mut().zip(&a[r * k_n..(r + 1) * k_n]) {
-                            *s = *s + av;
+                            *s += av;
                         }
                     }
                     let shift = sc.iter().map(|v| v.mid()).fold(f64::NEG_INFINITY, f64::max);
@@ -188,40 +189,34 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
                     let mut total = zero();
                     for (pj, &s) in p.iter_mut().zip(&sc) {
                         *pj = (s - shift).exp();
-                        total = total + *pj;
+                        total += *pj;
                     }
                     let wt = weight[leaf];
-                    risk = risk + wt * (total.ln() + shift - sc[k]);
+                    risk += wt * (total.ln() + shift - sc[k]);
                     for (j, pj) in p.iter_mut().enumerate() {
-                        *pj = *pj / total;
+                        *pj /= total;
                         q[j] = wt * *pj;
                     }
                     for &r in &rows {
                         let gr = &mut g[r * k_n..(r + 1) * k_n];
                         for (gj, &qj) in gr.iter_mut().zip(&q) {
-                            *gj = *gj + qj;
+                            *gj += qj;
                         }
-                        gr[k] = gr[k] - wt;
+                        gr[k] -= wt;
                     }
                     if want_h {
-                        for j in 0..k_n {
+                        for (j, &qj) in q.iter().enumerate() {
                             // Row j of P (diag p - p pᵀ), added to every pair of positions.
-                            let row: Vec<I> = (0..k_n)
-                                .map(|j2| {
-                                    let c = -q[j] * p[j2];
-                                    if j2 == j {
-                                        c + q[j]
-                                    } else {
-                                        c
-                                    }
-                                })
-                                .collect();
+                            for (j2, (cv, &pj2)) in row.iter_mut().zip(p.iter()).enumerate() {
+                                let c = -qj * pj2;
+                                *cv = if j2 == j { c + qj } else { c };
+                            }
                             for &r in &rows {
                                 let base = (r * k_n + j) * n_a;
                                 for &r2 in &rows {
                                     let dst = &mut h[base + r2 * k_n..base + (r2 + 1) * k_n];
                                     for (hv, &cv) in dst.iter_mut().zip(&row) {
-                                        *hv = *hv + cv;
+                                        *hv += cv;
                                     }
                                 }
                             }
@@ -241,19 +236,19 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
         Vec::new()
     };
     for (r, gp, hp) in parts {
-        risk = risk + r;
+        risk += r;
         for (acc, v) in g.iter_mut().zip(gp) {
-            *acc = *acc + v;
+            *acc += v;
         }
         for (acc, v) in h_a.iter_mut().zip(hp) {
-            *acc = *acc + v;
+            *acc += v;
         }
     }
     let (lw, lu) = (pt(task.lambda_w()), pt(task.lambda_u()));
     let sq = |v: &[I]| v.iter().fold(zero(), |a, b| a + b.sqr());
     let risk = risk * inv_k + pt(0.5) * (lw * sq(xw) + lu * sq(xu));
-    g.iter_mut().for_each(|v| *v = *v * inv_k);
-    h_a.iter_mut().for_each(|v| *v = *v * inv_k);
+    g.iter_mut().for_each(|v| *v *= inv_k);
+    h_a.iter_mut().for_each(|v| *v *= inv_k);
 
     // Gradient.
     let mut grad = vec![zero(); x.len()];
@@ -264,8 +259,8 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
                 let gv = g[(l * n_w + t) * k_n + j];
                 let off = (j * len + l) * d;
                 for c in 0..d {
-                    grad[n_w * d + off + c] = grad[n_w * d + off + c] + gv * f.phi[t * d + c];
-                    gphi[t * d + c] = gphi[t * d + c] + gv * xu[off + c];
+                    grad[n_w * d + off + c] += gv * f.phi[t * d + c];
+                    gphi[t * d + c] += gv * xu[off + c];
                 }
             }
         }
@@ -274,13 +269,13 @@ pub fn enclose(inst: &Instance, x: &[I], hess_coords: Option<&[usize]>) -> Enclo
         for c in 0..d {
             let mut acc = lw * xw[t * d + c];
             for e in 0..d {
-                acc = acc + f.jac[(t * d + e) * d + c] * gphi[t * d + e];
+                acc += f.jac[(t * d + e) * d + c] * gphi[t * d + e];
             }
             grad[t * d + c] = acc;
         }
     }
     for (gv, &u) in grad[n_w * d..].iter_mut().zip(xu) {
-        *gv = *gv + lu * u;
+        *gv += lu * u;
     }
 
     let hess = hess_coords.map(|s| hessian(inst, x, &f, &g, &h_a, s));
@@ -329,7 +324,7 @@ fn hessian(inst: &Instance, x: &[I], f: &Features, g: &[I], h_a: &[I], s: &[usiz
             let mut row = vec![zero(); n_a];
             for &(beta, v) in cl {
                 for (acc, &hv) in row.iter_mut().zip(&h_a[beta * n_a..(beta + 1) * n_a]) {
-                    *acc = *acc + v * hv;
+                    *acc += v * hv;
                 }
             }
             row
@@ -347,7 +342,7 @@ fn hessian(inst: &Instance, x: &[I], f: &Features, g: &[I], h_a: &[I], s: &[usiz
     let mut add = |a: usize, b: usize, v: I| {
         let (pa, pb) = (pos[a], pos[b]);
         if pa != usize::MAX && pb != usize::MAX {
-            h[pa * m + pb] = h[pa * m + pb] + v;
+            h[pa * m + pb] += v;
         }
     };
     for l in 0..len {
@@ -379,7 +374,7 @@ fn hessian(inst: &Instance, x: &[I], f: &Features, g: &[I], h_a: &[I], s: &[usiz
     }
     let (lw, lu) = (pt(task.lambda_w()), pt(task.lambda_u()));
     for (i, &c) in s.iter().enumerate() {
-        h[i * m + i] = h[i * m + i] + if c < nw_d { lw } else { lu };
+        h[i * m + i] += if c < nw_d { lw } else { lu };
     }
     h
 }

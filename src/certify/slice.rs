@@ -240,7 +240,7 @@ pub fn prove_local(inst: &Instance, theta: &[f64], family: Option<&[I]>) -> Loca
         let bx: Vec<I> = x.clone();
         let mut bx = bx;
         for &i in &slice.s {
-            bx[i] = bx[i] + iv(-r, r);
+            bx[i] += iv(-r, r);
         }
         let h = enclose(inst, &bx, Some(&slice.s)).hess.expect("asked for");
         let eig = verified_min_eig(&h, slice.s.len());
