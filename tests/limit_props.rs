@@ -393,7 +393,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
     /// (f) The exact Hessian-vector product equals extrapolated central
-    /// differences of the exact gradient (which are good to about `1e-10`).
+    /// differences of the exact gradient (truncation `O(h^4)`, about `1e-11`
+    /// relative here), full and drawn latent sets, with and without LayerNorm.
     #[test]
     fn hessian_vector_product_matches_finite_differences(s in spec()) {
         let task = s.task();
@@ -405,7 +406,8 @@ proptest! {
         let exact = limit::hessian_vector_product(&task, &p, &v);
         let fd = hvp_richardson(&task, &p, &v);
         let (d, scale) = max_diff(&exact, &fd);
-        prop_assert!(d <= 1e-8 * scale.max(1e-3), "max difference {d:e}, max |Hv| {scale:e}");
+        // Largest seen over 400 random cases: 4.5e-11 (LayerNorm, eps = 0).
+        prop_assert!(d <= 1e-9 * scale.max(1e-3), "max difference {d:e}, max |Hv| {scale:e}");
     }
 
     /// (g) `x^T H v = v^T H x` and `H (a x + b v) = a H x + b H v`, to round-off.

@@ -20,7 +20,7 @@ Timing: the median of `--reps` evaluations of risk + gradient after one
 warm-up, on standard normal weights, `lambda_W = lambda_U = 0.01`, like
 `examples/limit_timing.rs`. One JSON line is printed.
 
-`--check FILE` evaluates instead the weights written by
+`--check FILE [FILE ...]` evaluates instead the weights written by
 `limit_timing --dump FILE` and prints the relative difference of the risks
 and the largest gradient difference relative to the largest gradient entry.
 When the file holds a dense Hessian (`limit_timing --dump FILE --hessian`),
@@ -53,7 +53,8 @@ def parse_args():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--check", help="JSON file written by limit_timing --dump")
+    p.add_argument("--check", nargs="+", metavar="FILE",
+                   help="JSON files written by limit_timing --dump (one output line each)")
     return p.parse_args()
 
 
@@ -147,7 +148,8 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     if a.check:
-        check(a.check)
+        for path in a.check:
+            check(path)
         return
     f = LimitRisk(
         a.nc, a.sc, a.len, a.dim, frequencies(a.sc, a.zipf),
