@@ -138,7 +138,7 @@ fn lanczos_certificate_agrees_with_the_dense_hessian() {
         let d = hessian_report_dense(&task, &p);
         let l = hessian_report_lanczos(&task, &p);
         let scale = d.max_eig.abs().max(1.0);
-        let close = |a: f64, b: f64| (a - b).abs() <= 1e-7 * scale;
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-12 * scale;
         assert!(close(d.min_eig, l.min_eig), "{task}: {d:?} {l:?}");
         assert!(close(d.max_eig, l.max_eig), "{task}: {d:?} {l:?}");
         assert!(

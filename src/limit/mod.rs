@@ -58,12 +58,14 @@
 //! # Layout
 //!
 //! This file holds the public API (budget, [`risk`], [`risk_grad`],
-//! [`risk_naive`]; [`hessian_vector_product`] lives in `hvp`) and the chunking
-//! of the classes; [`LimitProblem`] (the
+//! [`risk_naive`]) and the chunking of the classes; [`LimitProblem`] (the
 //! argmin problem) is re-exported from `problem`. The per-class pass lives in
 //! `kernel` (score table, Gray-code sweep, prefix-sum gradient), the Gray code
 //! itself in `gray`, and the vectorised `exp`, lane sums and the run-time SIMD
-//! dispatch in `simd`.
+//! dispatch in `simd`. The exact Hessian ([`HessianOperator`],
+//! [`hessian_vector_product`], the dense [`hessian`]) lives in `hvp`, its
+//! per-class tangent pass in `tangent`, and the first and second derivatives of
+//! LayerNorm it needs in `feature_map`.
 
 use crate::error::{Error, Result};
 use crate::network::{self, features, features_backward, log_sum_exp, Params};
