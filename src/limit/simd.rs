@@ -306,4 +306,25 @@ mod tests {
             assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }
+
+    #[test]
+    fn tangent_kernels_agree_with_the_portable_copy() {
+        use crate::limit::tangent::{tangent_class_impl, TangentScratch};
+        let t = task(3, 5, Some(13), Some(1e-5), Freq::Zipf { exponent: 1.0 });
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let p = Params::random(&t, 1.0, &mut rng);
+        let dp = Params::random(&t, 1.0, &mut rng);
+        let phi = features(&p, t.layer_norm());
+        let table = Table::new(&t, &p, &phi);
+        let dtable = Table::from_entries(&t, Table::new(&t, &dp, &phi).a);
+        for k in 0..t.k() {
+            let mut sc = TangentScratch::new(&t);
+            let mut g1 = vec![0.0; table.a.len()];
+            let mut g2 = g1.clone();
+            tangent_class(&table, &dtable, k, &mut sc, &mut g1);
+            tangent_class_impl(&table, &dtable, k, &mut sc, &mut g2);
+            assert!(g1.iter().any(|x| *x != 0.0));
+            assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
 }
