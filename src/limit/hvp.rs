@@ -63,7 +63,9 @@ use rayon::prelude::*;
 /// `dR/dphi` are computed once (one gradient pass, like [`risk_grad`]); each
 /// [`apply`](Self::apply) then costs one tangent pass over the enumeration plus
 /// `O(L n_w K d)` dense products. The caller checks
-/// [`check_budget`](super::check_budget) first.
+/// [`check_budget`](super::check_budget) first. Memory: the operator keeps `A`
+/// and `G`, and a product allocates `dA`, the summed `dG` and one `dG` per chunk
+/// in flight, i.e. two `L x n_w x K` tables more than [`risk_grad`].
 pub struct HessianOperator<'a> {
     task: &'a Task,
     p: &'a Params,
