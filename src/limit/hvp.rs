@@ -1,52 +1,10 @@
 //! Exact Hessian-vector products of the limit risk `R(W, U)` (module docs of
 //! [`super`]), and the dense Hessian built from them.
 //!
-//! # The second derivative
-//!
-//! Write `A_l[t, j] = <u_{j,l}, phi_t>` with `phi_t = phi(w_t)`, and for a leaf
-//! (class `k`, token choice `beta`, tokens `x_l`) `h = sum_l A_l[x_l, :]`,
-//! `p = softmax(h)`. The gradient is `dR/dA = G / K` with
-//! `G_l[t, j] = sum_k sum_beta P(beta) [x_l = t] (p_j - δ_jk)`, then
-//!
-//! ```text
-//! dR/du_{j,l} = (1/K) sum_t G_l[t, j] phi_t + lambda_U u_{j,l},
-//! dR/dphi_t   = (1/K) sum_{l,j} G_l[t, j] u_{j,l},
-//! dR/dw_t     = Dphi(w_t)^T dR/dphi_t + lambda_W w_t.
-//! ```
-//!
-//! The product `H v` is the derivative of this gradient along
-//! `v = (v_W, v_U)`:
-//!
-//! 1. `dphi_t = Dphi(w_t)[v_{w,t}]` and the tangent table
-//!    `dA_l[t, j] = <v_{u,j,l}, phi_t> + <u_{j,l}, dphi_t>`;
-//! 2. at each leaf `dh = sum_l dA_l[x_l, :]` and the softmax curvature term
-//!    `dp = p ⊙ (dh - <p, dh> 1)`, i.e. `d(p_j - δ_jk) = sum_i p_j (δ_ij - p_i) dh_i`;
-//!    `dG` sums `P(beta) [x_l = t] dp` like `G` (the tangent pass of
-//!    [`tangent`](super::tangent): same Gray-code walk and prefix sums);
-//! 3. the chain rule, where the product rule on `G_l[t, j] phi_t` and
-//!    `G_l[t, j] u_{j,l}` gives the bilinear cross terms between `u` and `w`
-//!    (the factor `p_j - δ_jk` of `G` times the tangent of the other factor):
-//!
-//! ```text
-//! (H v)_{u_{j,l}} = (1/K) sum_t (dG_l[t, j] phi_t + G_l[t, j] dphi_t) + lambda_U v_{u,j,l},
-//! d(dR/dphi_t)    = (1/K) sum_{l,j} (dG_l[t, j] u_{j,l} + G_l[t, j] v_{u,j,l}),
-//! (H v)_{w_t}     = Dphi(w_t)^T d(dR/dphi_t) + D^2phi(w_t)[v_{w,t}]^T dR/dphi_t
-//!                   + lambda_W v_{w,t},
-//! ```
-//!
-//! with LayerNorm's first and second derivatives from
-//! [`feature_map`](super::feature_map) (the second one is zero without LayerNorm).
-//!
-//! Nothing is approximated: the only error is floating-point round-off, of the
-//! same order as that of [`risk_grad`] (measured: within `2e-15` of the largest
-//! entry of PyTorch's `torch.func.hessian`, where a central difference of the
-//! gradient, [`hessian_vector_product_fd`], is off by `5e-10`–`6e-9`; see
-//! docs/performance.md).
-//! The tangent pass costs about as much as the gradient pass; the point's
-//! own quantities (`phi`, `A`, `G`, `dR/dphi`) are computed once by
-//! [`HessianOperator::new`] and shared by every product at that point.
-//! Deterministic and independent of the rayon thread count (the classes are
-//! chunked as in [`risk_grad`]).
+//! The point's quantities are computed once by [`HessianOperator::new`] and
+//! shared by every product at that point; the formulas are on
+//! [`HessianOperator`]. Deterministic and independent of the rayon thread count
+//! (the classes are chunked as in [`risk_grad`]).
 
 use super::feature_map::{add_features_second, features_jvp};
 use super::kernel::Table;
@@ -58,8 +16,51 @@ use crate::task::Task;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
-/// The Hessian of [`risk`](super::risk) at one point, as an operator `v -> H v`
-/// (module docs): the point's features, score table, gradient table `G / K` and
+/// The Hessian of [`risk`](super::risk) at one point, as an operator `v -> H v`.
+///
+/// Write `A_l[t, j] = <u_{j,l}, phi_t>` with `phi_t = phi(w_t)`, and for a leaf
+/// (class `k`, token choice `beta`, tokens `x_l`) `h = sum_l A_l[x_l, :]`,
+/// `p = softmax(h)`. The gradient is `dR/dA = G / K` with
+/// `G_l[t, j] = sum_k sum_beta P(beta) [x_l = t] (p_j - δ_jk)`, then
+///
+/// ```text
+/// dR/du_{j,l} = (1/K) sum_t G_l[t, j] phi_t + lambda_U u_{j,l},
+/// dR/dphi_t   = (1/K) sum_{l,j} G_l[t, j] u_{j,l},
+/// dR/dw_t     = Dphi(w_t)^T dR/dphi_t + lambda_W w_t.
+/// ```
+///
+/// The product `H v` is the derivative of this gradient along
+/// `v = (v_W, v_U)`:
+///
+/// 1. `dphi_t = Dphi(w_t)[v_{w,t}]` and the tangent table
+///    `dA_l[t, j] = <v_{u,j,l}, phi_t> + <u_{j,l}, dphi_t>`;
+/// 2. at each leaf `dh = sum_l dA_l[x_l, :]` and the softmax curvature term
+///    `dp = p ⊙ (dh - <p, dh> 1)`, i.e. `d(p_j - δ_jk) = sum_i p_j (δ_ij - p_i) dh_i`;
+///    `dG` sums `P(beta) [x_l = t] dp` like `G` (same Gray-code walk and
+///    prefix sums, `dh` updated next to `h` in `O(K)` per step);
+/// 3. the chain rule, where the product rule on `G_l[t, j] phi_t` and
+///    `G_l[t, j] u_{j,l}` gives the bilinear cross terms between `u` and `w`
+///    (the factor `p_j - δ_jk` of `G` times the tangent of the other factor):
+///
+/// ```text
+/// (H v)_{u_{j,l}} = (1/K) sum_t (dG_l[t, j] phi_t + G_l[t, j] dphi_t) + lambda_U v_{u,j,l},
+/// d(dR/dphi_t)    = (1/K) sum_{l,j} (dG_l[t, j] u_{j,l} + G_l[t, j] v_{u,j,l}),
+/// (H v)_{w_t}     = Dphi(w_t)^T d(dR/dphi_t) + D^2phi(w_t)[v_{w,t}]^T dR/dphi_t
+///                   + lambda_W v_{w,t},
+/// ```
+///
+/// with LayerNorm's Jacobian `Dphi(w) = (P - x x^T/d) / s` and second derivative
+/// `D^2phi(w)[v]^T g = (-a P g - b P v + (3 a b - <Pv, Pg>/d) x) / s^2`, where
+/// `x = phi(w)`, `s = sqrt(var(w) + eps)`, `P = I - 1 1^T/d`, `a = <x, v>/d`,
+/// `b = <x, g>/d` (without LayerNorm `Dphi = I` and `D^2phi = 0`).
+///
+/// Nothing is approximated: the only error is floating-point round-off, of the
+/// same order as that of [`risk_grad`] (measured: within `2e-15` of the largest
+/// entry of PyTorch's `torch.func.hessian`, where a central difference of the
+/// gradient, [`hessian_vector_product_fd`], is off by `5e-10`–`6e-9`; see
+/// docs/performance.md).
+///
+/// The point's features, score table, gradient table `G / K` and
 /// `dR/dphi` are computed once (one gradient pass, like [`risk_grad`]); each
 /// [`apply`](Self::apply) then costs one tangent pass over the enumeration plus
 /// `O(L n_w K d)` dense products. The caller checks
@@ -116,7 +117,7 @@ impl<'a> HessianOperator<'a> {
         self.p.w.len() + self.p.u.len()
     }
 
-    /// `H v`, flat in the [`Params::to_flat`] order (module docs). Panics when
+    /// `H v`, flat in the [`Params::to_flat`] order (see [`HessianOperator`]). Panics when
     /// `v` does not have [`dim`](Self::dim) entries.
     pub fn apply(&self, v: &[f64]) -> Vec<f64> {
         let (task, p) = (self.task, self.p);
@@ -204,7 +205,7 @@ fn tangent_table(task: &Task, table: &Table, dtable: &Table) -> Vec<f64> {
 }
 
 /// The exact Hessian-vector product `H v` of the limit risk at `p`
-/// ([`HessianOperator::new`]`(task, p).apply(v)`; module docs). For many
+/// ([`HessianOperator::new`]`(task, p).apply(v)`, formulas there). For many
 /// products at one point build the operator once.
 pub fn hessian_vector_product(task: &Task, p: &Params, v: &[f64]) -> Vec<f64> {
     HessianOperator::new(task, p).apply(v)
