@@ -4,6 +4,11 @@
 //! `cargo run --release --example limit_timing -- --sc 3 --len 4 [--layer-norm] [--zipf] [--check]`
 //!
 //! `--check` also evaluates `limit::risk_naive` and reports the relative difference.
+//! `--hvp` also times one exact Hessian-vector product (`limit::hessian_vector_product`,
+//! and the product alone once the point's `limit::HessianOperator` is built) along a
+//! fixed random direction, and reports its largest difference from the central
+//! difference `limit::hessian_vector_product_fd` relative to its largest entry.
+//! `--hessian` adds the dense exact Hessian (`limit::hessian`) to the `--dump` file.
 
 use clap::Parser;
 use feature_collapse::limit;
@@ -38,6 +43,26 @@ struct Args {
     /// cross-check against an independent implementation).
     #[arg(long)]
     dump: Option<std::path::PathBuf>,
+    /// Also time one exact Hessian-vector product and compare it with central differences.
+    #[arg(long)]
+    hvp: bool,
+    /// With --dump, also write the dense exact Hessian (row-major, n x n).
+    #[arg(long)]
+    hessian: bool,
+}
+
+/// Median of `reps` timed calls of `f` after one warm-up call.
+fn median_secs<T>(reps: usize, mut f: impl FnMut() -> T) -> f64 {
+    let mut times: Vec<f64> = (0..=reps)
+        .map(|_| {
+            let t0 = Instant::now();
+            std::hint::black_box(f());
+            t0.elapsed().as_secs_f64()
+        })
+        .skip(1)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 fn main() -> feature_collapse::Result<()> {
@@ -81,12 +106,32 @@ fn main() -> feature_collapse::Result<()> {
         let rn = limit::risk_naive(&task, &p);
         (r - rn).abs() / rn.abs()
     });
+    let hvp = a.hvp.then(|| {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let v = Params::random(&task, 1.0, &mut rng).to_flat();
+        let secs = median_secs(a.reps, || limit::hessian_vector_product(&task, &p, &v));
+        let op = limit::HessianOperator::new(&task, &p);
+        let secs_apply = median_secs(a.reps, || op.apply(&v));
+        let exact = op.apply(&v);
+        let fd = limit::hessian_vector_product_fd(&task, &p, &v);
+        let scale = exact.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let diff = exact
+            .iter()
+            .zip(&fd)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        (secs, secs_apply, diff / scale)
+    });
     if let Some(path) = &a.dump {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim,
             "eps": task.layer_norm(), "mu": task.mu(), "lambda_w": task.lambda_w(),
             "lambda_u": task.lambda_u(), "w": p.w, "u": p.u, "risk": r, "grad": grad,
         });
+        if a.hessian {
+            let h = limit::hessian(&task, &p);
+            let rows: Vec<Vec<f64>> = h.row_iter().map(|r| r.iter().copied().collect()).collect();
+            json["hessian"] = serde_json::json!(rows);
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| feature_collapse::Error::io(dir, e))?;
         }
@@ -101,6 +146,9 @@ fn main() -> feature_collapse::Result<()> {
             "threads": rayon::current_num_threads(),
             "secs_risk_and_grad_median": median, "risk": r,
             "naive_rel_diff": naive_rel,
+            "secs_hvp_median": hvp.map(|h| h.0),
+            "secs_hvp_apply_median": hvp.map(|h| h.1),
+            "hvp_fd_max_diff_rel": hvp.map(|h| h.2),
         })
     );
     Ok(())

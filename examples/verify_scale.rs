@@ -61,8 +61,8 @@ fn main() -> feature_collapse::Result<()> {
     let t = Instant::now();
     let h = hessian_report(&task, &built);
     println!(
-        "certificate ({}): min eig {:.3e}, max eig {:.3e}, {} near zero, symmetry dim {}, transverse min {:.3e}, tangent residual {:.1e}, {} gradient evaluations ({:.1} s)",
-        h.method, h.min_eig, h.max_eig, h.near_zero, h.symmetry_dim, h.transverse_min_eig, h.tangent_residual, h.gradient_evaluations, t.elapsed().as_secs_f64()
+        "certificate ({}): min eig {:.3e}, max eig {:.3e}, {} near zero, symmetry dim {}, transverse min {:.3e}, tangent residual {:.1e}, {} Hessian-vector products ({:.1} s)",
+        h.method, h.min_eig, h.max_eig, h.near_zero, h.symmetry_dim, h.transverse_min_eig, h.tangent_residual, h.hessian_products, t.elapsed().as_secs_f64()
     );
     for i in 0..restarts {
         let t = Instant::now();

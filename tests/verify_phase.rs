@@ -58,7 +58,7 @@ proptest! {
         let b = lambda_critical_bisection(&task, &bisect_cfg(), 1e-8).unwrap().unwrap();
         prop_assert!(b.bracket[0] <= b.lambda && b.lambda <= b.bracket[1]);
         // closed = 0 when the drawn classes share one latent variable (nothing to
-        // learn); the finite-difference Hessian resolves lambda to about 1e-10.
+        // learn); the exact Hessian at the origin resolves lambda to about 1e-10.
         let err = (b.lambda - closed).abs();
         prop_assert!(
             err <= 1e-6 * closed + 1e-10,
@@ -74,13 +74,13 @@ proptest! {
         cfg in instance(), lw in 0.01f64..0.5, lu in 0.01f64..0.5,
     ) {
         use feature_collapse::network::Params;
-        use feature_collapse::verify::hessian_fd;
+        use feature_collapse::limit::hessian;
         let task = TaskConfig { lambda_w: lw, lambda_u: lu, ..cfg }.build().unwrap();
-        let h = hessian_fd(&task, &Params::zeros(&task));
+        let h = hessian(&task, &Params::zeros(&task));
         let min = h.symmetric_eigen().eigenvalues.min();
         let s = origin_coupling(&task);
         let want = 0.5 * (lw + lu) - (0.25 * (lw - lu) * (lw - lu) + s * s).sqrt();
-        prop_assert!((min - want).abs() <= 1e-7 * (lw + lu + s), "{min} vs {want}");
+        prop_assert!((min - want).abs() <= 1e-12 * (lw + lu + s), "{min} vs {want}");
         prop_assert!((origin_min_eig(&task) - want).abs() <= 1e-15);
     }
 }

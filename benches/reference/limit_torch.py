@@ -20,9 +20,13 @@ Timing: the median of `--reps` evaluations of risk + gradient after one
 warm-up, on standard normal weights, `lambda_W = lambda_U = 0.01`, like
 `examples/limit_timing.rs`. One JSON line is printed.
 
-`--check FILE` evaluates instead the weights written by
+`--check FILE [FILE ...]` evaluates instead the weights written by
 `limit_timing --dump FILE` and prints the relative difference of the risks
 and the largest gradient difference relative to the largest gradient entry.
+When the file holds a dense Hessian (`limit_timing --dump FILE --hessian`),
+the reference Hessian is `torch.func.hessian` of the same risk over the flat
+parameters `[W ; U]` (forward over reverse autodiff), and the largest entry
+difference relative to the largest reference entry is printed too.
 
     python3 benches/reference/limit_torch.py --nc 3 --sc 2 --len 6 --dim 4 --reps 3
     python3 benches/reference/limit_torch.py --sc 3 --len 5 --layer-norm --zipf
@@ -49,7 +53,8 @@ def parse_args():
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--check", help="JSON file written by limit_timing --dump")
+    p.add_argument("--check", nargs="+", metavar="FILE",
+                   help="JSON files written by limit_timing --dump (one output line each)")
     return p.parse_args()
 
 
@@ -121,12 +126,21 @@ def check(path):
     u = torch.tensor(d["u"], dtype=torch.float64).view(f.k, length * dim)
     r, g = f.risk_grad(w, u)
     theirs = torch.tensor(d["grad"], dtype=torch.float64)
-    print(json.dumps({
+    out = {
         "risk_reference": r,
         "risk_dumped": d["risk"],
         "risk_rel_diff": abs(r - d["risk"]) / abs(r),
         "grad_max_diff_rel": ((g - theirs).abs().max() / g.abs().max()).item(),
-    }))
+    }
+    if "hessian" in d:
+        n_w = w.numel()
+        flat = torch.cat([w.flatten(), u.flatten()])
+        h = torch.func.hessian(lambda x: f.risk(x[:n_w].view_as(w), x[n_w:].view_as(u)))(flat)
+        ours = torch.tensor(d["hessian"], dtype=torch.float64)
+        out["n_params"] = flat.numel()
+        out["hessian_max_diff_rel"] = ((h - ours).abs().max() / h.abs().max()).item()
+        out["hessian_reference_asymmetry_rel"] = ((h - h.T).abs().max() / h.abs().max()).item()
+    print(json.dumps(out))
 
 
 def main():
@@ -134,7 +148,8 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     if a.check:
-        check(a.check)
+        for path in a.check:
+            check(path)
         return
     f = LimitRisk(
         a.nc, a.sc, a.len, a.dim, frequencies(a.sc, a.zipf),

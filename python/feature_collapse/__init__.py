@@ -138,8 +138,8 @@ def hessian_spectrum(
     budget: float = 2e10,
 ) -> Dict[str, Any]:
     """The spectrum of the Hessian of the exact limit risk ``R`` at ``(W, U)``
-    (``fcollapse analyze --hessian``; products ``H v`` by central differences of
-    the exact gradient): ``top`` (the ``top_k`` largest eigenvalues by Lanczos,
+    (``fcollapse analyze --hessian``; exact products ``H v``, analytic second
+    derivatives of the exact risk): ``top`` (the ``top_k`` largest eigenvalues by Lanczos,
     with residuals), ``trace`` (Hutchinson, Rademacher probes, with
     ``std_error``), ``slq`` (stochastic Lanczos quadrature nodes and weights),
     ``slq_mean`` (an estimate of ``tr H / n``) and ``density`` (Gaussian-broadened

@@ -247,8 +247,9 @@ impl Reference {
         let polished = verify::minimise(task, &built, &verify_config(&cfg.limit))?;
         let r_polished = limit::risk(task, &built.with_flat(&polished.x));
         // The noise analysis enumerates every sentence (one gradient each) and,
-        // for the ERM coefficient, a finite-difference Hessian (2 n_params exact
-        // gradients): only where that stays within the work budget.
+        // for the ERM coefficient, the exact dense Hessian (n_params exact
+        // Hessian-vector products, counted as two gradients' work each): only
+        // where that stays within the work budget.
         let n_params = task.n_params() as f64;
         let sentences = task.k() as f64 * (task.s_c() as f64).powi(task.len() as i32);
         let per_sentence = (task.k() * task.len() * task.dim()) as f64 + n_params;

@@ -29,9 +29,9 @@
 
 use crate::empirical::{sample_risk_grad, WeightedSample};
 use crate::error::Result;
+use crate::limit;
 use crate::network::Params;
 use crate::task::Task;
-use crate::verify::hessian_fd;
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
 /// `tr(Sigma) = sum_i pi_i ||g_i||^2 - ||sum_i pi_i g_i||^2` over every sentence
@@ -61,8 +61,8 @@ pub fn gradient_noise_trace(task: &Task, p: &Params, max_sentences: usize) -> Re
 }
 
 /// `C = tr(H^+ Sigma_w) / (2K)` of the ERM's `E[R(theta_hat) - R*] ≈ C / n_spl`
-/// (module docs), `H` the Hessian of the limit risk at `p` by central differences
-/// ([`crate::verify::hessian_fd`]), `Sigma_w` the within-class covariance of the
+/// (module docs), `H` the exact Hessian of the limit risk at `p`
+/// ([`limit::hessian`]), `Sigma_w` the within-class covariance of the
 /// sentence gradients at `p`, both exact enumerations. Errors when the
 /// `K s_c^L` sentences exceed `max_sentences`.
 pub fn erm_excess_coefficient(task: &Task, p: &Params, max_sentences: usize) -> Result<f64> {
@@ -99,7 +99,7 @@ pub fn erm_excess_coefficient(task: &Task, p: &Params, max_sentences: usize) -> 
             sigma.ger(w / k_n as f64, &c, &c, 1.0);
         }
     }
-    let eig = SymmetricEigen::new(hessian_fd(task, p));
+    let eig = SymmetricEigen::new(limit::hessian(task, p));
     let top = eig.eigenvalues.iter().fold(0.0f64, |a, &v| a.max(v.abs()));
     let mut tr = 0.0;
     for (i, &h) in eig.eigenvalues.iter().enumerate() {

@@ -32,9 +32,22 @@ impl<'a> Table<'a> {
         Table { task, a }
     }
 
+    /// A table of the same layout with the given entries (e.g. the tangent
+    /// table `dA` of the Hessian-vector product).
+    pub(super) fn from_entries(task: &'a Task, a: Vec<f64>) -> Self {
+        assert_eq!(a.len(), task.len() * task.n_w() * task.k(), "table size");
+        Table { task, a }
+    }
+
+    /// The task the table belongs to.
+    #[inline]
+    pub(super) fn task(&self) -> &'a Task {
+        self.task
+    }
+
     /// Offset of the `K`-vector of position `l`, rank `b` for class `k`.
     #[inline]
-    fn row(&self, k: usize, l: usize, b: usize) -> usize {
+    pub(super) fn row(&self, k: usize, l: usize, b: usize) -> usize {
         let t = self.task.z()[k * self.task.len() + l] * self.task.s_c() + b;
         (l * self.task.n_w() + t) * self.task.k()
     }
@@ -178,11 +191,11 @@ pub(super) fn class_sum_impl<const GRAD: bool>(
 /// Largest allowed `|max h - shift|` in `e = exp(h - shift)`: keeps `sum e` far
 /// from overflow (`K e^600` is finite for any `K`) and the leading terms far from
 /// underflow.
-const SHIFT_SLACK: f64 = 600.0;
+pub(super) const SHIFT_SLACK: f64 = 600.0;
 
 /// Elements per tile of [`sweep`]: its streams stay in L1 while the tile's
 /// partial sums and maxima are taken.
-const TILE: usize = 512;
+pub(super) const TILE: usize = 512;
 
 /// The mutable `K`-vectors of one [`sweep`]; `last` and `g_row` are empty
 /// without gradient.
@@ -252,7 +265,7 @@ fn sweep<const GRAD: bool>(
 /// `h = sum_l A_l[z_{k,l} s_c + beta_l, :]`, summed in position order (the same
 /// order and values as [`network::scores`](crate::network::scores)).
 #[inline(always)]
-fn recompute(table: &Table, k: usize, h: &mut [f64], digits: &[usize]) {
+pub(super) fn recompute(table: &Table, k: usize, h: &mut [f64], digits: &[usize]) {
     let kk = h.len();
     let a = &table.a[..];
     let off = table.row(k, 0, digits[0]);
@@ -268,7 +281,7 @@ fn recompute(table: &Table, k: usize, h: &mut [f64], digits: &[usize]) {
 /// Prefix-sum flush of position `l` leaving the row at `off`:
 /// `G[off..] += S - S_last_l; S_last_l = S`.
 #[inline(always)]
-fn flush(g: &mut [f64], s: &[f64], s_last: &mut [f64], off: usize, l: usize) {
+pub(super) fn flush(g: &mut [f64], s: &[f64], s_last: &mut [f64], off: usize, l: usize) {
     let kk = s.len();
     let last = &mut s_last[l * kk..(l + 1) * kk];
     for ((gx, sx), lx) in g[off..off + kk].iter_mut().zip(s).zip(last.iter_mut()) {

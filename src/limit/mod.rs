@@ -58,12 +58,14 @@
 //! # Layout
 //!
 //! This file holds the public API (budget, [`risk`], [`risk_grad`],
-//! [`risk_naive`]; [`hessian_vector_product`] lives in `hvp`) and the chunking
-//! of the classes; [`LimitProblem`] (the
+//! [`risk_naive`]) and the chunking of the classes; [`LimitProblem`] (the
 //! argmin problem) is re-exported from `problem`. The per-class pass lives in
 //! `kernel` (score table, Gray-code sweep, prefix-sum gradient), the Gray code
 //! itself in `gray`, and the vectorised `exp`, lane sums and the run-time SIMD
-//! dispatch in `simd`.
+//! dispatch in `simd`. The exact Hessian ([`HessianOperator`],
+//! [`hessian_vector_product`], the dense [`hessian`]) lives in `hvp`, its
+//! per-class tangent pass in `tangent`, and the first and second derivatives of
+//! LayerNorm it needs in `feature_map`.
 
 use crate::error::{Error, Result};
 use crate::network::{self, features, features_backward, log_sum_exp, Params};
@@ -72,13 +74,17 @@ use kernel::{Scratch, Table};
 use rayon::prelude::*;
 use simd::class_sum;
 
+mod feature_map;
 mod gray;
 mod hvp;
 mod kernel;
 mod problem;
 mod simd;
+mod tangent;
 
-pub use hvp::hessian_vector_product;
+pub use hvp::{
+    hessian, hessian_raw, hessian_vector_product, hessian_vector_product_fd, HessianOperator,
+};
 pub use problem::LimitProblem;
 
 /// Default bound on [`work`] for the exact enumeration: about half a minute of
@@ -246,26 +252,7 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
     assert_shape(task, p);
     let phi = features(p, task.layer_norm());
     let table = Table::new(task, p, &phi);
-    let chunks = chunk_ranges(task.k());
-    let size = table.a.len();
-    let mut g_total = vec![0.0; size];
-    let mut data = 0.0;
-    for wave in chunks.chunks(wave_len(task.k())) {
-        let parts: Vec<(f64, Vec<f64>)> = map_chunks(task, wave, |lo, hi| {
-            let mut scratch = Scratch::new(task, true);
-            let mut g = vec![0.0; size];
-            let r = (lo..hi)
-                .map(|k| class_sum::<true>(&table, k, &mut scratch, &mut g))
-                .sum::<f64>();
-            (r, g)
-        });
-        for (r, g) in parts {
-            data += r;
-            for (acc, x) in g_total.iter_mut().zip(&g) {
-                *acc += x;
-            }
-        }
-    }
+    let (data, g_total) = gradient_table(task, &table);
 
     // dR/dA = G / K, then the two dense products.
     let (k_n, len, d, n_w) = (task.k(), task.len(), task.dim(), task.n_w());
@@ -304,6 +291,34 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
         data / k_n as f64 + p.penalty(task.lambda_w(), task.lambda_u()),
         g_w,
     )
+}
+
+/// The data part of the risk summed over classes, `sum_k sum_beta P(beta) CE`,
+/// and the gradient table `G` (layout of `A`, summed over classes), so that
+/// `dR/dA = G / K`: the class passes in fixed chunks, computed [`wave_len`] at a
+/// time and added in chunk order.
+fn gradient_table(task: &Task, table: &Table) -> (f64, Vec<f64>) {
+    let chunks = chunk_ranges(task.k());
+    let size = table.a.len();
+    let mut g_total = vec![0.0; size];
+    let mut data = 0.0;
+    for wave in chunks.chunks(wave_len(task.k())) {
+        let parts: Vec<(f64, Vec<f64>)> = map_chunks(task, wave, |lo, hi| {
+            let mut scratch = Scratch::new(task, true);
+            let mut g = vec![0.0; size];
+            let r = (lo..hi)
+                .map(|k| class_sum::<true>(table, k, &mut scratch, &mut g))
+                .sum::<f64>();
+            (r, g)
+        });
+        for (r, g) in parts {
+            data += r;
+            for (acc, x) in g_total.iter_mut().zip(&g) {
+                *acc += x;
+            }
+        }
+    }
+    (data, g_total)
 }
 
 /// The same `R(W,U)` as [`risk`], evaluated directly for tests: `beta` in

@@ -4,6 +4,7 @@
 //! same bits.
 
 use super::kernel::{class_sum_impl, Scratch, Table};
+use super::tangent::{tangent_class_impl, TangentScratch};
 
 /// `sum_beta P(beta) CE(h(x(z_k, beta)), k)` for one class; with `GRAD` also adds
 /// `sum_beta P(beta) [beta_l -> t] (softmax(h) - e_k)` into `g` (layout of `A`).
@@ -56,6 +57,55 @@ fn class_sum_avx2<const GRAD: bool>(
     class_sum_impl::<GRAD>(table, k, sc, g)
 }
 
+/// `dG += sum_beta P(beta) [beta_l -> t] dp` for one class (the tangent pass of
+/// the Hessian-vector product, see [`super::tangent`]), dispatched at run time
+/// like [`class_sum`]; every copy returns the same bits.
+pub(super) fn tangent_class(
+    table: &Table,
+    dtable: &Table,
+    k: usize,
+    sc: &mut TangentScratch,
+    dg: &mut [f64],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked just above).
+            return unsafe { tangent_class_avx512(table, dtable, k, sc, dg) };
+        }
+        if fma && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            return unsafe { tangent_class_avx2(table, dtable, k, sc, dg) };
+        }
+    }
+    tangent_class_impl(table, dtable, k, sc, dg)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn tangent_class_avx512(
+    table: &Table,
+    dtable: &Table,
+    k: usize,
+    sc: &mut TangentScratch,
+    dg: &mut [f64],
+) {
+    tangent_class_impl(table, dtable, k, sc, dg)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn tangent_class_avx2(
+    table: &Table,
+    dtable: &Table,
+    k: usize,
+    sc: &mut TangentScratch,
+    dg: &mut [f64],
+) {
+    tangent_class_impl(table, dtable, k, sc, dg)
+}
+
 /// `y += c x` (fused multiply-add).
 #[inline(always)]
 pub(super) fn axpy(y: &mut [f64], c: f64, x: &[f64]) {
@@ -94,6 +144,24 @@ pub(super) fn lanes_add(acc: &mut [f64; LANES], x: &[f64]) {
     }
     for (i, &v) in rest.iter().enumerate() {
         acc[i] += v;
+    }
+}
+
+/// `acc[i] = fma(x[8 q + i], y[8 q + i], acc[i])`, like [`lanes_add`].
+#[inline(always)]
+pub(super) fn lanes_fma(acc: &mut [f64; LANES], x: &[f64], y: &[f64]) {
+    let n = x.len().min(y.len());
+    let (x, y) = (&x[..n], &y[..n]);
+    let cx = x.chunks_exact(LANES);
+    let cy = y.chunks_exact(LANES);
+    let (rx, ry) = (cx.remainder(), cy.remainder());
+    for (a, b) in cx.zip(cy) {
+        for i in 0..LANES {
+            acc[i] = a[i].mul_add(b[i], acc[i]);
+        }
+    }
+    for (i, (&a, &b)) in rx.iter().zip(ry).enumerate() {
+        acc[i] = a.mul_add(b, acc[i]);
     }
 }
 
@@ -235,6 +303,27 @@ mod tests {
             let r1 = class_sum::<true>(&table, k, &mut sc, &mut g1);
             let r2 = class_sum_impl::<true>(&table, k, &mut sc, &mut g2);
             assert_eq!(r1.to_bits(), r2.to_bits());
+            assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    #[test]
+    fn tangent_kernels_agree_with_the_portable_copy() {
+        use crate::limit::tangent::{tangent_class_impl, TangentScratch};
+        let t = task(3, 5, Some(13), Some(1e-5), Freq::Zipf { exponent: 1.0 });
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let p = Params::random(&t, 1.0, &mut rng);
+        let dp = Params::random(&t, 1.0, &mut rng);
+        let phi = features(&p, t.layer_norm());
+        let table = Table::new(&t, &p, &phi);
+        let dtable = Table::from_entries(&t, Table::new(&t, &dp, &phi).a);
+        for k in 0..t.k() {
+            let mut sc = TangentScratch::new(&t);
+            let mut g1 = vec![0.0; table.a.len()];
+            let mut g2 = g1.clone();
+            tangent_class(&table, &dtable, k, &mut sc, &mut g1);
+            tangent_class_impl(&table, &dtable, k, &mut sc, &mut g2);
+            assert!(g1.iter().any(|x| *x != 0.0));
             assert!(g1.iter().zip(&g2).all(|(a, b)| a.to_bits() == b.to_bits()));
         }
     }

@@ -27,17 +27,17 @@ pub struct HessianSpectrum {
     pub slq: Slq,
     /// The broadened density.
     pub density: Density,
-    /// Exact-gradient evaluations used (two per Hessian-vector product).
-    pub gradient_evaluations: usize,
+    /// Exact Hessian-vector products used (each costs about one exact gradient).
+    pub hessian_products: usize,
     /// How `H v` is computed.
     pub hvp: String,
 }
 
 /// Top eigenvalues, trace and density of the Hessian of [`limit::risk`] at `p`.
 ///
-/// `H v` is [`limit::hessian_vector_product`]: a central difference of the exact
-/// gradient [`limit::risk_grad`] (two gradient enumerations per product, each
-/// product good to about `1e-10` relative to `max(1, ||H||)`). Refused (bad input)
+/// `H v` is the exact product of [`limit::HessianOperator`] (analytic second
+/// derivatives of the exact risk, one enumeration per product after one gradient
+/// pass at `p`; round-off only). Refused (bad input)
 /// when [`limit::check_budget`]`(task, budget)` refuses the exact enumeration.
 /// Cost: `(top-k products + hutchinson_probes + slq_probes * slq_steps)` products.
 pub fn hessian_spectrum(
@@ -49,20 +49,21 @@ pub fn hessian_spectrum(
     cfg.validate()?;
     limit::check_budget(task, budget)?;
     let n = p.w.len() + p.u.len();
-    let hv = |v: &[f64]| limit::hessian_vector_product(task, p, v);
+    let op = limit::HessianOperator::new(task, p);
+    let hv = |v: &[f64]| op.apply(v);
     let top = top_eigenvalues(hv, n, cfg.top_k, cfg.seed, cfg.max_products, cfg.tol);
     let trace = hutchinson_trace(hv, n, cfg.hutchinson_probes, cfg.seed);
     let slq = slq(hv, n, cfg.slq_probes, cfg.slq_steps, cfg.seed);
     let density = Density::new(&slq, cfg.slq_sigma, cfg.grid_points);
     Ok(HessianSpectrum {
         n_params: n,
-        gradient_evaluations: 2 * (top.products + trace.probes + slq.products),
+        hessian_products: top.products + trace.probes + slq.products,
         slq_mean: slq.moment(1),
         top,
         trace,
         slq,
         density,
-        hvp: "central difference of the exact gradient".into(),
+        hvp: "exact second derivatives of the exact risk".into(),
     })
 }
 
@@ -118,8 +119,8 @@ impl std::fmt::Display for HessianSpectrum {
         let n = self.n_params as f64;
         writeln!(
             f,
-            "hessian    n = {} parameters; H v by {} ({} gradient evaluations)",
-            self.n_params, self.hvp, self.gradient_evaluations
+            "hessian    n = {} parameters; H v by {} ({} products)",
+            self.n_params, self.hvp, self.hessian_products
         )?;
         let vals: Vec<String> = self.top.values.iter().map(|v| format!("{v:.6e}")).collect();
         let res = self.top.residuals.iter().fold(0.0f64, |m, r| m.max(*r));

@@ -1,13 +1,13 @@
 //! The critical weight decay located numerically, on the exact problem: bisection
 //! on `lambda` (`lambda_W = lambda_U = lambda`) of the test "the origin is the
 //! global minimiser", decided by the Hessian of the exact `R` at the origin
-//! (central differences, [`hessian_fd`]) and by random restarts (see
+//! (exact second derivatives, [`limit::hessian`]) and by random restarts (see
 //! [`lambda_critical_bisection`] for how the two are combined).
 //!
 //! This uses neither the closed form of docs/theory.md §6 nor the reduced
 //! objectives, so agreement with [`crate::collapse::lambda_critical`] is a check of both.
 
-use super::{hessian_fd, minimise, VerifyConfig};
+use super::{minimise, VerifyConfig};
 use crate::error::{Error, Result};
 use crate::limit;
 use crate::network::Params;
@@ -39,11 +39,11 @@ pub fn with_lambda(task: &Task, lambda: f64) -> Result<Task> {
     .build()
 }
 
-/// Local test: the smallest eigenvalue of the finite-difference Hessian of `R`
+/// Local test: the smallest eigenvalue of the exact Hessian of `R`
 /// at `W = U = 0` is positive (the origin is a strict local minimiser).
 pub fn origin_is_local_minimiser(task: &Task) -> bool {
     let origin = Params::zeros(task);
-    SymmetricEigen::new(hessian_fd(task, &origin))
+    SymmetricEigen::new(limit::hessian(task, &origin))
         .eigenvalues
         .min()
         > 0.0

@@ -1,25 +1,27 @@
 //! The Hessian of the exact limit risk at a point, and its spectrum transverse to
 //! the orbit of the known symmetries.
 //!
-//! Two paths, chosen by [`hessian_report`] from the number of parameters `n`:
-//! up to [`DENSE_MAX_PARAMS`] the dense Hessian by central differences of the
-//! exact gradient (`2n` gradient evaluations, then a dense eigen-decomposition);
-//! above, the Hessian-free certificate [`hessian_report_lanczos`]: Lanczos on
-//! Hessian-vector products, with the symmetry tangents projected out. On the
-//! default instances (a few hundred parameters) the Lanczos iteration needs about
-//! as many products as the dense path needs columns, and the dense spectrum is
-//! complete, so the dense path is kept there.
+//! Both paths use the exact (analytic) Hessian-vector products of the limit
+//! risk ([`limit::HessianOperator`], docs in `limit::hvp`): no finite
+//! differences, only floating-point round-off. They are chosen by
+//! [`hessian_report`] from the number of parameters `n`: up to
+//! [`DENSE_MAX_PARAMS`] the dense Hessian [`limit::hessian`] (`n` products, the
+//! columns `H e_i`, then a dense eigen-decomposition); above, the Hessian-free
+//! certificate [`hessian_report_lanczos`]: Lanczos on Hessian-vector products,
+//! with the symmetry tangents projected out. On the default instances (about
+//! 350 parameters, each product a few milliseconds) the dense path's `n`
+//! products cost well under a second and give the complete spectrum (Lanczos
+//! needs 25–50 products there), so the dense path is kept there.
 
 pub use crate::limit::hessian_vector_product;
 pub use crate::spectrum::lanczos::{lanczos, Lanczos};
 
 use crate::collapse;
 use crate::error::{Error, Result};
-use crate::limit;
+use crate::limit::{self, HessianOperator};
 use crate::network::Params;
 use crate::task::Task;
 use nalgebra::{DMatrix, SymmetricEigen};
-use rayon::prelude::*;
 use serde::Serialize;
 
 /// Hessian summary at the predicted configuration.
@@ -35,18 +37,21 @@ pub struct HessianReport {
     pub transverse_min_eig: f64,
     /// `"dense"` or `"lanczos"`.
     pub method: String,
-    /// Exact-gradient evaluations used (`2n` dense, two per Hessian-vector product with Lanczos).
-    pub gradient_evaluations: usize,
+    /// Exact Hessian-vector products used (`n` dense, one per Lanczos step,
+    /// symmetry tangent and probe with Lanczos); each costs about one exact
+    /// gradient.
+    pub hessian_products: usize,
     /// Lanczos only: `max_i ||H q_i||` over an orthonormal basis `q_i` of the
     /// symmetry tangents (zero at an exact critical point); the spectrum is the
     /// union of the tangent and transverse blocks up to this.
     pub tangent_residual: f64,
     /// Estimated error of the computed eigenvalues: for the dense path the
-    /// Frobenius norm of the antisymmetric part `(H - H^T)/2` of the
-    /// finite-difference matrix before it is symmetrised (its own rounding and
-    /// truncation error, measured); with Lanczos ten times the asymmetry
-    /// `|v^T H w - w^T H v|` of two fixed unit probes. Curvature within a few
-    /// times this is noise, whatever the size of the largest eigenvalue.
+    /// Frobenius norm of the antisymmetric part `(H - H^T)/2` of the matrix of
+    /// exact products `H e_i` before it is symmetrised (the exact Hessian is
+    /// symmetric, so this is their round-off, measured); with Lanczos ten times
+    /// the asymmetry `|v^T H w - w^T H v|` of two fixed unit probes. Curvature
+    /// within a few times this is noise, whatever the size of the largest
+    /// eigenvalue.
     pub error_estimate: f64,
 }
 
@@ -127,7 +132,7 @@ pub fn min_eigenpair_with(
         ));
     }
     if n <= DENSE_MAX_PARAMS {
-        let h = hessian_fd(task, p);
+        let h = limit::hessian(task, p);
         let qp = complement(&q, n);
         let ht = qp.transpose() * &h * &qp;
         let eig = SymmetricEigen::new(ht);
@@ -139,13 +144,8 @@ pub fn min_eigenpair_with(
             vector: v.iter().copied().collect(),
         });
     }
-    let l = lanczos(
-        |v| hessian_vector_product(task, p, v),
-        &q,
-        &start_vector(n),
-        max_products,
-        rel_tol,
-    );
+    let op = HessianOperator::new(task, p);
+    let l = lanczos(|v| op.apply(v), &q, &start_vector(n), max_products, rel_tol);
     Ok(EigenPair {
         min_eig: l.ritz[0],
         max_eig: *l.ritz.last().expect("one Ritz value"),
@@ -177,7 +177,7 @@ fn complement(q: &[Vec<f64>], n: usize) -> DMatrix<f64> {
 ///    `H q_i` for each: `tangent_residual = max_i ||H q_i||`, and the Rayleigh
 ///    quotients `q_i^T H q_i`;
 /// 2. Lanczos ([`lanczos`]) on `P H P`, `P = I - sum q_i q_i^T`, with
-///    [`hessian_vector_product`]: its extreme Ritz values are the transverse
+///    the exact products of [`HessianOperator`]: its extreme Ritz values are the transverse
 ///    minimum and (with step 1) the largest eigenvalue.
 ///
 /// At a critical point `H q_i = 0`, so the spectrum of `H` is `{0}^s` together with
@@ -193,16 +193,17 @@ fn complement(q: &[Vec<f64>], n: usize) -> DMatrix<f64> {
 pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
     let n = p.w.len() + p.u.len();
     let q = symmetry_basis(task, p);
-    let mut gevals = 0;
+    let op = HessianOperator::new(task, p);
+    let mut products = 0;
     let l = if q.len() < n {
         let l = lanczos(
-            |v| hessian_vector_product(task, p, v),
+            |v| op.apply(v),
             &q,
             &start_vector(n),
             LANCZOS_MAX_PRODUCTS,
             LANCZOS_TOL,
         );
-        gevals += 2 * l.products;
+        products += l.products;
         Some(l)
     } else {
         None
@@ -210,12 +211,12 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
     let tangent_products: Vec<(f64, f64)> = q
         .iter()
         .map(|qi| {
-            let hq = hessian_vector_product(task, p, qi);
+            let hq = op.apply(qi);
             let rq: f64 = hq.iter().zip(qi).map(|(a, b)| a * b).sum();
             (hq.iter().map(|a| a * a).sum::<f64>().sqrt(), rq)
         })
         .collect();
-    gevals += 2 * q.len();
+    products += q.len();
     let (t_min, t_max) = match &l {
         Some(l) => (l.ritz[0], *l.ritz.last().expect("one Ritz value")),
         None => (f64::INFINITY, f64::NEG_INFINITY),
@@ -249,13 +250,13 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
         // Not a critical point of the symmetries (e.g. LayerNorm with eps > 0, where
         // the scale of w_t is no symmetry): no block split; Lanczos on H itself.
         let full = lanczos(
-            |v| hessian_vector_product(task, p, v),
+            |v| op.apply(v),
             &[],
             &start_vector(n),
             LANCZOS_MAX_PRODUCTS,
             LANCZOS_TOL,
         );
-        gevals += 2 * full.products;
+        products += full.products;
         min_eig = full.ritz[0];
         max_eig = *full.ritz.last().expect("one Ritz value");
         near_zero = near(&full, max_eig.abs().max(min_eig.abs()));
@@ -267,9 +268,9 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
             .map(|i| ((i as f64 + 1.0) * 0.414_213_562_373_095).fract() - 0.5)
             .collect(),
     );
-    let hv = hessian_vector_product(task, p, &v);
-    let hw = hessian_vector_product(task, p, &w);
-    gevals += 4;
+    let hv = op.apply(&v);
+    let hw = op.apply(&w);
+    products += 2;
     let error_estimate = 10.0 * (crate::network::dot(&w, &hv) - crate::network::dot(&v, &hw)).abs();
     HessianReport {
         min_eig,
@@ -278,41 +279,10 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
         symmetry_dim: q.len(),
         transverse_min_eig: t_min,
         method: "lanczos".into(),
-        gradient_evaluations: gevals,
+        hessian_products: products,
         tangent_residual,
         error_estimate,
     }
-}
-
-/// Hessian of the exact limit risk at `p` by central differences of the exact
-/// gradient, step `h = 1e-5 max(1, |x_i|)`, symmetrised.
-pub fn hessian_fd(task: &Task, p: &Params) -> DMatrix<f64> {
-    let h = hessian_fd_raw(task, p);
-    (&h + h.transpose()) * 0.5
-}
-
-/// The central-difference matrix of [`hessian_fd`] before symmetrisation
-/// (column `i` is the difference of the gradients along coordinate `i`).
-pub fn hessian_fd_raw(task: &Task, p: &Params) -> DMatrix<f64> {
-    let x0 = p.to_flat();
-    let n = x0.len();
-    let cols: Vec<Vec<f64>> = (0..n)
-        .into_par_iter()
-        .map(|i| {
-            let h = 1e-5 * x0[i].abs().max(1.0);
-            let mut xp = x0.clone();
-            xp[i] += h;
-            let mut xm = x0.clone();
-            xm[i] -= h;
-            let gp = limit::risk_grad(task, &p.with_flat(&xp)).1;
-            let gm = limit::risk_grad(task, &p.with_flat(&xm)).1;
-            gp.iter()
-                .zip(&gm)
-                .map(|(a, b)| (a - b) / (2.0 * h))
-                .collect()
-        })
-        .collect();
-    DMatrix::from_fn(n, n, |r, c| cols[c][r])
 }
 
 /// Tangent vectors of the symmetry orbit through `p`, one column each:
@@ -371,9 +341,10 @@ pub fn hessian_report(task: &Task, p: &Params) -> HessianReport {
     }
 }
 
-/// Hessian eigen-summary from the dense Hessian [`hessian_fd`].
+/// Hessian eigen-summary from the dense exact Hessian ([`limit::hessian_raw`],
+/// symmetrised after its asymmetry is measured).
 pub fn hessian_report_dense(task: &Task, p: &Params) -> HessianReport {
-    let raw = hessian_fd_raw(task, p);
+    let raw = limit::hessian_raw(task, p);
     let error_estimate = ((&raw - raw.transpose()) * 0.5).norm();
     let h = (&raw + raw.transpose()) * 0.5;
     let n = h.nrows();
@@ -413,7 +384,7 @@ pub fn hessian_report_dense(task: &Task, p: &Params) -> HessianReport {
         symmetry_dim: sym_dim,
         transverse_min_eig,
         method: "dense".into(),
-        gradient_evaluations: 2 * n,
+        hessian_products: n,
         tangent_residual: 0.0,
         error_estimate,
     }

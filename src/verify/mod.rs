@@ -10,7 +10,7 @@
 //!    ([`crate::collapse::predict`], full form on the full latent set, latent-set
 //!    form otherwise), built on an equiangular frame, with the exact risk and
 //!    gradient there;
-//! 4. the Hessian (central differences of the exact gradient) at the claimed
+//! 4. the exact Hessian (analytic second derivatives of `R`) at the claimed
 //!    minimiser (the prediction, or the origin in the trivial phase), and its
 //!    smallest eigenvalue transverse to the symmetry orbit;
 //! 5. [`steps::run_restarts`]: argmin's L-BFGS from seeded random points;
@@ -45,9 +45,9 @@ mod witness;
 pub use bisect::{lambda_critical_bisection, Bisection};
 pub use config::{Tolerances, VerifyConfig, MAX_RESTARTS};
 pub use hessian::{
-    hessian_fd, hessian_report, hessian_report_dense, hessian_report_lanczos,
-    hessian_vector_product, lanczos, min_eigenpair, min_eigenpair_with, symmetry_basis,
-    symmetry_tangents, EigenPair, HessianReport, Lanczos, DENSE_MAX_PARAMS,
+    hessian_report, hessian_report_dense, hessian_report_lanczos, hessian_vector_product, lanczos,
+    min_eigenpair, min_eigenpair_with, symmetry_basis, symmetry_tangents, EigenPair, HessianReport,
+    Lanczos, DENSE_MAX_PARAMS,
 };
 pub use optimise::{
     minimise, minimise_with, termination, EvalCap, MinimiseOptions, Minimised, Saddle, SafeLbfgs,
@@ -210,7 +210,7 @@ fn bisect_phase_switch(task: &Task, cfg: &VerifyConfig) -> Result<Option<f64>> {
 }
 
 /// The closed-form `lambda_critical` agrees with the bisection `b`: the
-/// finite-difference Hessian resolves lambda to about 1e-10 absolute.
+/// exact Hessian at the origin resolves lambda to about 1e-10 absolute.
 fn check_bisection(task: &Task, b: f64, ev: &mut Evidence) {
     let Some(c) = collapse::lambda_critical(task) else {
         return;
