@@ -152,7 +152,9 @@ fn product(
 /// trainer (`B = batch`, `Ld = L d`): `H = X U^T` (`B x Ld` by `Ld x K`, `U` stored
 /// `K x Ld`, the inner dimension cut into equal chunks of at most 512), `dX = G U`
 /// (`B x K` by `K x Ld`), `U <- alpha U + beta G^T X` (`K x B` by `B x Ld`, `G` stored
-/// `B x K`); and of a whole `Trainer::step` (`3 * 2 B K Ld` flops) on a fixed batch.
+/// `B x K`), each as one `gemm` call on all `threads` (with fewer than 256 classes the
+/// trainer cuts them into per-thread panels itself); and of a whole `Trainer::step`
+/// (`3 * 2 B K Ld` flops) on a fixed batch.
 fn roofline(a: &Args, t: &mut Trainer, threads: usize) -> serde_json::Value {
     let (b, ld, k) = (a.batch, a.len * a.dim, a.classes);
     let fill = |n: usize, m: usize| -> Vec<f32> {
@@ -260,7 +262,8 @@ fn fma_peak_gflops(threads: usize) -> serde_json::Value {
             )
         }
         let wide = is_x86_feature_detected!("avx512f");
-        if !wide && !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        let has_avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        if !(wide || has_avx2) {
             return serde_json::Value::Null;
         }
         // Flops per thread: ITERS / 2 (AVX2) or / 4 (AVX-512) rounds of ACC FMAs of
