@@ -19,8 +19,8 @@ threads; the speed-up compares the best setting of each side.
 `sgd`: seconds per training epoch at the paper's shape (`K = 1000`,
 `n_spl = 5`, 4 epochs) and a small one (`K = 50`, `n_spl = 100`, 30 epochs),
 both sides on `--threads` threads (default 2); the ratio is ours / reference.
-Within a round the two sides alternate which goes first, and the 1-minute load
-average is printed beside every round (stderr) and in the table. `--ours`
+From round to round the two sides alternate which goes first; the 1-minute load
+average is printed beside every round (stderr) and above the table. `--ours`
 names another build of `train_timing` (to compare builds in the same run).
 """
 
