@@ -17,8 +17,11 @@ single round. Only same-round ratios are meaningful on a shared machine.
 threads; the speed-up compares the best setting of each side.
 
 `sgd`: seconds per training epoch at the paper's shape (`K = 1000`,
-`n_spl = 5`, 5 epochs) and a small one (`K = 50`, `n_spl = 100`, 20 epochs),
+`n_spl = 5`, 4 epochs) and a small one (`K = 50`, `n_spl = 100`, 30 epochs),
 both sides on `--threads` threads (default 2); the ratio is ours / reference.
+From round to round the two sides alternate which goes first; the 1-minute load
+average is printed beside every round (stderr) and above the table. `--ours`
+names another build of `train_timing` (to compare builds in the same run).
 """
 
 import argparse
@@ -44,8 +47,8 @@ LIMIT_SIZES = [
 ]
 
 SGD_SHAPES = [
-    ("paper (`K` 1000, `n_spl` 5)", ["--epochs", "5"]),
-    ("small (`K` 50, `n_spl` 100)", ["--epochs", "20", "--classes", "50", "--nspl", "100"]),
+    ("paper (`K` 1000, `n_spl` 5)", ["--epochs", "4"]),
+    ("small (`K` 50, `n_spl` 100)", ["--epochs", "30", "--classes", "50", "--nspl", "100"]),
 ]
 
 
@@ -94,15 +97,24 @@ def limit(rounds, python):
               f"| **{best:.0f}x** | {worst:.0f}x |")
 
 
-def sgd(rounds, python, threads):
+def sgd(rounds, python, threads, ours_bin):
     rows = {name: {"ref": [], "ours": []} for name, _ in SGD_SHAPES}
+    loads = []
     for r in range(rounds):
+        loads.append(os.getloadavg()[0])
         for name, flags in SGD_SHAPES:
             ref = [python, os.path.join(HERE, "sgd_torch.py"), *flags, "--threads", str(threads)]
-            ours = [os.path.join(EXAMPLES, "train_timing"), *flags, "--threads", str(threads)]
-            rows[name]["ref"].append(run_json(ref)["secs_per_epoch"])
-            rows[name]["ours"].append(run_json(ours)["secs_per_epoch"])
-        print(f"round {r + 1} of {rounds} done", file=sys.stderr)
+            ours = [ours_bin, *flags, "--threads", str(threads)]
+            sides = [("ref", ref), ("ours", ours)]
+            for side, cmd in sides if r % 2 == 0 else sides[::-1]:
+                rows[name][side].append(run_json(cmd)["secs_per_epoch"])
+            t = rows[name]
+            print(f"round {r + 1}: {name}: reference {t['ref'][-1]:.4g} s, ours {t['ours'][-1]:.4g} s, "
+                  f"ratio {t['ours'][-1] / t['ref'][-1]:.3f}", file=sys.stderr)
+        print(f"round {r + 1} of {rounds} done, load average {loads[-1]:.1f} at its start",
+              file=sys.stderr)
+    loads.append(os.getloadavg()[0])
+    print(f"1-minute load average over the rounds: {min(loads):.1f}-{max(loads):.1f}")
     print("| shape | reference (s / epoch) | ours (s / epoch) | ours / reference per round | median |")
     print("|---|---:|---:|---|---:|")
     for name, t in rows.items():
@@ -118,11 +130,13 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--python", default=sys.executable, help="Python with torch for the references")
     p.add_argument("--threads", type=int, default=2, help="sgd: threads of both sides")
+    p.add_argument("--ours", default=os.path.join(EXAMPLES, "train_timing"),
+                   help="sgd: the train_timing binary to time")
     a = p.parse_args()
     if a.what == "limit":
         limit(a.rounds, a.python)
     else:
-        sgd(a.rounds, a.python, a.threads)
+        sgd(a.rounds, a.python, a.threads, a.ours)
 
 
 if __name__ == "__main__":
