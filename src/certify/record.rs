@@ -11,6 +11,9 @@ use crate::task::{Task, TaskConfig};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The interval library (Cargo.toml pins its major version).
+pub const INTERVAL_LIBRARY: &str = "inari 2 (IEEE 1788, exp/ln from MPFR)";
+
 /// `proved` or `unproved`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,6 +134,9 @@ pub struct Certificate {
     pub instance: TaskConfig,
     pub task: String,
     pub n_params: usize,
+    /// The interval arithmetic the enclosures come from.
+    #[serde(default)]
+    pub interval_library: String,
     /// Seconds since the Unix epoch when the proof finished.
     pub unix_time: u64,
     pub seconds: f64,
@@ -160,6 +166,7 @@ impl Certificate {
             instance: task.config().clone(),
             task: task.to_string(),
             n_params: task.n_params(),
+            interval_library: INTERVAL_LIBRARY.into(),
             unix_time: 0,
             seconds: 0.0,
         }
