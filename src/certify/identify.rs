@@ -108,6 +108,15 @@ pub fn identify(
         .map(|(&f, &t)| f - pt(t))
         .collect();
     let eps = norm_upper(&delta);
+    if chosen.is_empty() {
+        // No symmetry: theta(c*) itself must lie in the ball.
+        return Identification {
+            eps,
+            q: 0.0,
+            distance: eps,
+            passed: eps <= r,
+        };
+    }
     let aug = |g: &Generator| match g {
         Generator::Shift { .. } => pt(d as f64).sqrt(),
         other => pt(other.norm_bound()),

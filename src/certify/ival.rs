@@ -9,18 +9,21 @@
 use crate::task::{Freq, Task};
 use inari::Interval;
 use nalgebra::DMatrix;
+use rayon::prelude::*;
 
 /// An interval of reals `[inf, sup]` (`inari::Interval`).
 pub type I = Interval;
 
-/// The point interval `[x, x]`. Panics on a non-finite `x` (callers check).
+/// The point interval `[x, x]`; the whole real line for a non-finite `x` (an
+/// enclosure that proves nothing, so every test on it fails safely).
 pub fn pt(x: f64) -> I {
-    I::try_from((x, x)).expect("a finite number")
+    I::try_from((x, x)).unwrap_or(I::ENTIRE)
 }
 
-/// `[lo, hi]`. Panics unless `lo <= hi` are not NaN.
+/// `[lo, hi]` (infinite ends allowed); the whole real line when `lo > hi` or an
+/// end is NaN.
 pub fn iv(lo: f64, hi: f64) -> I {
-    I::try_from((lo, hi)).expect("lo <= hi")
+    I::try_from((lo, hi)).unwrap_or(I::ENTIRE)
 }
 
 /// `0`.
@@ -177,18 +180,29 @@ pub fn verified_min_eig(a: &[I], n: usize) -> EigBound {
         for frac in [0.99, 0.9, 0.5] {
             let s = frac * estimate;
             let Some(c) = cholesky(&mid, s) else { continue };
+            // E = a - s I - C Cᵀ, lower triangle row by row (in parallel), mirrored.
+            let rows: Vec<Vec<I>> = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    (0..=i)
+                        .map(|j| {
+                            let mut acc = a[i * n + j];
+                            if i == j {
+                                acc -= pt(s);
+                            }
+                            for k in 0..=j {
+                                acc -= pt(c[i * n + k]) * pt(c[j * n + k]);
+                            }
+                            acc
+                        })
+                        .collect()
+                })
+                .collect();
             let mut e = vec![zero(); n * n];
-            for i in 0..n {
-                for j in 0..=i {
-                    let mut acc = a[i * n + j];
-                    if i == j {
-                        acc -= pt(s);
-                    }
-                    for k in 0..=j {
-                        acc -= pt(c[i * n + k]) * pt(c[j * n + k]);
-                    }
-                    e[i * n + j] = acc;
-                    e[j * n + i] = acc;
+            for (i, row) in rows.iter().enumerate() {
+                for (j, &v) in row.iter().enumerate() {
+                    e[i * n + j] = v;
+                    e[j * n + i] = v;
                 }
             }
             let bound = (pt(s) - pt(spectral_norm_upper(&e, n))).inf();

@@ -97,13 +97,14 @@ pub fn check_instance(task: &Task) -> Result<()> {
     }
     let n_a = task.len() * task.n_w() * task.k();
     if n_a > MAX_TABLE {
-        return Err(Error::OverBudget {
-            what: format!(
-                "interval Hessian of certify (L n_w K = {n_a} rows of the score table, at most {MAX_TABLE})"
+        return Err(Error::invalid(
+            "len",
+            task.len(),
+            format!(
+                "certify holds the interval Hessian of the score table, (L n_w K)^2 intervals; \
+                 L n_w K = {n_a} is over its limit of {MAX_TABLE}: use smaller n_c, s_c or L"
             ),
-            work: n_a as f64,
-            budget: MAX_TABLE as f64,
-        });
+        ));
     }
     crate::limit::check_budget(task, crate::limit::DEFAULT_WORK_BUDGET)
 }

@@ -288,7 +288,10 @@ pub fn prove_local(inst: &Instance, theta: &[f64], family: Option<&[I]>) -> Loca
         }
     }
     let lam = verified_min_eig(&btb, k);
-    out.sigma_min_lower = if lam.lower > 0.0 {
+    out.sigma_min_lower = if k == 0 {
+        // No symmetry: the slice is the whole space.
+        f64::INFINITY
+    } else if lam.lower > 0.0 {
         pt(lam.lower).sqrt().inf()
     } else {
         f64::NEG_INFINITY
