@@ -5,6 +5,7 @@
 //! grad_tol = 1e-9                   # optional verify settings shared by all grids
 //! max_iters = 5000
 //! budget = 2e10
+//! certify = true                    # optional: also prove each instance (`fcollapse certify`)
 //!
 //! [[grid]]                          # one or more grids; the atlas is their union
 //! name = "uniform"                  # optional label
@@ -76,10 +77,20 @@ pub struct Spec {
     pub grad_tol: f64,
     pub max_iters: u64,
     pub budget: f64,
+    /// `certify = true`: every instance also gets `fcollapse certify`'s proof of
+    /// its prediction (default false).
+    pub certify: bool,
     pub instances: Vec<Instance>,
 }
 
-const TOP_KEYS: [&str; 5] = ["description", "grad_tol", "max_iters", "budget", "grid"];
+const TOP_KEYS: [&str; 6] = [
+    "description",
+    "grad_tol",
+    "max_iters",
+    "budget",
+    "certify",
+    "grid",
+];
 const GRID_KEYS: [&str; 16] = [
     "name",
     "n_c",
@@ -171,6 +182,11 @@ pub fn parse(text: &str) -> Result<Spec> {
     if budget <= 0.0 {
         return Err(bad("budget", "must be > 0"));
     }
+    let certify = doc
+        .get("certify")
+        .map(|v| as_bool("certify", v))
+        .transpose()?
+        .unwrap_or(false);
     let grids = match doc.get("grid") {
         None => {
             return Err(bad(
@@ -428,6 +444,7 @@ pub fn parse(text: &str) -> Result<Spec> {
         grad_tol,
         max_iters,
         budget,
+        certify,
         instances,
     })
 }
