@@ -278,9 +278,8 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
     // Verdicts (`None`: an error line) and proof outcomes of the results already
     // there, by id; the lines written now are added as they are written.
     type Outcome = (Option<Verdict>, Option<ProofOutcome>);
-    let outcome_of = |r: &ResultLine| -> Outcome {
-        (r.verdict, r.certificate.as_ref().map(|c| c.verdict))
-    };
+    let outcome_of =
+        |r: &ResultLine| -> Outcome { (r.verdict, r.certificate.as_ref().map(|c| c.verdict)) };
     let outcome: Mutex<HashMap<String, Outcome>> = Mutex::new(
         read_results(dir)?
             .into_iter()
