@@ -3,8 +3,9 @@
 //! its result line as a [`ProofSummary`].
 //!
 //! An instance `certify` cannot treat (a drawn latent set; an interval Hessian
-//! over [`MAX_TABLE`](crate::certify::MAX_TABLE) rows) is `not applicable`, with
-//! the reason: an outcome, not an error of the instance.
+//! over `certify::MAX_TABLE` rows `L n_w K`), or one over the SPEC's
+//! `certify_max_rows`, is `not applicable`, with the reason: an outcome, not an
+//! error of the instance.
 
 use super::run::{short_instance, ResultLine};
 use crate::collapse::CollapseType;
@@ -80,12 +81,19 @@ impl ProofSummary {
     }
 }
 
-/// `fcollapse certify` of the predicted configuration of `task`.
+/// `fcollapse certify` of the predicted configuration of `task`, when its score
+/// table has at most `max_rows` rows `L n_w K` (`None`: certify's own limit).
 #[cfg(feature = "certify")]
-pub fn prove(task: &Task) -> ProofSummary {
+pub fn prove(task: &Task, max_rows: Option<usize>) -> ProofSummary {
     use crate::certify::{self, Candidate, CertifyConfig, ProofVerdict};
     if let Err(e) = certify::check_instance(task) {
         return ProofSummary::not_applicable(e.report());
+    }
+    let rows = task.len() * task.n_w() * task.k();
+    if let Some(m) = max_rows.filter(|m| rows > *m) {
+        return ProofSummary::not_applicable(format!(
+            "L n_w K = {rows} rows of the interval score table, over the SPEC's certify_max_rows = {m}"
+        ));
     }
     let start = std::time::Instant::now();
     // A proof that panics is this instance's `unproved`, not the end of the run.
@@ -129,7 +137,7 @@ pub fn prove(task: &Task) -> ProofSummary {
 /// Without the `certify` feature nothing is proved ([`super::run`] refuses a
 /// SPEC that asks for proofs before anything runs).
 #[cfg(not(feature = "certify"))]
-pub fn prove(_task: &Task) -> ProofSummary {
+pub fn prove(_task: &Task, _max_rows: Option<usize>) -> ProofSummary {
     ProofSummary::not_applicable(UNAVAILABLE.into())
 }
 

@@ -468,7 +468,7 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
     if spec.certify {
         // (a task that does not build is the line's `error` already)
         if let Ok(task) = inst.task.build() {
-            line.certificate = Some(proof::prove(&task));
+            line.certificate = Some(proof::prove(&task, spec.certify_max_rows));
         }
     }
     line.provenance.wall_seconds = started.elapsed().as_secs_f64();

@@ -6,6 +6,7 @@
 //! max_iters = 5000
 //! budget = 2e10
 //! certify = true                    # optional: also prove each instance (`fcollapse certify`)
+//! certify_max_rows = 2000           # optional: prove only where L n_w K <= this
 //!
 //! [[grid]]                          # one or more grids; the atlas is their union
 //! name = "uniform"                  # optional label
@@ -80,15 +81,19 @@ pub struct Spec {
     /// `certify = true`: every instance also gets `fcollapse certify`'s proof of
     /// its prediction (default false).
     pub certify: bool,
+    /// `certify_max_rows`: the instances whose interval score table has more
+    /// rows `L n_w K` are `not applicable` (default: certify's own limit).
+    pub certify_max_rows: Option<usize>,
     pub instances: Vec<Instance>,
 }
 
-const TOP_KEYS: [&str; 6] = [
+const TOP_KEYS: [&str; 7] = [
     "description",
     "grad_tol",
     "max_iters",
     "budget",
     "certify",
+    "certify_max_rows",
     "grid",
 ];
 const GRID_KEYS: [&str; 16] = [
@@ -187,6 +192,13 @@ pub fn parse(text: &str) -> Result<Spec> {
         .map(|v| as_bool("certify", v))
         .transpose()?
         .unwrap_or(false);
+    let certify_max_rows = doc
+        .get("certify_max_rows")
+        .map(|v| as_usize("certify_max_rows", v))
+        .transpose()?;
+    if certify_max_rows == Some(0) {
+        return Err(bad("certify_max_rows", "must be >= 1"));
+    }
     let grids = match doc.get("grid") {
         None => {
             return Err(bad(
@@ -445,6 +457,7 @@ pub fn parse(text: &str) -> Result<Spec> {
         max_iters,
         budget,
         certify,
+        certify_max_rows,
         instances,
     })
 }
