@@ -210,3 +210,32 @@ fn without_the_feature_certify_true_is_a_bad_input_error_naming_it() {
     assert!(!out.exists(), "nothing written");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[cfg(feature = "certify")]
+#[test]
+fn instances_over_certify_max_rows_are_not_applicable_with_the_reason() {
+    let dir = scratch("rows");
+    let out = dir.join("out");
+    // every full instance here has L n_w K = 2 * 4 * 4 = 32 rows
+    let (o, md) = run_and_report(&spec(&dir, "certify = true\ncertify_max_rows = 31"), &out);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("proofs: 0 proved, 0 unproved, 9 not applicable"),
+        "{stdout}"
+    );
+    for l in lines(&out) {
+        let why = l["certificate"]["reason"].as_str().unwrap().to_string();
+        if l["instance"]["task"]["classes"].is_null() && l["instance"]["task"]["dim"] == 2 {
+            assert!(
+                why.contains("L n_w K = 32 rows") && why.contains("certify_max_rows = 31"),
+                "{why}"
+            );
+        }
+    }
+    assert!(
+        md.contains("phase): 0 of 1 instances proved a strict local minimiser up to symmetry (0 unproved, 1 not applicable)"),
+        "{md}"
+    );
+    assert!(md.contains("; 0.0 s of proofs in all."), "{md}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

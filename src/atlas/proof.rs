@@ -205,7 +205,10 @@ pub(super) fn write_section(md: &mut String, results: &[ResultLine]) {
         .iter()
         .filter(|r| r.instance.task.classes.is_some())
         .count();
-    let seconds: f64 = with.iter().filter_map(|r| cert(r).seconds).sum();
+    let seconds = with
+        .iter()
+        .filter_map(|r| cert(r).seconds)
+        .fold(0.0, |a, s| a + s);
     let slowest = with
         .iter()
         .filter_map(|r| cert(r).seconds.map(|s| (s, *r)))
