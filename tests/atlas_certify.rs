@@ -171,6 +171,22 @@ fn a_spec_without_the_key_writes_and_reports_as_before() {
 }
 
 #[test]
+fn the_certify_keys_are_optional_and_checked() {
+    use feature_collapse::atlas::parse;
+    let grid = "[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\n";
+    let s = parse(grid).unwrap();
+    assert!(!s.certify);
+    assert_eq!(s.certify_max_rows, None);
+    let s = parse(&format!("certify = true\ncertify_max_rows = 100\n{grid}")).unwrap();
+    assert!(s.certify);
+    assert_eq!(s.certify_max_rows, Some(100));
+    let e = parse(&format!("certify_max_rows = 0\n{grid}")).unwrap_err();
+    assert!(e.report().contains("certify_max_rows"), "{}", e.report());
+    let e = parse(&format!("certify = 1\n{grid}")).unwrap_err();
+    assert!(e.report().contains("`certify`"), "{}", e.report());
+}
+
+#[test]
 fn a_certify_key_that_is_not_a_boolean_is_refused() {
     let dir = scratch("bad");
     let out = dir.join("out");

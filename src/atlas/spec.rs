@@ -596,19 +596,4 @@ mod tests {
         let ids: std::collections::HashSet<_> = s.instances.iter().map(|i| &i.id).collect();
         assert_eq!(ids.len(), 12);
     }
-
-    #[test]
-    fn the_certify_keys_are_optional_and_checked() {
-        let grid = "[[grid]]\nn_c = 2\ns_c = 2\nlen = 2\ndim = 2\n";
-        let s = parse(grid).unwrap();
-        assert!(!s.certify);
-        assert_eq!(s.certify_max_rows, None);
-        let s = parse(&format!("certify = true\ncertify_max_rows = 100\n{grid}")).unwrap();
-        assert!(s.certify);
-        assert_eq!(s.certify_max_rows, Some(100));
-        let e = parse(&format!("certify_max_rows = 0\n{grid}")).unwrap_err();
-        assert!(e.report().contains("certify_max_rows"), "{}", e.report());
-        let e = parse(&format!("certify = 1\n{grid}")).unwrap_err();
-        assert!(e.report().contains("`certify`"), "{}", e.report());
-    }
 }
