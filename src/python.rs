@@ -8,6 +8,10 @@
 //! The GIL is released while the library computes; the long calls (`train`,
 //! `verify`) run on a worker thread while the calling thread checks Python's
 //! signals, so that Ctrl-C raises `KeyboardInterrupt` (see [`interruptible`]).
+//! `certify` (the proof of `fcollapse certify`) is in [`certify`]: it proves only
+//! in a module built with the `certify` feature too (`HAS_CERTIFY`).
+
+mod certify;
 
 use crate::analyze::{self, AnalyzeConfig};
 use crate::cli::{FreqArg, TaskArgs};
@@ -566,6 +570,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(nc_metrics, m)?)?;
     m.add_function(wrap_pyfunction!(hessian_spectrum, m)?)?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(certify::certify, m)?)?;
+    m.add("HAS_CERTIFY", certify::AVAILABLE)?;
     m.add("__version__", crate::VERSION)?;
     Ok(())
 }

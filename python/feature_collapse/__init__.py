@@ -17,6 +17,11 @@ Errors on bad input raise ``ValueError`` with the message ``fcollapse`` prints
 (non-finite weights included). Ctrl-C interrupts ``train`` and ``verify`` with
 ``KeyboardInterrupt``. ``predict``, ``verify``, ``analyze`` and the ``train``
 summary carry the package ``version``.
+
+``certify`` (a computer-assisted proof in interval arithmetic, ``fcollapse
+certify``) needs a module built with the crate's ``certify`` feature;
+``HAS_CERTIFY`` says whether this one was. The published wheel is built without
+it, and there ``certify`` raises ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from . import _native
-from ._native import Task, __version__
+from ._native import HAS_CERTIFY, Task, __version__
 
 __all__ = [
     "Task",
@@ -39,6 +44,8 @@ __all__ = [
     "nc_metrics",
     "hessian_spectrum",
     "train",
+    "certify",
+    "HAS_CERTIFY",
     "__version__",
 ]
 
@@ -157,3 +164,21 @@ def train(task: Task, **protocol: Any) -> Tuple[np.ndarray, np.ndarray, Dict[str
     Returns ``(W, U, summary)`` with ``W`` ``(n_w, d)``, ``U`` ``(K, L d)`` and
     ``summary`` holding the per-epoch ``losses`` and the train/test accuracy."""
     return _native.train(task, **protocol)
+
+
+def certify(task: Task, candidate: str = "predicted", candidate_scale: float = 1.0) -> Dict[str, Any]:
+    """The computer-assisted proof of ``fcollapse certify --json`` for ``task``
+    (full latent set), as a dict: ``verdict`` (``'proved'`` or ``'unproved'``,
+    with ``reasons``), ``phase``, ``risk_enclosure`` (``[lo, hi]`` enclosing
+    ``R*``), ``transverse_lower_bound`` ``m``, ``radius`` ``r`` and
+    ``distance_bound`` (collapsed phase: the transverse Hessian is ``>= m`` on the
+    ball of radius ``r`` around the candidate, which holds a strict local
+    minimiser up to symmetry within ``distance_bound``), every enclosure with
+    exact endpoints, the instance and ``version``. ``candidate`` is
+    ``'predicted'`` (the theory's prediction), ``'type-i'`` or ``'origin'``;
+    ``candidate_scale`` multiplies its classifier norm ``b`` (anything but 1 is a
+    wrong candidate, which must come back unproved). Raises ``ValueError`` on a
+    drawn latent set or an instance too large, and ``NotImplementedError`` when
+    the module was built without the ``certify`` feature (``HAS_CERTIFY`` is
+    False)."""
+    return _native.certify(task, candidate, candidate_scale)

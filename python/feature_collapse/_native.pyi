@@ -85,6 +85,12 @@ def predict(task: Task, form: str = "full") -> Dict[str, Any]:
 def verify(task: Task, theorem: int, restarts: int = 16, seed: int = 0) -> Dict[str, Any]:
     """The fields of ``fcollapse verify --json`` for theorem 1, 2 or 3."""
 
+HAS_CERTIFY: bool
+"""Whether this module was built with the ``certify`` feature."""
+
+def certify(task: Task, candidate: str = "predicted", candidate_scale: float = 1.0) -> Dict[str, Any]:
+    """The fields of ``fcollapse certify --json`` (``NotImplementedError`` without the feature)."""
+
 def collapse_metrics(
     task: Task, w: npt.NDArray[np.float64], u: npt.NDArray[np.float64]
 ) -> Dict[str, Any]:

@@ -276,6 +276,49 @@ def test_verify_has_the_fields_of_verify_json(cli):
         fc.verify(task, 4)
 
 
+# ---------------------------------------------------------------- certify
+
+
+@pytest.mark.skipif(not fc.HAS_CERTIFY, reason="module built without the certify feature")
+def test_certify_proves_the_prediction_and_matches_the_cli(cli):
+    task = fc.Task(3, 3, 3, 4, freq="zipf", lambda_w=0.01, lambda_u=0.01)
+    cert = fc.certify(task)
+    assert cert["verdict"] == "proved", cert["reasons"]
+    assert cert["phase"] == "collapsed" and cert["kind"] == "III"
+    lo, hi = cert["risk_enclosure"]
+    # R* is enclosed, narrowly, around the reduced prediction's risk
+    r_pred = fc.predict(task, "full")["risk"]
+    assert lo <= hi and (hi - lo) <= 1e-10 * abs(hi)
+    assert abs(r_pred - 0.5 * (lo + hi)) <= 1e-9
+    assert 0 < cert["distance_bound"] < cert["radius"]
+    assert cert["transverse_lower_bound"] > 0
+    out = cli("certify", "--theorem", 2, "--nc", 3, "--sc", 3, "--len", 3, "--dim", 4,
+              "--lambda", 0.01, "--json")
+    assert out.returncode == 0, out.stderr
+    c = json.loads(out.stdout.splitlines()[0])
+    assert c["risk_enclosure"] == cert["risk_enclosure"]
+    assert c["enclosures"] == cert["enclosures"]
+
+
+@pytest.mark.skipif(not fc.HAS_CERTIFY, reason="module built without the certify feature")
+def test_certify_refuses_wrong_candidates_and_drawn_sets():
+    task = fc.Task(3, 3, 3, 4, freq="zipf", lambda_w=0.01, lambda_u=0.01)
+    wrong = fc.certify(task, candidate_scale=1.000001)
+    assert wrong["verdict"] == "unproved" and wrong["reasons"]
+    assert wrong["transverse_lower_bound"] is None
+    assert fc.certify(task, candidate="type-i")["verdict"] == "unproved"
+    with pytest.raises(ValueError, match="classes"):
+        fc.certify(fc.Task(3, 2, 2, 4, classes=4))
+    with pytest.raises(ValueError, match="candidate"):
+        fc.certify(task, candidate="type-ii")
+
+
+@pytest.mark.skipif(fc.HAS_CERTIFY, reason="module built with the certify feature")
+def test_certify_without_the_feature_says_how_to_get_it():
+    with pytest.raises(NotImplementedError, match="--features python,certify"):
+        fc.certify(fc.Task(3, 2, 2, 4))
+
+
 # ---------------------------------------------------------------- training and analysis
 
 

@@ -6,16 +6,19 @@
 //!   applies follows from the instance);
 //! - `run`: one JSON line per instance in `DIR/results*.jsonl`, with provenance;
 //!   resume and `--shard I/N`;
+//! - `proof`: with `certify = true`, the proof of each instance's prediction;
 //! - `report`: `DIR/atlas.md` and the phase diagrams.
 //!
 //! See docs/atlas-spec.md for the SPEC keys and the cluster recipes.
 
 mod lock;
+mod proof;
 mod report;
 mod run;
 mod spec;
 mod values;
 
+pub use proof::{ProofCounts, ProofOutcome, ProofSummary};
 pub use report::{report, AtlasSummary, TheoremCounts};
 pub use run::{
     git_commit, parse_shard, read_results, result_files, results_path, run, Counterexample,

@@ -1,8 +1,10 @@
 //! `atlas report DIR`: merges the shard files into `DIR/results.jsonl` and
-//! writes `DIR/atlas.md` with the per-theorem counts, the phase diagrams
+//! writes `DIR/atlas.md` with the per-theorem counts (and the proofs when the
+//! SPEC says `certify = true`), the phase diagrams
 //! (`DIR/phase-no-layernorm.{png,svg}`, `DIR/phase-layernorm.{png,svg}`) and the
 //! list of counterexamples.
 
+use super::proof::{self, ProofCounts};
 use super::run::{read_results, result_files, ResultLine};
 use crate::error::{Error, Result};
 use crate::npy::write_atomic;
@@ -28,6 +30,8 @@ pub struct TheoremCounts {
     pub largest_gap_below: Option<f64>,
     /// The same over drawn latent sets (a measured deviation of the geometry).
     pub largest_gap_below_drawn: Option<f64>,
+    /// Proof outcomes (`certify = true`; all 0 otherwise).
+    pub proofs: ProofCounts,
 }
 
 /// What [`report`] found.
@@ -142,6 +146,7 @@ pub fn report(dir: &Path) -> Result<AtlasSummary> {
         if r.hypotheses == Some(false) {
             t.outside_hypotheses += 1;
         }
+        t.proofs.add(r.certificate.as_ref());
         if let Some(g) = r.gap_below {
             let slot = if r.instance.task.classes.is_some() {
                 &mut t.largest_gap_below_drawn
@@ -183,16 +188,23 @@ pub fn report(dir: &Path) -> Result<AtlasSummary> {
         versions.into_iter().collect::<Vec<_>>().join(", "),
         wall
     );
+    // The "proved" column only when the results carry proofs.
+    let certified = results.iter().any(|r| r.certificate.is_some());
     let _ = writeln!(md, "## Per theorem\n");
     let _ = writeln!(
         md,
-        "| theorem | instances | restarts | confirmed (passes) | refuted | inconclusive | errors | outside hypotheses | largest gap below prediction, full latent set | same, drawn latent sets |"
+        "| theorem | instances | restarts | confirmed (passes) | refuted | inconclusive | errors | outside hypotheses | largest gap below prediction, full latent set | same, drawn latent sets |{}",
+        if certified { " proved (of applicable) |" } else { "" }
     );
-    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|---|---|---|---|---|---|{}",
+        if certified { "---|" } else { "" }
+    );
     for (i, t) in theorems.iter().enumerate() {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{}",
             i + 1,
             t.instances,
             t.restarts,
@@ -204,7 +216,12 @@ pub fn report(dir: &Path) -> Result<AtlasSummary> {
             t.largest_gap_below
                 .map_or("–".to_string(), |g| format!("{g:.2e}")),
             t.largest_gap_below_drawn
-                .map_or("–".to_string(), |g| format!("{g:.2e}"))
+                .map_or("–".to_string(), |g| format!("{g:.2e}")),
+            if certified {
+                format!(" {} of {} |", t.proofs.proved, t.proofs.applicable())
+            } else {
+                String::new()
+            }
         );
     }
     let _ = writeln!(
@@ -216,8 +233,15 @@ pub fn report(dir: &Path) -> Result<AtlasSummary> {
          (docs/theory.md §7): the gap there is a measured deviation, not a refutation; \
          the claim checked is that the tokens of one concept share one representation. \
          \"Outside hypotheses\" counts the instances whose verify report sets \
-         `hypotheses: false`.\n"
+         `hypotheses: false`.{}\n",
+        if certified {
+            " \"Proved\" counts the certificates of `fcollapse certify` whose verdict \
+             is `proved`, out of the instances it covers (see Proofs below)."
+        } else {
+            ""
+        }
     );
+    proof::write_section(&mut md, &results);
 
     let _ = writeln!(md, "## Phase diagrams\n");
     let _ = writeln!(

@@ -4,7 +4,8 @@
 //! Files in the output directory `DIR`:
 //! - `spec.toml`: a copy of the SPEC (a rerun with another SPEC is refused);
 //! - `results.jsonl` (whole grid) or `results.shard-I-of-N.jsonl` (`--shard I/N`):
-//!   one [`ResultLine`] per finished instance;
+//!   one [`ResultLine`] per finished instance (with the instance's proof,
+//!   [`ProofSummary`], when the SPEC says `certify = true`);
 //! - `counterexamples/<id>.W.npy`, `<id>.U.npy`: the weights of the lowest restart
 //!   of every refuted instance (a restart below the prediction beyond tolerance
 //!   where the prediction is the claim, or negative transverse curvature; on drawn
@@ -16,6 +17,7 @@
 //! loses at most the instances in flight (`--jobs` of them).
 
 use super::lock;
+use super::proof::{self, ProofOutcome, ProofSummary};
 use super::spec::{Instance, Spec};
 use crate::error::{Error, Result};
 use crate::npy::write_npy_f64;
@@ -78,6 +80,10 @@ pub struct ResultLine {
     #[serde(default)]
     pub hypotheses: Option<bool>,
     pub counterexample: Option<Counterexample>,
+    /// The proof of the prediction (`fcollapse certify`), when the SPEC asks for
+    /// it; absent from the lines of a SPEC without `certify = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<ProofSummary>,
     pub provenance: Provenance,
     /// The whole report of [`verify_theorem`] (JSON), when there is one.
     pub report: Option<serde_json::Value>,
@@ -108,6 +114,10 @@ pub struct RunSummary {
     pub refuted: usize,
     pub inconclusive: usize,
     pub errors: usize,
+    /// Results of this shard by proof outcome (all 0 without `certify = true`).
+    pub proved: usize,
+    pub unproved: usize,
+    pub not_applicable: usize,
 }
 
 /// Parses `I/N` (`1 <= I <= N`).
@@ -245,6 +255,9 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
     if opts.jobs == 0 {
         return Err(Error::invalid("jobs", 0, "must be >= 1"));
     }
+    if spec.certify && !cfg!(feature = "certify") {
+        return Err(super::values::bad("certify", proof::UNAVAILABLE));
+    }
     let dir = &opts.out;
     fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // One run at a time per directory: a second one with the same SPEC waits and
@@ -262,12 +275,15 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
     if !check_spec_copy(dir, spec_text)? {
         crate::npy::write_atomic(&dir.join("spec.toml"), spec_text.as_bytes())?;
     }
-    // Verdicts of the results already there, by id (`None`: an error line); the
-    // lines written now are added as they are written.
-    let outcome: Mutex<HashMap<String, Option<Verdict>>> = Mutex::new(
+    // Verdicts (`None`: an error line) and proof outcomes of the results already
+    // there, by id; the lines written now are added as they are written.
+    type Outcome = (Option<Verdict>, Option<ProofOutcome>);
+    let outcome_of =
+        |r: &ResultLine| -> Outcome { (r.verdict, r.certificate.as_ref().map(|c| c.verdict)) };
+    let outcome: Mutex<HashMap<String, Outcome>> = Mutex::new(
         read_results(dir)?
             .into_iter()
-            .map(|r| (r.id, r.verdict))
+            .map(|r| (r.id.clone(), outcome_of(&r)))
             .collect(),
     );
     let done: HashSet<String> = outcome.lock().expect("lock").keys().cloned().collect();
@@ -310,16 +326,19 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
                         outcome
                             .lock()
                             .expect("lock")
-                            .insert(line.id.clone(), line.verdict);
+                            .insert(line.id.clone(), outcome_of(&line));
                         let n = finished.fetch_add(1, Ordering::SeqCst) + 1;
                         if opts.progress {
                             eprintln!(
-                                "[{n}/{}] {} theorem {} {}: {} ({:.1} s)",
+                                "[{n}/{}] {} theorem {} {}: {}{} ({:.1} s)",
                                 todo.len(),
                                 line.id,
                                 line.instance.theorem,
                                 short_instance(&line.instance.task),
                                 line.verdict.map_or("error", |v| v.name()),
+                                line.certificate
+                                    .as_ref()
+                                    .map_or(String::new(), |c| format!(", {}", c.verdict)),
                                 line.provenance.wall_seconds
                             );
                         }
@@ -336,18 +355,21 @@ pub fn run(spec: &Spec, spec_text: &str, opts: &RunOptions) -> Result<RunSummary
         return Err(e);
     }
     let outcome = outcome.into_inner().expect("lock");
-    let in_shard: Vec<Option<Verdict>> = shard
+    let in_shard: Vec<Outcome> = shard
         .iter()
         .filter_map(|i| outcome.get(&i.id).copied())
         .collect();
-    let count = |f: &dyn Fn(&Option<Verdict>) -> bool| in_shard.iter().filter(|v| f(v)).count();
+    let count = |f: &dyn Fn(&Outcome) -> bool| in_shard.iter().filter(|v| f(v)).count();
     Ok(RunSummary {
         in_shard: shard.len(),
         skipped: shard.len() - todo.len(),
         ran: todo.len(),
-        refuted: count(&|v| *v == Some(Verdict::Refuted)),
-        inconclusive: count(&|v| *v == Some(Verdict::Inconclusive)),
-        errors: count(&|v| v.is_none()),
+        refuted: count(&|v| v.0 == Some(Verdict::Refuted)),
+        inconclusive: count(&|v| v.0 == Some(Verdict::Inconclusive)),
+        errors: count(&|v| v.0.is_none()),
+        proved: count(&|v| v.1 == Some(ProofOutcome::Proved)),
+        unproved: count(&|v| v.1 == Some(ProofOutcome::Unproved)),
+        not_applicable: count(&|v| v.1 == Some(ProofOutcome::NotApplicable)),
     })
 }
 
@@ -371,7 +393,8 @@ pub fn short_instance(t: &TaskConfig) -> String {
     )
 }
 
-/// Verifies one instance; a verification that cannot run is a line with `error`.
+/// Verifies one instance, then proves its prediction when the SPEC asks for it;
+/// a verification that cannot run is a line with `error`.
 fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> Result<ResultLine> {
     let started = Instant::now();
     let started_unix = std::time::SystemTime::now()
@@ -404,6 +427,7 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
         failed_checks: Vec::new(),
         hypotheses: None,
         counterexample: None,
+        certificate: None,
         provenance: Provenance {
             crate_version: crate::VERSION.to_string(),
             git_commit: commit,
@@ -439,6 +463,12 @@ fn run_one(spec: &Spec, inst: &Instance, dir: &Path, commit: Option<String>) -> 
                 line.counterexample = Some(save_counterexample(&rep, inst, dir)?);
             }
             line.report = Some(value);
+        }
+    }
+    if spec.certify {
+        // (a task that does not build is the line's `error` already)
+        if let Ok(task) = inst.task.build() {
+            line.certificate = Some(proof::prove(&task, spec.certify_max_rows));
         }
     }
     line.provenance.wall_seconds = started.elapsed().as_secs_f64();

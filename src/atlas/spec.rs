@@ -5,6 +5,8 @@
 //! grad_tol = 1e-9                   # optional verify settings shared by all grids
 //! max_iters = 5000
 //! budget = 2e10
+//! certify = true                    # optional: also prove each instance (`fcollapse certify`)
+//! certify_max_rows = 2000           # optional: prove only where L n_w K <= this
 //!
 //! [[grid]]                          # one or more grids; the atlas is their union
 //! name = "uniform"                  # optional label
@@ -76,10 +78,24 @@ pub struct Spec {
     pub grad_tol: f64,
     pub max_iters: u64,
     pub budget: f64,
+    /// `certify = true`: every instance also gets `fcollapse certify`'s proof of
+    /// its prediction (default false).
+    pub certify: bool,
+    /// `certify_max_rows`: the instances whose interval score table has more
+    /// rows `L n_w K` are `not applicable` (default: certify's own limit).
+    pub certify_max_rows: Option<usize>,
     pub instances: Vec<Instance>,
 }
 
-const TOP_KEYS: [&str; 5] = ["description", "grad_tol", "max_iters", "budget", "grid"];
+const TOP_KEYS: [&str; 7] = [
+    "description",
+    "grad_tol",
+    "max_iters",
+    "budget",
+    "certify",
+    "certify_max_rows",
+    "grid",
+];
 const GRID_KEYS: [&str; 16] = [
     "name",
     "n_c",
@@ -170,6 +186,18 @@ pub fn parse(text: &str) -> Result<Spec> {
         .unwrap_or(crate::limit::DEFAULT_WORK_BUDGET);
     if budget <= 0.0 {
         return Err(bad("budget", "must be > 0"));
+    }
+    let certify = doc
+        .get("certify")
+        .map(|v| as_bool("certify", v))
+        .transpose()?
+        .unwrap_or(false);
+    let certify_max_rows = doc
+        .get("certify_max_rows")
+        .map(|v| as_usize("certify_max_rows", v))
+        .transpose()?;
+    if certify_max_rows == Some(0) {
+        return Err(bad("certify_max_rows", "must be >= 1"));
     }
     let grids = match doc.get("grid") {
         None => {
@@ -428,6 +456,8 @@ pub fn parse(text: &str) -> Result<Spec> {
         grad_tol,
         max_iters,
         budget,
+        certify,
+        certify_max_rows,
         instances,
     })
 }

@@ -62,17 +62,26 @@ pub(super) fn run(a: &AtlasArgs) -> Result<i32> {
                 },
             )?;
             println!(
-                "{} instances in this shard: {} run now, {} already done; {} refuted, {} inconclusive, {} errors; results in {}",
+                "{} instances in this shard: {} run now, {} already done; {} refuted, {} inconclusive, {} errors{}; results in {}",
                 s.in_shard,
                 s.ran,
                 s.skipped,
                 s.refuted,
                 s.inconclusive,
                 s.errors,
+                if spec.certify {
+                    format!(
+                        "; proofs: {} proved, {} unproved, {} not applicable",
+                        s.proved, s.unproved, s.not_applicable
+                    )
+                } else {
+                    String::new()
+                },
                 atlas::results_path(&r.out, shard).display()
             );
             // As `verify`: 1 if any instance is refuted, else 4 if any is
-            // inconclusive or could not be verified, else 0.
+            // inconclusive or could not be verified, else 0. The proofs
+            // (`certify = true`) are reported, and leave the exit code alone.
             Ok(if s.refuted > 0 {
                 1
             } else if s.inconclusive + s.errors > 0 {
@@ -104,6 +113,16 @@ pub(super) fn run(a: &AtlasArgs) -> Result<i32> {
                         t.largest_gap_below_drawn
                             .map_or("-".into(), |g| format!("{g:.2e}"))
                     );
+                    let p = &t.proofs;
+                    if p.applicable() + p.not_applicable > 0 {
+                        println!(
+                            "theorem {}: {} proved, {} unproved, {} not applicable",
+                            i + 1,
+                            p.proved,
+                            p.unproved,
+                            p.not_applicable
+                        );
+                    }
                 }
             }
             println!("{} counterexamples", s.counterexamples.len());

@@ -3,6 +3,17 @@
 //! Exit codes (decided here, from the verdicts): 0 every theorem confirmed,
 //! 1 some theorem refuted, 4 none refuted but some inconclusive; 2 bad input,
 //! 3 run-time failure.
+//!
+//! `--certify` appends to each theorem's report the certificate of `fcollapse
+//! certify` for the same instance and candidate (text: its steps, enclosure and
+//! verdict; `--json`: a `certificate` object in the report's line). The proof's
+//! verdict is reported, in the report and in a closing `PROOFS: P of N proved`
+//! line, and leaves the exit code alone: it is the verdicts' code above (a theorem
+//! confirmed but unproved exits 0; `fcollapse certify` is the command whose exit
+//! code is the proof's, 0 proved or 4 unproved). `--certify` needs the `certify`
+//! feature: without it, it is a bad-input error (exit 2) before anything runs;
+//! an instance `certify` does not cover (a drawn latent set, one too large) is
+//! too.
 
 use super::predict::print_prediction_line;
 use super::TaskArgs;
@@ -61,6 +72,11 @@ pub struct VerifyArgs {
     /// One JSON object per theorem, one per line, on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also prove each prediction in interval arithmetic and append the
+    /// certificate to the report (as `fcollapse certify`; exit code unchanged;
+    /// needs the `certify` feature).
+    #[arg(long)]
+    pub certify: bool,
 }
 
 /// Process exit code of a set of verdicts: 1 if any is refuted, else 4 if any
@@ -92,14 +108,17 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
         ..VerifyConfig::default()
     };
     cfg.validate()?;
+    let proofs = Proofs::new(a)?;
     // Validate every instance before running anything.
     let mut jobs = Vec::new();
     for &t in &theorems {
         let task = a.task.apply(t.default_task(), 0.0)?.build()?;
         t.outside(&task)?;
         limit::check_budget(&task, cfg.budget)?;
+        proofs.check(&task)?;
         jobs.push((t, task));
     }
+    let mut proved = Vec::new();
     let show_progress = !a.json && std::io::stderr().is_terminal();
     let mut verdicts = Vec::new();
     for (t, task) in jobs {
@@ -119,10 +138,18 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
             }
         }
         verdicts.push(report.verdict);
-        if a.json {
-            println!("{}", serde_json::to_string(&Versioned::new(&report))?);
-        } else {
-            print_report(&report);
+        match proofs.prove(&task)? {
+            None if a.json => println!("{}", serde_json::to_string(&Versioned::new(&report))?),
+            None => print_report(&report),
+            Some(cert) => {
+                proved.push(cert.proved());
+                if a.json {
+                    println!("{}", cert.json_line(&report)?);
+                } else {
+                    print_report(&report);
+                    cert.print();
+                }
+            }
         }
     }
     let code = exit_code(&verdicts);
@@ -135,8 +162,119 @@ pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
                 _ => "SOME INCONCLUSIVE",
             }
         );
+        if a.certify {
+            println!(
+                "PROOFS: {} of {} proved",
+                proved.iter().filter(|p| **p).count(),
+                proved.len()
+            );
+        }
     }
     Ok(code)
+}
+
+/// `--certify`: the proof of each instance's prediction, or nothing.
+struct Proofs {
+    #[cfg(feature = "certify")]
+    cfg: Option<crate::certify::CertifyConfig>,
+}
+
+#[cfg(feature = "certify")]
+impl Proofs {
+    fn new(a: &VerifyArgs) -> Result<Self> {
+        use crate::certify::{Candidate, CertifyConfig};
+        Ok(Proofs {
+            cfg: a
+                .certify
+                .then(|| CertifyConfig::new(Candidate::Predicted, a.candidate_scale))
+                .transpose()?,
+        })
+    }
+
+    /// Refuses (bad input) an instance `certify` does not cover.
+    fn check(&self, task: &crate::task::Task) -> Result<()> {
+        match self.cfg {
+            Some(_) => crate::certify::check_instance(task),
+            None => Ok(()),
+        }
+    }
+
+    fn prove(&self, task: &crate::task::Task) -> Result<Option<Proof>> {
+        self.cfg
+            .as_ref()
+            .map(|cfg| crate::certify::certify(task, cfg).map(Proof))
+            .transpose()
+    }
+}
+
+#[cfg(not(feature = "certify"))]
+impl Proofs {
+    fn new(a: &VerifyArgs) -> Result<Self> {
+        if a.certify {
+            return Err(crate::error::Error::invalid(
+                "certify",
+                "--certify",
+                "this fcollapse was built without the `certify` feature; rebuild with \
+                 `cargo build --release --features certify` (needs the m4 package, see docs/certificate.md)",
+            ));
+        }
+        Ok(Proofs {})
+    }
+
+    fn check(&self, _task: &crate::task::Task) -> Result<()> {
+        Ok(())
+    }
+
+    fn prove(&self, _task: &crate::task::Task) -> Result<Option<Proof>> {
+        Ok(None)
+    }
+}
+
+/// One certificate, appended to its theorem's report.
+#[cfg(feature = "certify")]
+struct Proof(crate::certify::Certificate);
+
+#[cfg(not(feature = "certify"))]
+enum Proof {}
+
+#[cfg(feature = "certify")]
+impl Proof {
+    fn proved(&self) -> bool {
+        self.0.verdict == crate::certify::ProofVerdict::Proved
+    }
+
+    fn print(&self) {
+        super::certify::print_certificate(&self.0);
+    }
+
+    /// The report's JSON line with a `certificate` object after its fields.
+    fn json_line(&self, report: &TheoremReport) -> Result<String> {
+        #[derive(serde::Serialize)]
+        struct WithCertificate<'a> {
+            #[serde(flatten)]
+            report: &'a TheoremReport,
+            certificate: &'a crate::certify::Certificate,
+        }
+        Ok(serde_json::to_string(&Versioned::new(&WithCertificate {
+            report,
+            certificate: &self.0,
+        }))?)
+    }
+}
+
+#[cfg(not(feature = "certify"))]
+impl Proof {
+    fn proved(&self) -> bool {
+        match *self {}
+    }
+
+    fn print(&self) {
+        match *self {}
+    }
+
+    fn json_line(&self, _report: &TheoremReport) -> Result<String> {
+        match *self {}
+    }
 }
 
 fn print_report(r: &TheoremReport) {
