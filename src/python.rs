@@ -210,7 +210,7 @@ impl PyTask {
     /// LayerNorm `eps`, or `None` without LayerNorm.
     #[getter]
     fn layer_norm(&self) -> Option<f64> {
-        self.inner.layer_norm()
+        self.inner.norm().layer_eps()
     }
     #[getter]
     fn lambda_w(&self) -> f64 {

@@ -89,6 +89,8 @@ impl Spec {
                 Freq::Uniform
             },
             layer_norm: ln,
+            norm: None,
+            lambda_affine: None,
             lambda_w: self.lambda_w,
             lambda_u: self.lambda_u,
             seed: self.seed,
@@ -180,7 +182,7 @@ proptest! {
         let p = s.params(&task);
         // LayerNorm is very curved near constant rows: keep the finite-difference
         // step small against the spread of every row.
-        if task.layer_norm().is_some() {
+        if task.norm().centres() {
             prop_assume!(min_row_std(&p) > 0.2);
         }
         check_fd(&task, &p)?;

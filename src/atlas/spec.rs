@@ -474,6 +474,8 @@ fn make(
         },
         freq,
         layer_norm: None,
+        norm: None,
+        lambda_affine: None,
         lambda_w: lw,
         lambda_u: lu,
         seed,

@@ -67,6 +67,7 @@ pub use session::{Outcome, Session};
 
 use crate::error::{Error, Result};
 use crate::network::{standard_normal, Params};
+use crate::norm::Norm;
 use crate::task::{Sentences, Task};
 use kernel::{Shape, Work};
 use rand::{RngExt, SeedableRng};
@@ -172,6 +173,13 @@ impl Trainer {
     fn assemble(task: Task, config: TrainConfig, w: Vec<f32>, u: Vec<f32>) -> Result<Self> {
         task.check_sample("n_spl", config.n_spl)?;
         task.check_sample("n_test", config.n_test)?;
+        if !matches!(task.norm(), Norm::None | Norm::Layer { .. }) {
+            return Err(Error::invalid(
+                "norm",
+                task.norm().name(),
+                "the f32 trainer supports --norm none and layer",
+            ));
+        }
         let threads = config.resolved_threads();
         let pool = build_pool(threads)?;
         let (train, test) = sample_data(&task, &config);
@@ -182,7 +190,7 @@ impl Trainer {
             len: task.len(),
             dim: task.dim(),
             threads,
-            ln_eps: task.layer_norm().map(|e| e as f32),
+            ln_eps: task.norm().layer_eps().map(|e| e as f32),
             lr: config.lr as f32,
             lambda_w: task.lambda_w() as f32,
             lambda_u: task.lambda_u() as f32,
@@ -305,14 +313,14 @@ impl Trainer {
 
     /// The weights as f64 [`Params`] (for `network`, `metrics`, ...).
     pub fn params_f64(&self) -> Params {
-        Params {
-            n_w: self.task.n_w(),
-            k: self.task.k(),
-            len: self.task.len(),
-            dim: self.task.dim(),
-            w: self.w.iter().map(|&v| v as f64).collect(),
-            u: self.u.iter().map(|&v| v as f64).collect(),
-        }
+        Params::from_wu(
+            self.task.n_w(),
+            self.task.k(),
+            self.task.len(),
+            self.task.dim(),
+            self.w.iter().map(|&v| v as f64).collect(),
+            self.u.iter().map(|&v| v as f64).collect(),
+        )
     }
 
     /// Replaces the weights (f64, rounded to f32), e.g. to start from a given point.

@@ -11,8 +11,10 @@ fn tiny_task(layer_norm: Option<f64>, lambda_w: f64, lambda_u: f64) -> Task {
         classes: Some(5),
         freq: Freq::Zipf { exponent: 1.0 },
         layer_norm,
+        norm: None,
         lambda_w,
         lambda_u,
+        lambda_affine: None,
         seed: 7,
         latent: None,
     }
@@ -134,7 +136,7 @@ fn accuracy_agrees_with_f64_network() {
     let mut t = Trainer::new(&task, &tiny_config()).unwrap();
     set_random_weights(&mut t, 3);
     let p = t.params_f64();
-    let phi = network::features(&p, task.layer_norm());
+    let phi = network::features(&p, task.norm());
     let data = t.train_data().clone();
     let ok = (0..data.n())
         .filter(|&i| {
@@ -158,6 +160,8 @@ fn threaded_setup(ln: Option<f64>, threads: usize) -> Trainer {
         classes: Some(100),
         freq: Freq::Uniform,
         layer_norm: ln,
+        norm: None,
+        lambda_affine: None,
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 5,
@@ -228,6 +232,8 @@ fn resume_setup(epochs: usize) -> (Task, TrainConfig) {
         classes: Some(20),
         freq: Freq::Uniform,
         layer_norm: Some(1e-5),
+        norm: None,
+        lambda_affine: None,
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 1,
@@ -433,6 +439,8 @@ fn small_shape_learns_the_training_set() {
         classes: Some(20),
         freq: Freq::Uniform,
         layer_norm: None,
+        norm: None,
+        lambda_affine: None,
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 2,
@@ -500,6 +508,8 @@ fn small_shapes_do_not_depend_on_thread_count() {
             classes: Some(k),
             freq: Freq::Zipf { exponent: 1.0 },
             layer_norm: ln,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 1e-3,
             lambda_u: 2e-3,
             seed: 8,
