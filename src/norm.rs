@@ -97,10 +97,14 @@ impl Norm {
         matches!(self, Norm::None)
     }
 
-    /// True when `phi` subtracts the mean, so that features lie in `1_d^perp`
-    /// (`layer`, `center`; `layer-affine` only up to its bias).
+    /// True when `phi` subtracts the mean of `w_t` (`layer`, `center`,
+    /// `layer-affine`), so that the normalised part of every feature lies in
+    /// `1_d^perp` and collapsed configurations are built on mean-zero frames.
     pub fn centres(&self) -> bool {
-        matches!(self, Norm::Layer { .. } | Norm::Center)
+        matches!(
+            self,
+            Norm::Layer { .. } | Norm::Center | Norm::LayerAffine { .. }
+        )
     }
 
     /// True when `phi` is linear (`none`, `center`): the theory of the

@@ -119,7 +119,7 @@ pub fn min_eigenpair_with(
     max_products: usize,
     rel_tol: f64,
 ) -> Result<EigenPair> {
-    let n = p.w.len() + p.u.len();
+    let n = p.flat_len();
     let q = symmetry_basis(task, p);
     if q.len() >= n {
         return Err(Error::Optimiser(
@@ -191,7 +191,7 @@ fn complement(q: &[Vec<f64>], n: usize) -> DMatrix<f64> {
 /// `eps > 0`), the split does not hold and `min_eig`, `max_eig`, `near_zero` come
 /// from a second Lanczos run on `H` itself (`near_zero` then counts one per eigenspace).
 pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
-    let n = p.w.len() + p.u.len();
+    let n = p.flat_len();
     let q = symmetry_basis(task, p);
     let mut gevals = 0;
     let l = if q.len() < n {
@@ -373,7 +373,7 @@ pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
 /// orbit: [`hessian_report_dense`] up to [`DENSE_MAX_PARAMS`] parameters,
 /// [`hessian_report_lanczos`] above.
 pub fn hessian_report(task: &Task, p: &Params) -> HessianReport {
-    if p.w.len() + p.u.len() <= DENSE_MAX_PARAMS {
+    if p.flat_len() <= DENSE_MAX_PARAMS {
         hessian_report_dense(task, p)
     } else {
         hessian_report_lanczos(task, p)

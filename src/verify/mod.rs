@@ -174,6 +174,7 @@ pub fn verify_theorem(
         lambda_critical: collapse::lambda_critical(task),
         lambda_critical_bisection,
         task: task.clone(),
+        norm: task.norm().name().to_string(),
         n_params: task.n_params(),
         predicted_risk: at.prediction.as_ref().map(|p| p.risk),
         prediction: at.prediction.clone(),

@@ -179,6 +179,12 @@ impl Theorem {
                 "layer-affine: the learned gain and bias have no closed-form minimiser here; the geometry is measured"
                     .into(),
             );
+            if task.lambda_affine() == 0.0 {
+                out.push(
+                    "lambda_affine = 0: (gamma, beta, U) -> (t gamma, t beta, U/t) lowers the U penalty as t grows, so the infimum is not attained"
+                        .into(),
+                );
+            }
         }
         if let Some(eps) = norm.eps() {
             if lw > 0.0 {
