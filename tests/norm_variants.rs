@@ -266,3 +266,45 @@ fn settings_and_weights_without_the_new_fields_load_unchanged() {
     let json = serde_json::to_string(&p).unwrap();
     assert!(!json.contains("gain"), "{json}");
 }
+
+/// The exact reduction of docs/theory.md §10: RMSNorm in dimension `d` with
+/// `lambda_U` is LayerNorm in dimension `d + 1` with `lambda_U (d+1)/d`, through
+/// `w -> Q w`, `u -> c Q u` (`Q` an isometry onto `1_{d+1}^perp`, `c = sqrt(d/(d+1))`).
+#[test]
+fn rms_in_d_is_layer_norm_in_d_plus_one() {
+    let d = 3;
+    let task = |norm, dim, lambda_u| {
+        TaskConfig {
+            n_c: 3,
+            s_c: 2,
+            len: 2,
+            dim,
+            freq: Freq::Zipf { exponent: 1.0 },
+            norm: Some(norm),
+            lambda_w: 0.0,
+            lambda_u,
+            ..Default::default()
+        }
+        .build()
+        .unwrap()
+    };
+    let rms = task(Norm::Rms { eps: 0.0 }, d, 0.02);
+    let ln = task(
+        Norm::Layer { eps: 0.0 },
+        d + 1,
+        0.02 * (d + 1) as f64 / d as f64,
+    );
+    let q = feature_collapse::collapse::ones_complement_basis(d + 1); // d rows of length d + 1
+    let c = (d as f64 / (d + 1) as f64).sqrt();
+    let lift = |v: &[f64], s: f64| -> Vec<f64> {
+        (0..=d)
+            .map(|j| s * (0..d).map(|i| v[i] * q[i][j]).sum::<f64>())
+            .collect()
+    };
+    let p = Params::random(&rms, 0.9, &mut ChaCha8Rng::seed_from_u64(8));
+    let mut big = Params::zeros(&ln);
+    big.w = p.w.chunks(d).flat_map(|r| lift(r, 1.0)).collect();
+    big.u = p.u.chunks(d).flat_map(|r| lift(r, c)).collect();
+    let (a, b) = (risk(&rms, &p), risk(&ln, &big));
+    assert!((a - b).abs() < 1e-13 * a, "{a} vs {b}");
+}
