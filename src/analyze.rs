@@ -192,6 +192,13 @@ pub fn params_from_arrays(
     }
     check_finite("w", w_origin, &w)?;
     check_finite("u", u_origin, &u)?;
+    if task.norm().is_affine() {
+        return Err(Error::invalid(
+            "norm",
+            task.norm().name(),
+            "the weights are W and U only; layer-affine also needs its gain and bias",
+        ));
+    }
     let mut p = Params::zeros(task);
     p.w = w;
     p.u = u;

@@ -7,7 +7,7 @@
 //! | `x` | `B x Ld` | gathered features `phi(w_{x_{i,l}})`, position blocks side by side |
 //! | `h` | `B x K` | scores `X U^T`, then overwritten by `G = (softmax(h) - onehot(y)) / B` |
 //! | `dx` | `B x Ld` | `G U`, then (LayerNorm) `dR/dw` per occurrence |
-//! | `rstd` | `B x L` | `1 / sqrt(var + eps)` of each gathered row (LayerNorm only) |
+//! | `rstd` | `B x L` | the scale of each gathered row's normalization ([`RowNorm::forward`]) |
 //!
 //! All three products go through [`gemm::gemm`]. With many classes each product is one
 //! call with `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across
@@ -56,7 +56,8 @@ pub(crate) struct Shape {
     pub dim: usize,
     pub threads: usize,
     /// LayerNorm `eps` (f32) if LayerNorm is on.
-    pub ln_eps: Option<f32>,
+    /// The normalization of every gathered row.
+    pub norm: RowNorm,
     pub lr: f32,
     pub lambda_w: f32,
     pub lambda_u: f32,
@@ -68,6 +69,71 @@ impl Shape {
     }
     fn par(&self) -> gemm::Parallelism {
         gemm::Parallelism::Rayon(self.threads)
+    }
+}
+
+/// The parameter-free normalizations the f32 trainer applies to each row
+/// (those of [`crate::norm::Norm`] without the affine one).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RowNorm {
+    None,
+    /// LayerNorm with `eps`.
+    Layer(f32),
+    /// RMSNorm with `eps`: `v / sqrt(mean(v^2) + eps)`.
+    Rms(f32),
+    /// `v - mean(v)`.
+    Center,
+}
+
+impl RowNorm {
+    /// `phi(v)` into `out`, returning the scale its backward pass needs
+    /// (`1/sqrt(var + eps)`, `1/sqrt(mean(v^2) + eps)`, or 1).
+    #[inline]
+    fn forward(self, v: &[f32], out: &mut [f32]) -> f32 {
+        match self {
+            RowNorm::None => {
+                out.copy_from_slice(v);
+                1.0
+            }
+            RowNorm::Layer(eps) => layer_norm_row(v, out, eps),
+            RowNorm::Rms(eps) => {
+                let ms = v.iter().map(|&a| a * a).sum::<f32>() / v.len() as f32;
+                let r = 1.0 / (ms + eps).sqrt();
+                for (o, &a) in out.iter_mut().zip(v) {
+                    *o = a * r;
+                }
+                r
+            }
+            RowNorm::Center => {
+                let mean = v.iter().sum::<f32>() / v.len() as f32;
+                for (o, &a) in out.iter_mut().zip(v) {
+                    *o = a - mean;
+                }
+                1.0
+            }
+        }
+    }
+
+    /// Backward in place from the forward output `x = phi(v)` and its scale `r`:
+    /// LayerNorm as [`layer_norm_backward_row`]; RMSNorm
+    /// `g <- r (g - x mean(g ⊙ x))`; centring `g <- g - mean(g)`.
+    #[inline]
+    fn backward(self, x: &[f32], g: &mut [f32], r: f32) {
+        let inv_d = 1.0 / g.len() as f32;
+        match self {
+            RowNorm::None => {}
+            RowNorm::Layer(_) => layer_norm_backward_row(x, g, r),
+            RowNorm::Rms(_) => {
+                let gx = g.iter().zip(x).map(|(&a, &b)| a * b).sum::<f32>() * inv_d;
+                for (gi, &xi) in g.iter_mut().zip(x) {
+                    *gi = r * (*gi - xi * gx);
+                }
+            }
+            RowNorm::Center => {
+                let gm = g.iter().sum::<f32>() * inv_d;
+                g.iter_mut().for_each(|gi| *gi -= gm);
+            }
+        }
     }
 }
 
@@ -113,10 +179,7 @@ pub(crate) fn gather(
             let sent = data.sentence(i);
             for ((xb, r), &t) in xr.chunks_mut(d).zip(rr.iter_mut()).zip(sent) {
                 let wt = &w[t as usize * d..(t as usize + 1) * d];
-                match s.ln_eps {
-                    None => xb.copy_from_slice(wt),
-                    Some(eps) => *r = layer_norm_row(wt, xb, eps),
-                }
+                *r = s.norm.forward(wt, xb);
             }
         }
     };
@@ -423,22 +486,22 @@ fn rows_pass(
             s.par(),
         );
     }
-    if s.ln_eps.is_some() && s.threads <= 1 {
+    if s.norm != RowNorm::None && s.threads <= 1 {
         for ((g, xh), &r) in dx[..b * ld]
             .chunks_mut(d)
             .zip(x[..b * ld].chunks(d))
             .zip(&rstd[..b * s.len])
         {
-            layer_norm_backward_row(xh, g, r);
+            s.norm.backward(xh, g, r);
         }
-    } else if s.ln_eps.is_some() {
+    } else if s.norm != RowNorm::None {
         dx[..b * ld]
             .par_chunks_mut(d * ROWS_PER_TASK)
             .zip(x[..b * ld].par_chunks(d * ROWS_PER_TASK))
             .zip(rstd[..b * s.len].par_chunks(ROWS_PER_TASK))
             .for_each(|((gc, xc), rc)| {
                 for ((g, xh), &r) in gc.chunks_mut(d).zip(xc.chunks(d)).zip(rc) {
-                    layer_norm_backward_row(xh, g, r);
+                    s.norm.backward(xh, g, r);
                 }
             });
     }

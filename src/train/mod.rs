@@ -69,7 +69,7 @@ use crate::error::{Error, Result};
 use crate::network::{standard_normal, Params};
 use crate::norm::Norm;
 use crate::task::{Sentences, Task};
-use kernel::{Shape, Work};
+use kernel::{RowNorm, Shape, Work};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use session::EpochEnd;
@@ -173,11 +173,11 @@ impl Trainer {
     fn assemble(task: Task, config: TrainConfig, w: Vec<f32>, u: Vec<f32>) -> Result<Self> {
         task.check_sample("n_spl", config.n_spl)?;
         task.check_sample("n_test", config.n_test)?;
-        if !matches!(task.norm(), Norm::None | Norm::Layer { .. }) {
+        if task.norm().is_affine() {
             return Err(Error::invalid(
                 "norm",
                 task.norm().name(),
-                "the f32 trainer supports --norm none and layer",
+                "the f32 trainer supports --norm none, layer, rms and center (layer-affine: use the f64 exact and sample risks)",
             ));
         }
         let threads = config.resolved_threads();
@@ -190,7 +190,13 @@ impl Trainer {
             len: task.len(),
             dim: task.dim(),
             threads,
-            ln_eps: task.norm().layer_eps().map(|e| e as f32),
+            norm: match task.norm() {
+                Norm::None => RowNorm::None,
+                Norm::Layer { eps } => RowNorm::Layer(eps as f32),
+                Norm::Rms { eps } => RowNorm::Rms(eps as f32),
+                Norm::Center => RowNorm::Center,
+                Norm::LayerAffine { .. } => unreachable!("refused above"),
+            },
             lr: config.lr as f32,
             lambda_w: task.lambda_w() as f32,
             lambda_u: task.lambda_u() as f32,
