@@ -303,17 +303,24 @@ pub fn parse(text: &str) -> Result<Spec> {
             false,
             as_bool,
         )?;
-        let names: Vec<&'static str> = ln.iter().map(|&l| if l { "layer" } else { "none" }).collect();
+        let names: Vec<&'static str> = ln
+            .iter()
+            .map(|&l| if l { "layer" } else { "none" })
+            .collect();
         let norms = match grid.get("norm") {
             Some(_) if grid.contains_key("layer_norm") => {
-                return Err(bad(&format!("{prefix}.norm"), "give norm or layer_norm, not both"))
+                return Err(bad(
+                    &format!("{prefix}.norm"),
+                    "give norm or layer_norm, not both",
+                ))
             }
             Some(_) => list(grid, &prefix, "norm", None, false, |k, v| match v {
-                Value::String(s) => NORM_NAMES
-                    .iter()
-                    .copied()
-                    .find(|n| n == s)
-                    .ok_or_else(|| bad(k, format!("expected one of {}, found \"{s}\"", NORM_NAMES.join(", ")))),
+                Value::String(s) => NORM_NAMES.iter().copied().find(|n| n == s).ok_or_else(|| {
+                    bad(
+                        k,
+                        format!("expected one of {}, found \"{s}\"", NORM_NAMES.join(", ")),
+                    )
+                }),
                 o => Err(bad(k, format!("expected a string, found {o}"))),
             })?,
             None => names,
