@@ -41,10 +41,10 @@
 //! A malformed spec (unknown key, empty list, wrong type, bad range) is an
 //! [`Error::InvalidParam`] naming the key, e.g. `grid[1].n_c`.
 
-use super::values::{as_bool, as_f64, as_usize, bad, list, type_name};
+use super::values::{as_bool, as_f64, as_usize, bad, list, norm_list, type_name};
 use crate::collapse;
 use crate::error::{Error, Result};
-use crate::norm::{Norm, NORM_NAMES};
+use crate::norm::Norm;
 use crate::task::{Freq, TaskConfig};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -303,28 +303,7 @@ pub fn parse(text: &str) -> Result<Spec> {
             false,
             as_bool,
         )?;
-        let names: Vec<&'static str> = ln
-            .iter()
-            .map(|&l| if l { "layer" } else { "none" })
-            .collect();
-        let norms = match grid.get("norm") {
-            Some(_) if grid.contains_key("layer_norm") => {
-                return Err(bad(
-                    &format!("{prefix}.norm"),
-                    "give norm or layer_norm, not both",
-                ))
-            }
-            Some(_) => list(grid, &prefix, "norm", None, false, |k, v| match v {
-                Value::String(s) => NORM_NAMES.iter().copied().find(|n| n == s).ok_or_else(|| {
-                    bad(
-                        k,
-                        format!("expected one of {}, found \"{s}\"", NORM_NAMES.join(", ")),
-                    )
-                }),
-                o => Err(bad(k, format!("expected a string, found {o}"))),
-            })?,
-            None => names,
-        };
+        let norms = norm_list(grid, &prefix, &ln)?;
         let eps = list(grid, &prefix, "eps", Some(vec![0.0]), true, nonneg)?;
         let restarts = list(grid, &prefix, "restarts", Some(vec![4]), true, as_usize)?;
         if let Some(r) = restarts

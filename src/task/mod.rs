@@ -7,7 +7,7 @@
 use crate::error::{Error, Result};
 use crate::network::Params;
 use crate::norm::Norm;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -315,43 +315,6 @@ fn check_lambda(name: &'static str, v: f64) -> Result<()> {
 }
 
 impl TaskConfig {
-    /// The normalization these settings ask for: `norm` if set, else LayerNorm
-    /// with `eps = layer_norm`, else none. Bad input naming `norm` when both
-    /// are set and disagree.
-    pub fn resolved_norm(&self) -> Result<Norm> {
-        match (self.norm, self.layer_norm) {
-            (Some(n), None) => Ok(n),
-            (Some(n), Some(eps)) if n == (Norm::Layer { eps }) => Ok(n),
-            (Some(n), Some(eps)) => Err(Error::invalid(
-                "norm",
-                n.name(),
-                format!("conflicts with layer_norm = {eps} (LayerNorm); give one of them"),
-            )),
-            (None, Some(eps)) => Ok(Norm::Layer { eps }),
-            (None, None) => Ok(Norm::None),
-        }
-    }
-
-    /// Sets the normalization, in the spelling earlier versions read: plain
-    /// LayerNorm and none through `layer_norm` (with `norm` unset), the other
-    /// variants through `norm` (with `layer_norm` unset).
-    pub fn set_norm(&mut self, norm: Norm) {
-        match norm {
-            Norm::Layer { eps } => {
-                self.layer_norm = Some(eps);
-                self.norm = None;
-            }
-            Norm::None => {
-                self.layer_norm = None;
-                self.norm = None;
-            }
-            n => {
-                self.layer_norm = None;
-                self.norm = Some(n);
-            }
-        }
-    }
-
     /// Validates the settings and draws the latent variables (seeded by `seed`:
     /// `K` distinct rows drawn uniformly in `Z`, see [`draw_latent`]). Explicit
     /// latent variables must be distinct rows, and `K <= n_c^L`.
@@ -545,54 +508,6 @@ impl TaskConfig {
     }
 }
 
-/// Samples token ranks `beta` from `mu` by inverse CDF.
-#[derive(Debug, Clone)]
-pub struct RankSampler {
-    cdf: Vec<f64>,
-}
-
-impl RankSampler {
-    pub fn new(mu: &[f64]) -> Self {
-        let mut acc = 0.0;
-        let mut cdf: Vec<f64> = mu
-            .iter()
-            .map(|m| {
-                acc += m;
-                acc
-            })
-            .collect();
-        if let Some(last) = cdf.last_mut() {
-            *last = f64::INFINITY; // guard against round-off in the total
-        }
-        RankSampler { cdf }
-    }
-
-    /// One draw `beta ~ mu`, as an index in `0..s_c`.
-    pub fn sample(&self, rng: &mut impl Rng) -> usize {
-        let u: f64 = rng.random();
-        self.cdf.partition_point(|&c| c <= u)
-    }
-}
-
-/// A set of sentences with their class labels.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sentences {
-    /// Row-major `n x L` flat token indices `alpha * s_c + beta`.
-    pub tokens: Vec<u32>,
-    /// Class of each sentence, length `n`.
-    pub labels: Vec<u32>,
-    pub len: usize,
-}
-
-impl Sentences {
-    pub fn n(&self) -> usize {
-        self.labels.len()
-    }
-    pub fn sentence(&self, i: usize) -> &[u32] {
-        &self.tokens[i * self.len..(i + 1) * self.len]
-    }
-}
-
 impl Task {
     /// Latent variable `z_k` (length `L`).
     pub fn z_of(&self, k: usize) -> &[usize] {
@@ -661,8 +576,11 @@ impl Task {
 }
 
 mod latent;
+mod norm_config;
+mod sentences;
 
 pub use latent::{draw_latent, full_latent_set, repeated_rows, repeated_rows_error};
+pub use sentences::{RankSampler, Sentences};
 
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,7 @@ mod checkpoint;
 mod config;
 mod kernel;
 mod observe;
+mod rownorm;
 mod rundir;
 mod session;
 
