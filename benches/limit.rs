@@ -24,6 +24,8 @@ fn instance(s_c: usize, len: usize, layer_norm: bool) -> (Task, Params) {
             Freq::Uniform
         },
         layer_norm: layer_norm.then_some(0.0),
+        norm: None,
+        lambda_affine: None,
         lambda_w: 0.01,
         lambda_u: 0.01,
         seed: 0,

@@ -19,6 +19,8 @@ fn trainer(k: usize, n_spl: usize) -> Trainer {
         classes: Some(k),
         freq: Freq::Uniform,
         layer_norm: None,
+        norm: None,
+        lambda_affine: None,
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 0,

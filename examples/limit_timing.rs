@@ -9,10 +9,16 @@
 //! fixed random direction, and reports its largest difference from the central
 //! difference `limit::hessian_vector_product_fd` relative to its largest entry.
 //! `--hessian` adds the dense exact Hessian (`limit::hessian`) to the `--dump` file.
+//! `--norm NAME` picks the normalization (`--layer-norm` = `--norm layer`), `--eps`
+//! its eps (default 0). `--at FILE` evaluates the risk and gradient at the weights
+//! of an independent implementation's JSON dump (`W` as `n_w x d`, `U` as
+//! `K x L x d` nested lists, with its `risk`, `grad_W`, `grad_U`) and prints the
+//! differences.
 
 use clap::Parser;
 use feature_collapse::limit;
 use feature_collapse::network::Params;
+use feature_collapse::norm::Norm;
 use feature_collapse::task::{Freq, TaskConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +37,18 @@ struct Args {
     /// LayerNorm with eps = 0 (as the reference's default).
     #[arg(long)]
     layer_norm: bool,
+    /// Normalization: none, layer, rms, center, layer-affine.
+    #[arg(long)]
+    norm: Option<String>,
+    /// eps of layer, rms and layer-affine.
+    #[arg(long, default_value_t = 0.0)]
+    eps: f64,
+    /// Weight decay lambda_W = lambda_U.
+    #[arg(long, default_value_t = 0.01)]
+    lambda: f64,
+    /// Evaluate at the weights of this JSON dump and compare (see the module doc).
+    #[arg(long)]
+    at: Option<std::path::PathBuf>,
     /// Zipf frequencies (exponent 1) instead of uniform.
     #[arg(long)]
     zipf: bool,
@@ -78,15 +96,24 @@ fn main() -> feature_collapse::Result<()> {
         } else {
             Freq::Uniform
         },
-        layer_norm: a.layer_norm.then_some(0.0),
-        lambda_w: 0.01,
-        lambda_u: 0.01,
+        layer_norm: None,
+        norm: Some(match &a.norm {
+            Some(n) => Norm::parse(n, a.eps)?,
+            None if a.layer_norm => Norm::Layer { eps: a.eps },
+            None => Norm::None,
+        }),
+        lambda_affine: None,
+        lambda_w: a.lambda,
+        lambda_u: a.lambda,
         seed: 0,
         latent: None,
     }
     .build()?;
     limit::check_budget(&task, limit::DEFAULT_WORK_BUDGET)?;
     let p = Params::random(&task, 1.0, &mut ChaCha8Rng::seed_from_u64(0));
+    if let Some(path) = &a.at {
+        return compare_at(&task, &p, path);
+    }
     let mut times = Vec::with_capacity(a.reps);
     let mut r = 0.0;
     let mut grad = Vec::new();
@@ -124,7 +151,7 @@ fn main() -> feature_collapse::Result<()> {
     if let Some(path) = &a.dump {
         let mut json = serde_json::json!({
             "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim,
-            "eps": task.layer_norm(), "mu": task.mu(), "lambda_w": task.lambda_w(),
+            "eps": task.norm().eps(), "norm": task.norm().name(), "mu": task.mu(), "lambda_w": task.lambda_w(),
             "lambda_u": task.lambda_u(), "w": p.w, "u": p.u, "risk": r, "grad": grad,
         });
         if a.hessian {
@@ -142,13 +169,60 @@ fn main() -> feature_collapse::Result<()> {
         serde_json::json!({
             "nc": a.nc, "sc": a.sc, "len": a.len, "dim": a.dim, "classes": task.k(),
             "token_choices_per_class": task.s_c().pow(task.len() as u32),
-            "layer_norm": a.layer_norm, "zipf": a.zipf,
+            "norm": task.norm().name(), "zipf": a.zipf,
             "threads": rayon::current_num_threads(),
             "secs_risk_and_grad_median": median, "risk": r,
             "naive_rel_diff": naive_rel,
             "secs_hvp_median": hvp.map(|h| h.0),
             "secs_hvp_apply_median": hvp.map(|h| h.1),
             "hvp_fd_max_diff_rel": hvp.map(|h| h.2),
+        })
+    );
+    Ok(())
+}
+
+/// Risk and gradient at the weights of the dump `path`, against the dump's own.
+fn compare_at(
+    task: &feature_collapse::task::Task,
+    shape: &Params,
+    path: &std::path::Path,
+) -> feature_collapse::Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| feature_collapse::Error::io(path, e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| feature_collapse::Error::invalid("at", path.display(), e))?;
+    let flat = |key: &str| -> Vec<f64> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+            match v {
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                x => out.extend(x.as_f64()),
+            }
+        }
+        let mut out = Vec::new();
+        walk(&v[key], &mut out);
+        out
+    };
+    let mut x = flat("W");
+    x.extend(flat("U"));
+    let p = shape
+        .try_with_flat(&x)
+        .map_err(|e| feature_collapse::Error::invalid("at", path.display(), e))?;
+    let (risk, grad) = limit::risk_grad(task, &p);
+    let mut theirs = flat("grad_W");
+    theirs.extend(flat("grad_U"));
+    let r_ref = v["risk"].as_f64().unwrap_or(f64::NAN);
+    let max_abs = grad
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let max_g = theirs.iter().fold(0.0f64, |m, b| m.max(b.abs()));
+    println!(
+        "{}",
+        serde_json::json!({
+            "norm": task.norm().name(), "risk": risk, "reference_risk": r_ref,
+            "risk_rel_diff": (risk - r_ref).abs() / r_ref.abs(),
+            "grad_max_abs_diff": max_abs, "grad_max_abs": max_g,
+            "grad_entries": grad.len(), "reference_grad_entries": theirs.len(),
         })
     );
     Ok(())

@@ -344,6 +344,8 @@ fn main() -> feature_collapse::Result<()> {
             Freq::Uniform
         },
         layer_norm: a.layer_norm.then_some(1e-5),
+        norm: None,
+        lambda_affine: None,
         lambda_w: a.lambda_w,
         lambda_u: a.lambda_u,
         seed: a.seed,

@@ -192,6 +192,13 @@ pub fn params_from_arrays(
     }
     check_finite("w", w_origin, &w)?;
     check_finite("u", u_origin, &u)?;
+    if task.norm().is_affine() {
+        return Err(Error::invalid(
+            "norm",
+            task.norm().name(),
+            "the weights are W and U only; layer-affine also needs its gain and bias",
+        ));
+    }
     let mut p = Params::zeros(task);
     p.w = w;
     p.u = u;
@@ -241,7 +248,7 @@ pub fn latent_from_array(origin: &str, a: &NpyArray, n_c: usize, len: usize) -> 
 /// Cost `O(K n_per_class K L d)` (every sentence scores all `K` classes).
 pub fn sampled_risk(task: &Task, p: &Params, n_per_class: usize, seed: u64) -> (f64, f64) {
     let n = n_per_class.max(2);
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let sampler = RankSampler::new(task.mu());
     let per_class: Vec<(f64, f64)> = (0..task.k())
         .into_par_iter()
@@ -267,7 +274,7 @@ pub fn sampled_risk(task: &Task, p: &Params, n_per_class: usize, seed: u64) -> (
     let k = task.k() as f64;
     let data = per_class.iter().map(|c| c.0).sum::<f64>() / k;
     let se = (per_class.iter().map(|c| c.1).sum::<f64>() / n as f64).sqrt() / k;
-    (data + p.penalty(task.lambda_w(), task.lambda_u()), se)
+    (data + task.penalty(p), se)
 }
 
 /// `R(W, U)`: exact when [`limit::check_budget`]`(task, cfg.budget)` passes,
@@ -325,14 +332,14 @@ pub fn check_weights(task: &Task, p: &Params) -> Result<()> {
             ));
         }
     }
-    if task.layer_norm() == Some(0.0) {
+    if task.norm().eps() == Some(0.0) {
         let d = task.dim();
         for (t, row) in p.w.chunks(d).enumerate() {
             if row.iter().all(|x| *x == row[0]) {
                 return Err(Error::invalid(
                     "w",
                     format!("row {t}"),
-                    "is constant: LayerNorm with eps = 0 divides by its zero variance; pass --eps > 0 (e.g. 1e-5, as in training)",
+                    "is constant: the normalization with eps = 0 divides by its zero spread; pass --eps > 0 (e.g. 1e-5, as in training)",
                 ));
             }
         }
@@ -346,10 +353,7 @@ pub fn check_weights(task: &Task, p: &Params) -> Result<()> {
 pub fn analyze(task: &Task, p: &Params, cfg: &AnalyzeConfig) -> Result<Analysis> {
     cfg.validate()?;
     check_weights(task, p)?;
-    let theory = match task.layer_norm() {
-        Some(_) => task.with_layer_norm(Some(0.0))?,
-        None => task.clone(),
-    };
+    let theory = task.with_norm(task.norm().with_eps(0.0))?;
     let families = forms(task)
         .into_iter()
         .map(|form| match collapse::predict(&theory, form) {

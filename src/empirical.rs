@@ -124,13 +124,13 @@ impl WeightedSample {
 /// The sample risk `R_hat(W,U) = sum_i pi_i CE(h(x_i), y_i) + (lambda_W/2)||W||_F^2
 /// + (lambda_U/2)||U||_F^2` (see the module docs), `phi` as `task.layer_norm`.
 pub fn sample_risk(task: &Task, p: &Params, s: &WeightedSample) -> f64 {
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let mut loss = 0.0;
     for i in 0..s.n() {
         let h = scores(p, &phi, s.sentence(i));
         loss += s.weights[i] * (log_sum_exp(&h) - h[s.labels[i] as usize]);
     }
-    loss + p.penalty(task.lambda_w(), task.lambda_u())
+    loss + task.penalty(p)
 }
 
 /// [`sample_risk`] and its gradient, flat `[dR_hat/dW ; dR_hat/dU]`:
@@ -144,7 +144,7 @@ pub fn sample_risk_grad(task: &Task, p: &Params, s: &WeightedSample) -> (f64, Ve
 
 /// Fraction of `data` whose argmax score (first on ties) is its label, in f64.
 pub fn accuracy(task: &Task, p: &Params, data: &Sentences) -> f64 {
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let ok = (0..data.n())
         .filter(|&i| {
             let h = scores(p, &phi, data.sentence(i));
@@ -207,6 +207,7 @@ mod tests {
     use super::*;
     use crate::limit;
     use crate::network::empirical_risk_grad;
+    use crate::norm::Norm;
     use crate::task::{Freq, TaskConfig};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -278,7 +279,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let data = t.sample_sentences(3, &mut rng);
         let p = Params::random(&t, 1.0, &mut rng);
-        let phi = features(&p, None);
+        let phi = features(&p, Norm::None);
         let manual = (0..data.n())
             .filter(|&i| {
                 let h = scores(&p, &phi, data.sentence(i));

@@ -37,6 +37,7 @@ pub mod experiments;
 pub mod limit;
 pub mod metrics;
 pub mod network;
+pub mod norm;
 pub mod npy;
 pub mod plots;
 #[cfg(feature = "python")]

@@ -318,7 +318,7 @@ fn first_concepts_u(task: &Task, p: &Params) -> (Vec<f64>, Vec<usize>) {
 /// 3-D PCA coordinates of `phi(w_t)` for the tokens of the first three concepts,
 /// with their concept labels (for scatter plots; see [`pca_projection`]).
 pub fn pca_points_w(task: &Task, p: &Params) -> (Vec<[f64; 3]>, Vec<usize>) {
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let (rows, labels) = first_concepts_w(task, &phi);
     (pca_projection(&rows, task.dim()).0, labels)
 }
@@ -334,7 +334,7 @@ pub fn pca_points_u(task: &Task, p: &Params) -> (Vec<[f64; 3]>, Vec<usize>) {
 /// Cost `O((n_w + K L) d + n d^2 + d^3)`.
 pub fn collapse_metrics(task: &Task, p: &Params) -> CollapseMetrics {
     let d = task.dim();
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let labels_w: Vec<usize> = (0..task.n_w()).map(|t| t / task.s_c()).collect();
     let gw = Groups::new(&phi, d, &labels_w, task.n_c());
     let (within_spread_w, direction_spread_w) = gw.spreads(&phi, &labels_w);
@@ -409,7 +409,7 @@ pub struct FamilyDistance {
 /// any frame, and after any orthogonal map of it (fixing `1_d` with LayerNorm).
 pub fn family_distance(task: &Task, p: &Params, pred: &Prediction) -> FamilyDistance {
     let d = task.dim();
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let labels_w: Vec<usize> = (0..task.n_w()).map(|t| t / task.s_c()).collect();
     let gw = Groups::new(&phi, d, &labels_w, task.n_c());
     let gu = Groups::new(&p.u, d, task.z(), task.n_c());
@@ -482,8 +482,8 @@ pub fn family_distance(task: &Task, p: &Params, pred: &Prediction) -> FamilyDist
 pub fn within_concept_spread(task: &Task, p: &Params) -> f64 {
     let d = task.dim();
     let s_c = task.s_c();
-    let mut phi = features(p, task.layer_norm());
-    if task.layer_norm().is_none() && !task.freq().is_uniform() {
+    let mut phi = features(p, task.norm());
+    if task.norm().is_linear() && !task.freq().is_uniform() {
         for row in phi.chunks_mut(d) {
             let n = row.iter().map(|v| v * v).sum::<f64>().sqrt();
             if n > 0.0 {

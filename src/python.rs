@@ -102,7 +102,8 @@ pub struct PyTask {
 impl PyTask {
     #[new]
     #[pyo3(signature = (nc, sc, len, dim, classes=None, freq="uniform", zipf_exponent=1.0,
-        layer_norm=false, eps=0.0, lambda_w=0.01, lambda_u=0.01, seed=0, z=None))]
+        layer_norm=false, eps=0.0, lambda_w=0.01, lambda_u=0.01, seed=0, z=None, norm=None,
+        lambda_affine=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         nc: usize,
@@ -118,6 +119,8 @@ impl PyTask {
         lambda_u: f64,
         seed: u64,
         z: Option<&Bound<'_, PyAny>>,
+        norm: Option<&str>,
+        lambda_affine: Option<f64>,
     ) -> PyResult<Self> {
         let freq = match freq {
             "uniform" => FreqArg::Uniform,
@@ -141,11 +144,23 @@ impl PyTask {
             freq: Some(freq),
             zipf_exponent: (freq == FreqArg::Zipf).then_some(zipf_exponent),
             layer_norm,
-            eps: layer_norm.then_some(eps),
+            eps: (layer_norm || norm.is_some()).then_some(eps),
+            lambda_affine,
             seed: Some(seed),
             ..TaskArgs::default()
         };
         let mut cfg = args.apply(TaskConfig::default(), 0.0).map_err(py_err)?;
+        if let Some(name) = norm {
+            let n = crate::norm::Norm::parse(name, eps).map_err(py_err)?;
+            if layer_norm && n.layer_eps().is_none() {
+                return Err(py_err(Error::invalid(
+                    "norm",
+                    name,
+                    "conflicts with layer_norm=True (which is norm='layer')",
+                )));
+            }
+            cfg.set_norm(n);
+        }
         if let Some(z) = z {
             let (shape, values) = latent_array(z, len)?;
             if let Some(c) = classes.filter(|&c| c != shape[0]) {
@@ -211,10 +226,20 @@ impl PyTask {
     fn dim(&self) -> usize {
         self.inner.dim()
     }
-    /// LayerNorm `eps`, or `None` without LayerNorm.
+    /// LayerNorm `eps`, or `None` when the normalization is not plain LayerNorm.
     #[getter]
     fn layer_norm(&self) -> Option<f64> {
-        self.inner.layer_norm()
+        self.inner.norm().layer_eps()
+    }
+    /// The normalization: 'none', 'layer', 'rms', 'center' or 'layer-affine'.
+    #[getter]
+    fn norm(&self) -> &'static str {
+        self.inner.norm().name()
+    }
+    /// `eps` of the normalization (`None` for 'none' and 'center').
+    #[getter]
+    fn eps(&self) -> Option<f64> {
+        self.inner.norm().eps()
     }
     #[getter]
     fn lambda_w(&self) -> f64 {

@@ -290,3 +290,54 @@ fn resume_after_killing_the_binary() {
     assert!(finished(&o));
     assert_eq!(outcomes(&clean), after);
 }
+
+/// The `norm` key: every normalization expands (the centring ones only where
+/// `d >= n_c`), goes to its theorem, and keeps the instances of `layer_norm`.
+#[test]
+fn norm_key_expands_every_normalization() {
+    use feature_collapse::norm::Norm;
+    let grid = "[[grid]]\nn_c = 3\ns_c = 2\nlen = 2\ndim = [2, 3]\nfreq = \"zipf\"\n";
+    let spec = atlas::parse(&format!(
+        "{grid}norm = [\"none\", \"layer\", \"rms\", \"center\", \"layer-affine\"]\n"
+    ))
+    .unwrap();
+    let got: Vec<(Norm, usize, u8)> = spec
+        .instances
+        .iter()
+        .map(|i| (i.task.resolved_norm().unwrap(), i.task.dim, i.theorem))
+        .collect();
+    let eps = 0.0;
+    let expect = [
+        (Norm::None, 2, 2),
+        (Norm::Rms { eps }, 2, 3),
+        (Norm::None, 3, 2),
+        (Norm::Layer { eps }, 3, 3),
+        (Norm::Rms { eps }, 3, 3),
+        (Norm::Center, 3, 2),
+        (Norm::LayerAffine { eps }, 3, 3),
+    ];
+    assert_eq!(got, expect);
+    for i in &spec.instances {
+        let theorem3 = i.theorem == 3;
+        assert_eq!(i.task.lambda_w == 0.0, theorem3, "{:?}", i.task);
+    }
+    let affine = spec.instances.last().unwrap();
+    assert_eq!(affine.task.lambda_affine, Some(affine.task.lambda_u));
+    // layer_norm = [false, true] gives the same instances (and ids) as norm = ["none", "layer"]
+    let a = atlas::parse(&format!("{grid}layer_norm = [false, true]\n")).unwrap();
+    let b = atlas::parse(&format!("{grid}norm = [\"none\", \"layer\"]\n")).unwrap();
+    let ids = |s: &atlas::Spec| s.instances.iter().map(|i| i.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&a), ids(&b));
+    for (text, why) in [
+        ("norm = [\"batch\"]\n", "expected one of"),
+        ("norm = \"rms\"\nlayer_norm = true\n", "not both"),
+    ] {
+        let e = atlas::parse(&format!("{grid}{text}")).unwrap_err();
+        assert!(
+            e.is_bad_input()
+                && e.to_string().contains("grid[0].norm")
+                && e.to_string().contains(why),
+            "{e}"
+        );
+    }
+}

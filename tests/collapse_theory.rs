@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 /// Brute-force large-sample limit risk `R(W,U)` of docs/theory.md §2: every `beta` in
 /// `[s_c]^L` (lexicographic) weighted by `prod_l mu_{beta_l}`, for every class.
 fn exact_limit_risk(task: &Task, p: &Params) -> f64 {
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let (s_c, len) = (task.s_c(), task.len());
     let n_beta = s_c.pow(len as u32);
     let mut total = 0.0;
@@ -53,6 +53,8 @@ fn config(n_c: usize, s_c: usize, len: usize, classes: Option<usize>) -> TaskCon
         classes: classes.map(|k| k.clamp(2, n_c.pow(len as u32))),
         freq: Freq::Uniform,
         layer_norm: None,
+        norm: None,
+        lambda_affine: None,
         lambda_w: 0.01,
         lambda_u: 0.02,
         seed: 11,
@@ -77,7 +79,7 @@ fn layer_normed(c: TaskConfig) -> TaskConfig {
 
 /// The frame matching the task's collapse type (mean-zero with LayerNorm).
 fn frame_for(task: &Task) -> Vec<f64> {
-    equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some()).unwrap()
+    equiangular_frame(task.n_c(), task.dim(), task.norm().centres()).unwrap()
 }
 
 fn rel(a: f64, b: f64) -> f64 {
@@ -185,7 +187,7 @@ fn latent_set_form_is_exact_on_a_drawn_latent_set() {
 fn type_i_and_iii_full_predictions_solve_the_critical_point_system() {
     for (name, cfg) in tiny_tasks() {
         let task = cfg.build().unwrap();
-        if task.layer_norm().is_some() {
+        if task.norm().centres() {
             continue;
         }
         let pred = predict(&task, Form::Full).unwrap();
@@ -447,7 +449,7 @@ fn metrics_vanish_at_built_configurations_and_after_rotations() {
         }
         assert!(rel(m.u_norm_mean, pred.u_norm) < 1e-13);
         assert_in_family(name, &family_distance(&task, &p, &pred));
-        let q = random_orthogonal(task.dim(), task.layer_norm().is_some(), &mut rng);
+        let q = random_orthogonal(task.dim(), task.norm().centres(), &mut rng);
         let pr = rotate(&p, &q);
         assert_collapsed(
             &format!("{name} rotated"),

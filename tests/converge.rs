@@ -185,6 +185,8 @@ proptest! {
             classes: s.classes.map(|k| k.clamp(2, s.n_c.pow(s.len as u32))),
             freq: if s.zipf { Freq::Zipf { exponent: 1.0 } } else { Freq::Uniform },
             layer_norm: [None, Some(0.0), Some(1e-5)][s.ln as usize],
+            norm: None,
+            lambda_affine: None,
             lambda_w: 0.02,
             lambda_u: 0.03,
             seed: s.seed,

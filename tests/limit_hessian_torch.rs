@@ -42,6 +42,8 @@ fn task(n_c: usize, s_c: usize, len: usize, dim: usize, ln: Option<f64>, zipf: b
             Freq::Uniform
         },
         layer_norm: ln,
+        norm: None,
+        lambda_affine: None,
         lambda_w: 0.01,
         lambda_u: 0.02,
         seed: 0,
@@ -61,7 +63,7 @@ fn dump(task: &Task, p: &Params, path: &PathBuf) -> f64 {
     let rows: Vec<Vec<f64>> = h.row_iter().map(|r| r.iter().copied().collect()).collect();
     let json = serde_json::json!({
         "nc": task.n_c(), "sc": task.s_c(), "len": task.len(), "dim": task.dim(),
-        "eps": task.layer_norm(), "mu": task.mu(), "lambda_w": task.lambda_w(),
+        "eps": task.norm().layer_eps(), "mu": task.mu(), "lambda_w": task.lambda_w(),
         "lambda_u": task.lambda_u(), "w": p.w, "u": p.u, "risk": r, "grad": g,
         "hessian": rows,
     });

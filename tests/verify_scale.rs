@@ -15,8 +15,7 @@ use rand_chacha::ChaCha8Rng;
 
 fn predicted(task: &Task) -> Params {
     let pred = collapse::predict(task, exact_form(task)).unwrap();
-    let frame =
-        collapse::equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some()).unwrap();
+    let frame = collapse::equiangular_frame(task.n_c(), task.dim(), task.norm().centres()).unwrap();
     collapse::build(task, &pred, &frame)
 }
 

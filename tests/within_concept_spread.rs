@@ -29,7 +29,7 @@ fn vanishes_at_types_i_ii_iii_and_not_elsewhere() {
     ] {
         let task = c.build().unwrap();
         let pred = predict(&task, Form::Full).unwrap();
-        let frame = equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some()).unwrap();
+        let frame = equiangular_frame(task.n_c(), task.dim(), task.norm().centres()).unwrap();
         let mut p = build(&task, &pred, &frame);
         assert!(within_concept_spread(&task, &p) < 1e-12, "{task}");
         // move one token of concept 0 away from its concept

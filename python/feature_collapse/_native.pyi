@@ -21,7 +21,11 @@ class Task:
     ``∝ 1/beta^zipf_exponent`` (``'zipf'``; ``zipf_exponent`` is ignored for
     ``'uniform'``), LayerNorm without affine parameters with ``eps`` when
     ``layer_norm`` (``eps`` is ignored otherwise), weight decays ``lambda_w``,
-    ``lambda_u``. Invalid settings raise ``ValueError`` with the CLI's message."""
+    ``lambda_u``. ``norm`` (``'none'``, ``'layer'``, ``'rms'``, ``'center'``,
+    ``'layer-affine'``; docs/theory.md §10) picks another normalization, with
+    ``eps``; ``lambda_affine`` is the decay of the layer-affine gain and bias
+    (default ``lambda_w``). Invalid settings raise ``ValueError`` with the CLI's
+    message."""
 
     def __init__(
         self,
@@ -38,6 +42,8 @@ class Task:
         lambda_u: float = 0.01,
         seed: int = 0,
         z: Optional[npt.ArrayLike] = None,
+        norm: Optional[str] = None,
+        lambda_affine: Optional[float] = None,
     ) -> None: ...
     @property
     def z(self) -> npt.NDArray[np.int64]:
@@ -59,6 +65,10 @@ class Task:
     def dim(self) -> int: ...
     @property
     def layer_norm(self) -> Optional[float]: ...
+    @property
+    def norm(self) -> str: ...
+    @property
+    def eps(self) -> Optional[float]: ...
     @property
     def lambda_w(self) -> float: ...
     @property

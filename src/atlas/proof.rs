@@ -115,22 +115,19 @@ pub fn prove(task: &Task, max_rows: Option<usize>) -> ProofSummary {
                 .unwrap_or_default()
         )),
         Ok(Err(e)) => stopped(e.report()),
-        Ok(Ok(c)) => {
-            let [lo, hi] = c.risk_enclosure;
-            ProofSummary {
-                verdict: match c.verdict {
-                    ProofVerdict::Proved => ProofOutcome::Proved,
-                    ProofVerdict::Unproved => ProofOutcome::Unproved,
-                },
-                reason: c.reasons.first().cloned(),
-                seconds: Some(c.seconds),
-                phase: Some(c.phase.to_string()),
-                kind: c.kind,
-                risk_enclosure: (lo.is_finite() && hi.is_finite()).then_some([lo, hi]),
-                transverse_lower_bound: c.transverse_lower_bound,
-                distance_bound: c.distance_bound,
-            }
-        }
+        Ok(Ok(c)) => ProofSummary {
+            verdict: match c.verdict {
+                ProofVerdict::Proved => ProofOutcome::Proved,
+                ProofVerdict::Unproved => ProofOutcome::Unproved,
+            },
+            reason: c.reasons.first().cloned(),
+            seconds: Some(c.seconds),
+            phase: Some(c.phase.to_string()),
+            kind: c.kind,
+            risk_enclosure: c.risk_enclosure,
+            transverse_lower_bound: c.transverse_lower_bound,
+            distance_bound: c.distance_bound,
+        },
     }
 }
 

@@ -262,7 +262,13 @@ pub fn report(dir: &Path) -> Result<AtlasSummary> {
     ] {
         let sel: Vec<&ResultLine> = results
             .iter()
-            .filter(|r| r.instance.task.layer_norm.is_some() == ln)
+            .filter(|r| {
+                r.instance
+                    .task
+                    .resolved_norm()
+                    .is_ok_and(|n| !n.is_linear())
+                    == ln
+            })
             .collect();
         if sel.is_empty() {
             let _ = writeln!(md, "- {title}: no instance.\n");

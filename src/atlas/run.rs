@@ -386,8 +386,12 @@ pub fn short_instance(t: &TaskConfig) -> String {
             crate::task::Freq::Uniform => "uniform".to_string(),
             crate::task::Freq::Zipf { exponent } => format!("zipf({exponent})"),
         },
-        t.layer_norm
-            .map_or("noLN".to_string(), |e| format!("LN(eps={e})")),
+        match t.resolved_norm() {
+            Ok(crate::norm::Norm::None) => "noLN".to_string(),
+            Ok(crate::norm::Norm::Layer { eps }) => format!("LN(eps={eps})"),
+            Ok(n) => n.to_string(),
+            Err(_) => "norm?".to_string(),
+        },
         t.lambda_w,
         t.lambda_u
     )

@@ -20,7 +20,8 @@
 //! lambda_ratio = [0.5, 2.0]         # lambda_W = lambda_U = ratio * lambda_critical
 //! # or: lambda_w = [0.01]  lambda_u = [0.01]   (absolute values; not with lambda_ratio)
 //! layer_norm = [false, true]
-//! eps = [0.0]                       # LayerNorm eps (used with layer_norm = true)
+//! # or: norm = ["none", "layer", "rms", "center", "layer-affine"]   (not with layer_norm)
+//! eps = [0.0]                       # eps of layer, rms, layer-affine
 //! restarts = 4
 //! seed = [0, 1]                     # seeds the drawn latent set and the restarts
 //! ```
@@ -29,9 +30,11 @@
 //! `classes = "full"`, `freq = "uniform"`, `zipf_exponent = 1`, `lambda_ratio = 0.5`,
 //! `layer_norm = false`, `eps = 0`, `restarts = 4`, `seed = 0`.
 //!
-//! Which theorem applies follows from the instance: LayerNorm → 3 (then
-//! `lambda_W = 0`, as theorem 3 states, and `lambda_U` is the given or the ratio
-//! value), otherwise uniform `mu` → 1, otherwise (Zipf) → 2. `lambda_critical` is
+//! Which theorem applies follows from the instance: LayerNorm, RMSNorm or affine
+//! LayerNorm → 3 (then `lambda_W = 0`, as theorem 3 states, `lambda_U` is the
+//! given or the ratio value, and the affine decay is `lambda_U`), otherwise
+//! (`none`, `center`) uniform `mu` → 1, otherwise (Zipf) → 2. The centring
+//! norms need `d >= n_c`, the others `d >= n_c - 1`. `lambda_critical` is
 //! [`crate::collapse::lambda_critical`] of the instance without LayerNorm (the
 //! same number for both halves of a LayerNorm comparison). A Zipf instance with
 //! `s_c = 1` has `mu = (1)` and becomes the uniform one. Instances that coincide
@@ -40,9 +43,10 @@
 //! A malformed spec (unknown key, empty list, wrong type, bad range) is an
 //! [`Error::InvalidParam`] naming the key, e.g. `grid[1].n_c`.
 
-use super::values::{as_bool, as_f64, as_usize, bad, list, type_name};
+use super::values::{as_bool, as_f64, as_usize, bad, list, norm_list, type_name};
 use crate::collapse;
 use crate::error::{Error, Result};
+use crate::norm::Norm;
 use crate::task::{Freq, TaskConfig};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
@@ -96,7 +100,7 @@ const TOP_KEYS: [&str; 7] = [
     "certify_max_rows",
     "grid",
 ];
-const GRID_KEYS: [&str; 16] = [
+const GRID_KEYS: [&str; 17] = [
     "name",
     "n_c",
     "s_c",
@@ -109,6 +113,7 @@ const GRID_KEYS: [&str; 16] = [
     "lambda_w",
     "lambda_u",
     "layer_norm",
+    "norm",
     "eps",
     "restarts",
     "seed",
@@ -326,6 +331,7 @@ pub fn parse(text: &str) -> Result<Spec> {
             false,
             as_bool,
         )?;
+        let norms = norm_list(grid, &prefix, &ln)?;
         let eps = list(grid, &prefix, "eps", Some(vec![0.0]), true, nonneg)?;
         let restarts = list(grid, &prefix, "restarts", Some(vec![4]), true, as_usize)?;
         if let Some(r) = restarts
@@ -348,7 +354,7 @@ pub fn parse(text: &str) -> Result<Spec> {
             ("freq", freq.len()),
             ("zipf_exponent", expo.len()),
             ("lambda", lambdas.len()),
-            ("layer_norm", ln.len()),
+            ("norm", norms.len()),
             ("eps", eps.len()),
             ("restarts", restarts.len()),
             ("seed", seeds.len()),
@@ -390,15 +396,16 @@ pub fn parse(text: &str) -> Result<Spec> {
                                 };
                                 for &e in &exps {
                                     for &(r, w, u) in &lambdas {
-                                        for &ln in &ln {
+                                        for &norm_name in &norms {
+                                            let base = Norm::parse(norm_name, 0.0)?;
                                             // a mean-zero simplex of n_c points needs d >= n_c
-                                            if ln && dim < n_c {
+                                            if base.centres() && dim < n_c {
                                                 continue;
                                             }
-                                            let epss: Vec<Option<f64>> = if ln {
-                                                eps.iter().map(|&e| Some(e)).collect()
+                                            let epss: Vec<Norm> = if base.eps().is_some() {
+                                                eps.iter().map(|&e| base.with_eps(e)).collect()
                                             } else {
-                                                vec![None]
+                                                vec![base]
                                             };
                                             for &eps in &epss {
                                                 for &restarts in &restarts {
@@ -484,7 +491,7 @@ fn make(
     classes: Classes,
     exponent: f64,
     (ratio, lw, lu): (Option<f64>, f64, f64),
-    eps: Option<f64>,
+    norm: Norm,
     restarts: usize,
     seed: u64,
 ) -> Result<Instance> {
@@ -504,6 +511,8 @@ fn make(
         },
         freq,
         layer_norm: None,
+        norm: None,
+        lambda_affine: None,
         lambda_w: lw,
         lambda_u: lu,
         seed,
@@ -530,9 +539,12 @@ fn make(
         task.lambda_w = r * lc;
         task.lambda_u = r * lc;
     }
-    let theorem = if eps.is_some() {
-        task.layer_norm = eps;
+    task.set_norm(norm);
+    let theorem = if !norm.is_linear() {
         task.lambda_w = 0.0;
+        if norm.is_affine() {
+            task.lambda_affine = Some(task.lambda_u);
+        }
         3
     } else if freq.is_uniform() {
         1
@@ -541,7 +553,7 @@ fn make(
     };
     let lambda_ratio = match ratio {
         Some(r) => r,
-        None if eps.is_some() => task.lambda_u / lc,
+        None if !norm.is_linear() => task.lambda_u / lc,
         None => (task.lambda_w * task.lambda_u).sqrt() / lc,
     };
     Ok(Instance {

@@ -2,6 +2,7 @@
 //! range table `{from, to, step}`; every error names the key.
 
 use crate::error::{Error, Result};
+use crate::norm::NORM_NAMES;
 use toml::{Table, Value};
 
 pub(super) fn bad(key: &str, reason: impl std::fmt::Display) -> Error {
@@ -123,5 +124,30 @@ pub(super) fn list<T>(
             .iter()
             .map(|x| conv(&full, x))
             .collect(),
+    }
+}
+
+/// The grid's `norm` list (names of [`NORM_NAMES`]), or the one its
+/// `layer_norm` list `ln` gives (`false` -> `"none"`, `true` -> `"layer"`);
+/// both keys at once is an error naming `PREFIX.norm`.
+pub(super) fn norm_list(grid: &Table, prefix: &str, ln: &[bool]) -> Result<Vec<&'static str>> {
+    match grid.get("norm") {
+        Some(_) if grid.contains_key("layer_norm") => Err(bad(
+            &format!("{prefix}.norm"),
+            "give norm or layer_norm, not both",
+        )),
+        Some(_) => list(grid, prefix, "norm", None, false, |k, v| match v {
+            Value::String(s) => NORM_NAMES.iter().copied().find(|n| n == s).ok_or_else(|| {
+                bad(
+                    k,
+                    format!("expected one of {}, found \"{s}\"", NORM_NAMES.join(", ")),
+                )
+            }),
+            o => Err(bad(k, format!("expected a string, found {o}"))),
+        }),
+        None => Ok(ln
+            .iter()
+            .map(|&l| if l { "layer" } else { "none" })
+            .collect()),
     }
 }

@@ -27,6 +27,7 @@ pub mod slice;
 
 use crate::collapse::{self, CollapseType, Form};
 use crate::error::{Error, Result};
+use crate::norm::Norm;
 use crate::task::{Freq, Task};
 use ival::{frequencies, iv, pt, verified_min_eig, zero, I};
 pub use record::{Certificate, Phase, ProofVerdict, Step};
@@ -85,9 +86,17 @@ impl CertifyConfig {
 /// intervals, one per class chunk: 2 x 0.9 GiB at this size).
 pub const MAX_TABLE: usize = 7500;
 
-/// Refuses what `certify` cannot treat: a drawn latent set, or an instance whose
-/// interval Hessian would not fit in memory.
+/// Refuses what `certify` cannot treat: a normalization other than none and
+/// LayerNorm, a drawn latent set, or an instance whose interval Hessian would not
+/// fit in memory.
 pub fn check_instance(task: &Task) -> Result<()> {
+    if !matches!(task.norm(), Norm::None | Norm::Layer { .. }) {
+        return Err(Error::invalid(
+            "norm",
+            task.norm().name(),
+            "certify covers no normalization and LayerNorm (--norm none or layer)",
+        ));
+    }
     if !task.full_latent() {
         return Err(Error::invalid(
             "classes",
@@ -111,11 +120,12 @@ pub fn check_instance(task: &Task) -> Result<()> {
 
 /// The proof for `task` (see the module docs), as a [`Certificate`].
 pub fn certify(task: &Task, cfg: &CertifyConfig) -> Result<Certificate> {
+    // Also guards `--check` files, whose instance comes from the file.
     check_instance(task)?;
     let start = Instant::now();
     let mu = frequencies(task);
     let mut cert = Certificate::new(task, cfg);
-    let trivial_predicted = task.layer_norm().is_none()
+    let trivial_predicted = task.norm().is_none()
         && task.lambda_geo() >= collapse::origin_coupling(task)
         && cfg.constants.is_none();
     if cfg.candidate == Candidate::Origin
@@ -137,7 +147,7 @@ fn prove_trivial(task: &Task, mu: &[I], cert: &mut Certificate) {
     cert.kind = None;
     let n_c = task.n_c();
     let k = task.k();
-    if task.layer_norm().is_some() {
+    if !task.norm().is_none() {
         cert.fail(
             "trivial phase",
             "with LayerNorm the origin is never a minimiser (phi(w) has norm sqrt(d))".into(),
@@ -218,7 +228,7 @@ fn prove_collapsed(
     cert: &mut Certificate,
 ) -> Result<()> {
     cert.phase = Phase::Collapsed;
-    let ln = task.layer_norm();
+    let ln = task.norm().layer_eps();
     let kind = match (cfg.candidate, ln) {
         (_, Some(_)) => CollapseType::II,
         (Candidate::TypeI, None) => CollapseType::I,

@@ -417,6 +417,8 @@ mod tests {
             classes: None,
             freq: Freq::Zipf { exponent: 1.0 },
             layer_norm: ln,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 0.03,
             lambda_u: 0.02,
             seed: 1,

@@ -364,6 +364,8 @@ mod tests {
                 classes: None,
                 freq: Freq::Zipf { exponent: 1.0 },
                 layer_norm: ln,
+                norm: None,
+                lambda_affine: None,
                 lambda_w: lw,
                 lambda_u: 0.03,
                 seed: 2,

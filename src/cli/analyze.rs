@@ -184,7 +184,7 @@ fn task_from_json(path: &Path) -> Result<TaskConfig> {
 
 /// The keys of a task object: those of the settings ([`TaskConfig`]) and those a
 /// built [`Task`] adds when written (`n_w`, `k`, `full_latent`, `mu`, `z`).
-const TASK_KEYS: [&str; 16] = [
+const TASK_KEYS: [&str; 18] = [
     "n_c",
     "s_c",
     "len",
@@ -192,8 +192,10 @@ const TASK_KEYS: [&str; 16] = [
     "classes",
     "freq",
     "layer_norm",
+    "norm",
     "lambda_w",
     "lambda_u",
+    "lambda_affine",
     "seed",
     "latent",
     "n_w",
@@ -284,7 +286,7 @@ fn assumed_settings(a: &AnalyzeArgs, task: &Task) -> Vec<String> {
             task.freq()
         ));
     }
-    if !t.layer_norm && t.eps.is_none() {
+    if !t.layer_norm && t.eps.is_none() && t.norm.is_none() {
         out.push("no LayerNorm (assumed: default; pass --layer-norm)".into());
     }
     if a.z.is_none() && !task.full_latent() {

@@ -95,8 +95,9 @@ pub(super) fn print_phase_line(task: &Task) {
             fixed(task.lambda_geo(), 6)
         ),
         None => println!(
-            "  phase {} (LayerNorm: no critical weight decay)",
-            collapse::predicted_phase(task)
+            "  phase {} (--norm {}: no critical weight decay)",
+            collapse::predicted_phase(task),
+            task.norm().name()
         ),
     }
 }

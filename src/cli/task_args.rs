@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::experiments::Preset;
+use crate::norm::Norm;
 use crate::task::{Freq, TaskConfig};
 use clap::{Args, ValueEnum};
 
@@ -41,15 +42,46 @@ pub struct TaskArgs {
     /// Zipf exponent s in mu_beta ∝ 1/beta^s (>= 0; implies --freq zipf).
     #[arg(long, allow_negative_numbers = true)]
     pub zipf_exponent: Option<f64>,
-    /// Put LayerNorm (no affine parameters) after the embedding.
+    /// Put LayerNorm (no affine parameters) after the embedding (same as --norm layer).
     #[arg(long)]
     pub layer_norm: bool,
-    /// LayerNorm eps (>= 0); implies --layer-norm.
+    /// Normalization after the embedding: none, layer (LayerNorm), rms (RMSNorm,
+    /// w / sqrt(mean(w^2) + eps)), center (w - mean(w)), layer-affine (LayerNorm
+    /// with a learned gain and bias).
+    #[arg(long, value_enum)]
+    pub norm: Option<NormArg>,
+    /// eps (>= 0) of layer, rms and layer-affine; alone it implies --layer-norm.
     #[arg(long, allow_negative_numbers = true)]
     pub eps: Option<f64>,
+    /// Weight decay on the gain and bias of --norm layer-affine (default: lambda_W).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lambda_affine: Option<f64>,
     /// Seed of the latent-variable draw and of everything random.
     #[arg(long)]
     pub seed: Option<u64>,
+}
+
+/// The `--norm` values (see [`Norm`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NormArg {
+    None,
+    Layer,
+    Rms,
+    Center,
+    LayerAffine,
+}
+
+impl NormArg {
+    /// The normalization with `eps` (ignored by none and center).
+    pub fn norm(self, eps: f64) -> Norm {
+        match self {
+            NormArg::None => Norm::None,
+            NormArg::Layer => Norm::Layer { eps },
+            NormArg::Rms => Norm::Rms { eps },
+            NormArg::Center => Norm::Center,
+            NormArg::LayerAffine => Norm::LayerAffine { eps },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -125,8 +157,26 @@ impl TaskArgs {
             (None, Some(s)) => c.freq = Freq::Zipf { exponent: s },
             (None, None) => {}
         }
-        if self.layer_norm || self.eps.is_some() {
-            c.layer_norm = Some(self.eps.or(c.layer_norm).unwrap_or(default_eps));
+        let current = c.resolved_norm()?;
+        let eps = self.eps.or(current.eps()).unwrap_or(default_eps);
+        match (self.norm, self.layer_norm) {
+            (Some(n), true) if n != NormArg::Layer => {
+                return Err(Error::invalid(
+                    "norm",
+                    n.norm(eps).name(),
+                    "conflicts with --layer-norm (which is --norm layer)",
+                ))
+            }
+            (Some(n), _) => c.set_norm(n.norm(eps)),
+            (None, true) => c.set_norm(Norm::Layer { eps }),
+            (None, false) if self.eps.is_some() => c.set_norm(match current.eps() {
+                Some(_) => current.with_eps(eps),
+                None => Norm::Layer { eps },
+            }),
+            (None, false) => {}
+        }
+        if let Some(v) = self.lambda_affine {
+            c.lambda_affine = Some(v);
         }
         if let Some(v) = self.seed {
             c.seed = v;

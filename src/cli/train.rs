@@ -189,6 +189,8 @@ fn default_out(a: &TrainArgs, name: &str, seed: u64) -> PathBuf {
     add("zipf", t.zipf_exponent.map(num));
     add("ln", t.layer_norm.then(String::new));
     add("eps", t.eps.map(num));
+    add("norm", t.norm.map(|n| n.norm(0.0).name().to_string()));
+    add("lambdaaff", t.lambda_affine.map(num));
     add("nspl", a.nspl.map(|v| v.to_string()));
     add("epochs", a.epochs.map(|v| v.to_string()));
     add("lr", a.lr.map(num));
@@ -359,16 +361,30 @@ fn check_unchanged(a: &TrainArgs, t: &Trainer) -> Result<()> {
             return Err(conflict("zipf_exponent", s, format!("freq = {}", k.freq)));
         }
     }
-    let ln = |e: Option<f64>| e.map_or("none".to_string(), |e| format!("eps {e}"));
-    if f.layer_norm && k.layer_norm.is_none() {
-        return Err(conflict("layer_norm", true, "LayerNorm = none"));
+    let norm = k.resolved_norm()?;
+    if f.layer_norm && norm.layer_eps().is_none() {
+        return Err(conflict("layer_norm", true, format!("norm = {norm}")));
+    }
+    if let Some(n) = f.norm {
+        if n.norm(0.0).name() != norm.name() {
+            return Err(conflict(
+                "norm",
+                n.norm(0.0).name(),
+                format!("norm = {norm}"),
+            ));
+        }
     }
     if let Some(e) = f.eps {
-        if k.layer_norm != Some(e) {
+        if norm.eps() != Some(e) {
+            return Err(conflict("eps", e, format!("norm = {norm}")));
+        }
+    }
+    if let Some(v) = f.lambda_affine {
+        if k.lambda_affine.unwrap_or(k.lambda_w) != v {
             return Err(conflict(
-                "eps",
-                e,
-                format!("LayerNorm = {}", ln(k.layer_norm)),
+                "lambda_affine",
+                v,
+                format!("lambda_affine = {}", k.lambda_affine.unwrap_or(k.lambda_w)),
             ));
         }
     }

@@ -365,6 +365,8 @@ mod tests {
             classes: Some(1000),
             freq: Freq::Zipf { exponent: 1.0 },
             layer_norm: None,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 1e-3,
             lambda_u: 1e-3,
             seed: 0,

@@ -117,10 +117,12 @@ pub enum CollapseType {
 }
 
 /// The collapse type the theory predicts (docs/theory.md §3) for `task`:
-/// LayerNorm gives II; otherwise uniform `mu` (all `mu_beta` equal, e.g.
-/// `s_c = 1` or Zipf exponent 0) gives I, and non-uniform `mu` gives III.
+/// LayerNorm or RMSNorm gives II (and II is the reference geometry of
+/// `layer-affine`, with `gamma = 1`, `beta = 0`); otherwise (`none`, `center`)
+/// uniform `mu` (all `mu_beta` equal, e.g. `s_c = 1` or Zipf exponent 0) gives I,
+/// and non-uniform `mu` gives III.
 pub fn collapse_type(task: &Task) -> CollapseType {
-    if task.layer_norm().is_some() {
+    if !task.norm().is_linear() {
         CollapseType::II
     } else if task.mu().iter().all(|&m| m == task.mu()[0]) {
         CollapseType::I
@@ -240,6 +242,8 @@ mod tests {
             classes,
             freq: Freq::Uniform,
             layer_norm: None,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 0.01,
             lambda_u: 0.02,
             seed: 3,

@@ -70,7 +70,7 @@ pub fn origin_coupling(task: &Task) -> f64 {
 /// [`origin_coupling`]), on every latent set; `None` with LayerNorm, where the
 /// phase never changes (`U = 0` is never a minimiser there).
 pub fn lambda_critical(task: &Task) -> Option<f64> {
-    if task.layer_norm().is_some() {
+    if !task.norm().is_linear() {
         None
     } else {
         Some(origin_coupling(task))

@@ -37,7 +37,7 @@ use crate::empirical::{self, SampleProblem, WeightedSample};
 use crate::error::{Error, Result};
 use crate::limit;
 use crate::metrics::{self, FamilyDistance};
-use crate::network::{features, Params};
+use crate::network::Params;
 use crate::task::{Sentences, Task};
 use crate::train;
 use crate::verify::{self, VerifyConfig};
@@ -240,8 +240,7 @@ impl Reference {
         }
         task.check_sample("n_test", cfg.n_test)?;
         let prediction = collapse::predict(task, verify::exact_form(task))?;
-        let frame =
-            collapse::equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some())?;
+        let frame = collapse::equiangular_frame(task.n_c(), task.dim(), task.norm().centres())?;
         let built = collapse::build(task, &prediction, &frame);
         let (risk_at_prediction, g) = limit::risk_grad(task, &built);
         let polished = verify::minimise(task, &built, &verify_config(&cfg.limit))?;
@@ -356,21 +355,18 @@ pub fn draw_data(task: &Task, n_spl: usize, n_test: usize, seed: u64) -> (Senten
     (tr, te)
 }
 
-/// With LayerNorm and `lambda_W = 0`, every `w_t -> phi(w_t)` is a symmetry of
-/// both risks: the normalisation applied before each L-BFGS round.
+/// With a normalization and `lambda_W = 0`, every `w_t -> standardise(w_t)`
+/// ([`crate::norm::Norm::standardise`]) is a symmetry of both risks (exactly at
+/// `eps = 0`): the normalisation applied before each L-BFGS round.
 fn layer_norm_normalise(task: &Task) -> Option<impl Fn(&mut [f64]) + '_> {
-    let eps = task.layer_norm()?;
+    let norm = task.norm();
     let f = move |x: &mut [f64]| {
-        let shape = Params::zeros(task);
-        let nw = shape.w.len();
-        let p = Params {
-            w: x[..nw].to_vec(),
-            ..shape
-        };
-        let phi = features(&p, Some(eps));
-        x[..nw].copy_from_slice(&phi);
+        let nw = task.n_w() * task.dim();
+        for row in x[..nw].chunks_mut(task.dim()) {
+            norm.standardise(row);
+        }
     };
-    (task.lambda_w() == 0.0).then_some(f)
+    (task.lambda_w() == 0.0 && !norm.is_none()).then_some(f)
 }
 
 /// The ERM on `train`: L-BFGS on the sample risk from `N(0, init_scale^2)`

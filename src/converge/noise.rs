@@ -40,7 +40,7 @@ use nalgebra::{DMatrix, DVector, SymmetricEigen};
 /// sentences exceed `max_sentences`.
 pub fn gradient_noise_trace(task: &Task, p: &Params, max_sentences: usize) -> Result<f64> {
     let all = WeightedSample::exhaustive(task, max_sentences)?;
-    let n_params = p.w.len() + p.u.len();
+    let n_params = p.flat_len();
     let mut mean = vec![0.0; n_params];
     let mut second = 0.0;
     for i in 0..all.n() {
@@ -67,7 +67,7 @@ pub fn gradient_noise_trace(task: &Task, p: &Params, max_sentences: usize) -> Re
 /// `K s_c^L` sentences exceed `max_sentences`.
 pub fn erm_excess_coefficient(task: &Task, p: &Params, max_sentences: usize) -> Result<f64> {
     let all = WeightedSample::exhaustive(task, max_sentences)?;
-    let n = p.w.len() + p.u.len();
+    let n = p.flat_len();
     let k_n = task.k();
     let per_class = all.n() / k_n;
     let mut sigma = DMatrix::<f64>::zeros(n, n);

@@ -81,6 +81,8 @@ impl Preset {
             classes: Some(1000),
             freq: Freq::Uniform,
             layer_norm: None,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 1e-3,
             lambda_u: 1e-3,
             seed: 0,
@@ -127,14 +129,10 @@ impl Preset {
     }
 }
 
-/// The task the theory speaks of: LayerNorm with `eps = 0`.
+/// The task the theory speaks of: the normalization with `eps = 0`.
 pub fn theory_task(task: &Task) -> Task {
-    if task.layer_norm().is_some() {
-        task.with_layer_norm(Some(0.0))
-            .expect("eps = 0 is valid wherever eps was")
-    } else {
-        task.clone()
-    }
+    task.with_norm(task.norm().with_eps(0.0))
+        .expect("eps = 0 is valid wherever eps was")
 }
 
 /// Limit predictions for `task` in the latent-set and mean-field forms.

@@ -466,11 +466,7 @@ fn write_runs_table(s: &mut String, runs: &[Ran]) {
             r.task.k(),
             r.config.n_spl,
             r.config.epochs,
-            if r.task.layer_norm().is_some() {
-                "yes"
-            } else {
-                "no"
-            },
+            r.task.norm().name(),
             r.train_accuracy,
             r.test_accuracy,
             r.peak_test_accuracy,
@@ -567,7 +563,7 @@ fn write_run_sections(s: &mut String, runs: &[Ran], doc_dir: &Path) {
              Gram error {:.2e}, duality {:.4}.\n",
             m.pca_w, m.pca_u, m.within_spread_w, m.direction_spread_w, m.norm_cv_w, m.gram_error_w, m.duality
         );
-        if r.task.freq() != Freq::Uniform && r.task.layer_norm().is_none() {
+        if r.task.freq() != Freq::Uniform && r.task.norm().is_linear() {
             if let Some(mf) = r.predictions.iter().find(|p| p.form == Form::MeanField) {
                 let _ = writeln!(s, "| rank beta | 1 | 2 | 3 | 5 | 10 | 50 | 100 | last |\n|---|---|---|---|---|---|---|---|---|");
                 let idx: Vec<usize> = [0usize, 1, 2, 4, 9, 49, 99, r.task.s_c() - 1]

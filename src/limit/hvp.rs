@@ -76,13 +76,28 @@ pub struct HessianOperator<'a> {
     g: Vec<f64>,
     /// `dR/dphi_t` of the data term, row-major `n_w x d`.
     g_phi: Vec<f64>,
+    /// False for the normalizations without a derived Hessian (rms, center,
+    /// layer-affine: [`Norm::has_exact_hessian`](crate::norm::Norm::has_exact_hessian)),
+    /// whose products are [`hessian_vector_product_fd`].
+    exact: bool,
 }
 
 impl<'a> HessianOperator<'a> {
     /// The point's quantities: `phi`, `A`, `G / K` and `dR/dphi`.
     pub fn new(task: &'a Task, p: &'a Params) -> Self {
         assert_shape(task, p);
-        let phi = features(p, task.layer_norm());
+        if !task.norm().has_exact_hessian() {
+            return HessianOperator {
+                task,
+                p,
+                phi: Vec::new(),
+                table: Table::from_entries(task, Vec::new()),
+                g: Vec::new(),
+                g_phi: Vec::new(),
+                exact: false,
+            };
+        }
+        let phi = features(p, task.norm());
         let table = Table::new(task, p, &phi);
         let (_, mut g) = gradient_table(task, &table);
         let inv_k = 1.0 / task.k() as f64;
@@ -109,12 +124,14 @@ impl<'a> HessianOperator<'a> {
             table,
             g,
             g_phi,
+            exact: true,
         }
     }
 
-    /// Number of parameters `n = n_w d + K L d`.
+    /// Number of parameters (`n = n_w d + K L d`, plus `2 d` with an affine
+    /// LayerNorm).
     pub fn dim(&self) -> usize {
-        self.p.w.len() + self.p.u.len()
+        self.p.flat_len()
     }
 
     /// `H v`, flat in the [`Params::to_flat`] order (see [`HessianOperator`]). Panics when
@@ -122,8 +139,11 @@ impl<'a> HessianOperator<'a> {
     pub fn apply(&self, v: &[f64]) -> Vec<f64> {
         let (task, p) = (self.task, self.p);
         assert_eq!(v.len(), self.dim(), "direction length");
+        if !self.exact {
+            return hessian_vector_product_fd(task, p, v);
+        }
         let (len, d, n_w, k_n) = (task.len(), task.dim(), task.n_w(), task.k());
-        let eps = task.layer_norm();
+        let eps = task.norm().layer_eps();
         let (v_w, v_u) = v.split_at(p.w.len());
         let v_block = |j: usize, l: usize| &v_u[(j * len + l) * d..(j * len + l + 1) * d];
 
@@ -166,7 +186,7 @@ impl<'a> HessianOperator<'a> {
                 }
             }
         }
-        let mut h_w = features_backward(p, eps, h_phi);
+        let (mut h_w, _) = features_backward(p, task.norm(), h_phi);
         add_features_second(&p.w, &self.g_phi, v_w, d, eps, &mut h_w);
         for (h, x) in h_w.iter_mut().zip(v_w) {
             *h += task.lambda_w() * x;
@@ -326,7 +346,7 @@ mod tests {
         ] {
             let mut rng = ChaCha8Rng::seed_from_u64(3);
             let p = Params::random(&t, scale, &mut rng);
-            let phi = features(&p, t.layer_norm());
+            let phi = features(&p, t.norm());
             let table = Table::new(&t, &p, &phi);
             let da: Vec<f64> = (0..table.a.len())
                 .map(|_| standard_normal(&mut rng))

@@ -308,7 +308,7 @@ mod tests {
         let t = task(3, 3, Some(4), None, Freq::Zipf { exponent: 1.0 });
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let p = Params::random(&t, 25.0, &mut rng);
-        let phi = features(&p, t.layer_norm());
+        let phi = features(&p, t.norm());
         let table = Table::new(&t, &p, &phi);
         let spread = table.a.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(spread > 2.0 * SHIFT_SLACK, "scores too small: {spread}");

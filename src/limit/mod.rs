@@ -68,7 +68,7 @@
 //! LayerNorm it needs in `feature_map`.
 
 use crate::error::{Error, Result};
-use crate::network::{self, features, features_backward, log_sum_exp, Params};
+use crate::network::{self, features, log_sum_exp, Params};
 use crate::task::Task;
 use kernel::{Scratch, Table};
 use rayon::prelude::*;
@@ -189,7 +189,7 @@ pub fn check_budget(task: &Task, budget: f64) -> Result<()> {
 /// independent of the rayon thread count.
 pub fn risk(task: &Task, p: &Params) -> f64 {
     assert_shape(task, p);
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let table = Table::new(task, p, &phi);
     let chunks = chunk_ranges(task.k());
     let parts: Vec<f64> = map_chunks(task, &chunks, |lo, hi| {
@@ -199,7 +199,7 @@ pub fn risk(task: &Task, p: &Params) -> f64 {
             .sum::<f64>()
     });
     let data: f64 = parts.iter().sum();
-    data / task.k() as f64 + p.penalty(task.lambda_w(), task.lambda_u())
+    data / task.k() as f64 + task.penalty(p)
 }
 
 /// A worst-case estimate, first order in the machine epsilon `eps`, of the
@@ -217,7 +217,7 @@ pub fn risk(task: &Task, p: &Params) -> f64 {
 /// `(s_c^L / 8 + K) eps` times the largest term. The typical error is far
 /// smaller. `inf` when a quantity overflows.
 pub fn risk_error_bound(task: &Task, p: &Params) -> f64 {
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let max_phi = phi
         .chunks(p.dim)
         .map(|r| network::dot(r, r).sqrt())
@@ -227,7 +227,7 @@ pub fn risk_error_bound(task: &Task, p: &Params) -> f64 {
             .map(|r| network::dot(r, r).sqrt())
             .fold(0.0, f64::max);
     let h = task.len() as f64 * max_phi * max_u;
-    let pen = p.penalty(task.lambda_w(), task.lambda_u());
+    let pen = task.penalty(p);
     let leaves = (task.s_c() as f64).powi(task.len() as i32);
     let terms = REFRESH as f64 + 16.0 + leaves / 8.0 + task.k() as f64;
     let e = f64::EPSILON * (terms * (h + (task.k() as f64).ln()) + 4.0 * pen);
@@ -250,7 +250,7 @@ pub fn risk_error_bound(task: &Task, p: &Params) -> f64 {
 /// Deterministic and independent of the rayon thread count.
 pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
     assert_shape(task, p);
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let table = Table::new(task, p, &phi);
     let (data, g_total) = gradient_table(task, &table);
 
@@ -279,17 +279,9 @@ pub fn risk_grad(task: &Task, p: &Params) -> (f64, Vec<f64>) {
             }
         }
     }
-    let mut g_w = features_backward(p, task.layer_norm(), g_phi);
-    for (gw, w) in g_w.iter_mut().zip(&p.w) {
-        *gw += task.lambda_w() * w;
-    }
-    for (gu, u) in g_u.iter_mut().zip(&p.u) {
-        *gu += task.lambda_u() * u;
-    }
-    g_w.extend_from_slice(&g_u);
     (
-        data / k_n as f64 + p.penalty(task.lambda_w(), task.lambda_u()),
-        g_w,
+        data / k_n as f64 + task.penalty(p),
+        network::finish_gradient(task, p, g_phi, g_u),
     )
 }
 
@@ -328,7 +320,7 @@ fn gradient_table(task: &Task, table: &Table) -> (f64, Vec<f64>) {
 /// Cost `O(K * s_c^L * K L d)`, sequential.
 pub fn risk_naive(task: &Task, p: &Params) -> f64 {
     assert_shape(task, p);
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let (len, s_c) = (task.len(), task.s_c());
     let leaves = n_leaves(task);
     let mut beta = vec![0usize; len];
@@ -352,7 +344,7 @@ pub fn risk_naive(task: &Task, p: &Params) -> f64 {
         }
         data += class;
     }
-    data / task.k() as f64 + p.penalty(task.lambda_w(), task.lambda_u())
+    data / task.k() as f64 + task.penalty(p)
 }
 
 /// Panics with a clear message when `p` is not shaped for `task`.
@@ -363,7 +355,8 @@ fn assert_shape(task: &Task, p: &Params) {
             && p.len == task.len()
             && p.dim == task.dim()
             && p.w.len() == task.n_w() * task.dim()
-            && p.u.len() == task.k() * task.len() * task.dim(),
+            && p.u.len() == task.k() * task.len() * task.dim()
+            && p.gain.len() + p.bias.len() == task.norm().n_affine(task.dim()),
         "parameters shaped (n_w {}, K {}, L {}, d {}) do not fit the task (n_w {}, K {}, L {}, d {})",
         p.n_w,
         p.k,
@@ -439,6 +432,8 @@ mod tests {
             classes,
             freq,
             layer_norm: ln,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 0.01,
             lambda_u: 0.02,
             seed: 5,

@@ -77,6 +77,8 @@ mod tests {
             classes: None,
             freq: Freq::Uniform,
             layer_norm: None,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 0.05,
             lambda_u: 0.05,
             seed: 0,

@@ -294,7 +294,7 @@ mod tests {
         let t = task(3, 5, Some(13), Some(1e-5), Freq::Zipf { exponent: 1.0 });
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         let p = Params::random(&t, 1.0, &mut rng);
-        let phi = features(&p, t.layer_norm());
+        let phi = features(&p, t.norm());
         let table = Table::new(&t, &p, &phi);
         for k in 0..t.k() {
             let mut sc = Scratch::new(&t, true);
@@ -314,7 +314,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(6);
         let p = Params::random(&t, 1.0, &mut rng);
         let dp = Params::random(&t, 1.0, &mut rng);
-        let phi = features(&p, t.layer_norm());
+        let phi = features(&p, t.norm());
         let table = Table::new(&t, &p, &phi);
         let dtable = Table::from_entries(&t, Table::new(&t, &dp, &phi).a);
         for k in 0..t.k() {

@@ -412,7 +412,7 @@ fn nc4_classes(
 pub fn nc_metrics(task: &Task, p: &Params, samples: usize, seed: u64) -> NcMetrics {
     let d = task.dim();
     let (n_c, s_c, len) = (task.n_c(), task.s_c(), task.len());
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let labels: Vec<usize> = (0..task.n_w()).map(|t| t / s_c).collect();
     let tokens = nc_from_samples(&phi, d, &labels, None, n_c, None);
 

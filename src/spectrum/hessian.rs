@@ -48,7 +48,7 @@ pub fn hessian_spectrum(
 ) -> Result<HessianSpectrum> {
     cfg.validate()?;
     limit::check_budget(task, budget)?;
-    let n = p.w.len() + p.u.len();
+    let n = p.flat_len();
     let op = limit::HessianOperator::new(task, p);
     let hv = |v: &[f64]| op.apply(v);
     let top = top_eigenvalues(hv, n, cfg.top_k, cfg.seed, cfg.max_products, cfg.tol);

@@ -21,7 +21,7 @@ fn small_task() -> Task {
 /// The dense Hessian from the same products, column `i` = `H e_i`, symmetrised,
 /// and its eigenvalues, descending.
 fn dense_from_products(task: &Task, p: &Params) -> (DMatrix<f64>, Vec<f64>) {
-    let n = p.w.len() + p.u.len();
+    let n = p.flat_len();
     let cols: Vec<Vec<f64>> = (0..n)
         .map(|i| {
             let mut e = vec![0.0; n];

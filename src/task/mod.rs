@@ -5,7 +5,9 @@
 //! [`Task`]; every other module takes a `&Task` and may rely on its invariants.
 
 use crate::error::{Error, Result};
-use rand::{Rng, RngExt, SeedableRng};
+use crate::network::Params;
+use crate::norm::Norm;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -54,12 +56,21 @@ pub struct TaskConfig {
     pub classes: Option<usize>,
     /// Token frequencies.
     pub freq: Freq,
-    /// LayerNorm (without affine parameters) with this `eps`, or none.
+    /// LayerNorm (without affine parameters) with this `eps`, or none: the
+    /// original spelling of `norm = layer`, kept so that existing settings load
+    /// unchanged. Used when `norm` is unset; [`TaskConfig::set_norm`] keeps the
+    /// two consistent.
     pub layer_norm: Option<f64>,
+    /// The normalization `phi`; unset means "as `layer_norm` says".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub norm: Option<Norm>,
     /// Weight decay on the embedding `W`.
     pub lambda_w: f64,
     /// Weight decay on the classifier `U`.
     pub lambda_u: f64,
+    /// Weight decay on the LayerNorm gain and bias (`layer-affine`); unset means `lambda_w`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda_affine: Option<f64>,
     /// Seed of the latent-variable draw (and of anything else random in the task).
     pub seed: u64,
     /// Explicit latent variables (row-major `K x L`, entries in `0..n_c`) instead of
@@ -78,8 +89,10 @@ impl Default for TaskConfig {
             classes: None,
             freq: Freq::Uniform,
             layer_norm: None,
+            norm: None,
             lambda_w: 0.01,
             lambda_u: 0.01,
+            lambda_affine: None,
             seed: 0,
             latent: None,
         }
@@ -112,10 +125,15 @@ pub struct Task {
     freq: Freq,
     /// `mu_beta`, length `s_c`, sums to one.
     mu: Vec<f64>,
-    /// LayerNorm `eps` if LayerNorm is on.
+    /// LayerNorm `eps` if the normalization is plain LayerNorm (kept in the
+    /// serialized task for readers of earlier results).
     layer_norm: Option<f64>,
+    /// The normalization `phi`.
+    norm: Norm,
     lambda_w: f64,
     lambda_u: f64,
+    /// Weight decay of the affine parameters (`lambda_W` unless set).
+    lambda_affine: f64,
     seed: u64,
     /// Latent variables, row-major `K x L`: `z[k * L + l] = z_{k,l}` in `0..n_c`.
     z: Vec<usize>,
@@ -170,9 +188,18 @@ impl Task {
     pub fn mu(&self) -> &[f64] {
         &self.mu
     }
-    /// LayerNorm `eps` if LayerNorm is on.
-    pub fn layer_norm(&self) -> Option<f64> {
-        self.layer_norm
+    /// The normalization `phi` applied to every embedding row.
+    pub fn norm(&self) -> Norm {
+        self.norm
+    }
+    /// Weight decay `lambda_affine` of the gain and bias (`layer-affine`).
+    pub fn lambda_affine(&self) -> f64 {
+        self.lambda_affine
+    }
+    /// The full weight-decay penalty
+    /// `(lambda_W/2)||W||^2 + (lambda_U/2)||U||^2 + (lambda_affine/2)(||gamma||^2 + ||beta||^2)`.
+    pub fn penalty(&self, p: &Params) -> f64 {
+        p.penalty(self.lambda_w, self.lambda_u) + 0.5 * self.lambda_affine * p.affine_sq_norm()
     }
     /// Weight decay `lambda_W`.
     pub fn lambda_w(&self) -> f64 {
@@ -213,10 +240,10 @@ impl Task {
         Ok(t)
     }
 
-    /// The same task (same latent variables) with LayerNorm `eps` (or none).
-    pub fn with_layer_norm(&self, eps: Option<f64>) -> Result<Task> {
+    /// The same task (same latent variables) with the normalization `norm`.
+    pub fn with_norm(&self, norm: Norm) -> Result<Task> {
         let mut config = self.config.clone();
-        config.layer_norm = eps;
+        config.set_norm(norm);
         let mut t = config.build()?;
         t.z.clone_from(&self.z);
         Ok(t)
@@ -253,9 +280,10 @@ pub fn short(v: f64) -> String {
 impl std::fmt::Display for Task {
     /// One line: sizes, latent set, frequencies, LayerNorm, weight decays.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ln = match self.layer_norm {
-            Some(eps) => format!("LayerNorm(eps={eps:e})"),
-            None => "no LayerNorm".to_string(),
+        let ln = match self.norm {
+            Norm::Layer { eps } => format!("LayerNorm(eps={eps:e})"),
+            Norm::None => "no LayerNorm".to_string(),
+            n => format!("norm={n}"),
         };
         write!(
             f,
@@ -316,23 +344,8 @@ impl TaskConfig {
             ));
         }
         // d < n_c - 1 (no equiangular frame) is a valid model, outside the theorems'
-        // hypotheses; only LayerNorm needs d >= 2 (with d = 1, v - mean(v) = 0).
-        if self.layer_norm.is_some() && self.dim < 2 {
-            return Err(Error::invalid(
-                "dim",
-                self.dim,
-                "LayerNorm needs d >= 2 (with d = 1, v - mean(v) = 0 for every v)",
-            ));
-        }
-        if let Freq::Zipf { exponent } = self.freq {
-            if !exponent.is_finite() || exponent < 0.0 {
-                return Err(Error::invalid(
-                    "zipf_exponent",
-                    exponent,
-                    "must be finite and >= 0",
-                ));
-            }
-        }
+        // hypotheses; only the centring norms need d >= 2 (with d = 1, v - mean(v) = 0).
+        let norm = self.resolved_norm()?;
         if let Some(eps) = self.layer_norm {
             if !eps.is_finite() || eps < 0.0 {
                 return Err(Error::invalid(
@@ -342,8 +355,28 @@ impl TaskConfig {
                 ));
             }
         }
+        if norm.layer_eps().is_some() && self.dim < 2 {
+            return Err(Error::invalid(
+                "dim",
+                self.dim,
+                "LayerNorm needs d >= 2 (with d = 1, v - mean(v) = 0 for every v)",
+            ));
+        }
+        norm.check(self.dim)?;
+        if let Freq::Zipf { exponent } = self.freq {
+            if !exponent.is_finite() || exponent < 0.0 {
+                return Err(Error::invalid(
+                    "zipf_exponent",
+                    exponent,
+                    "must be finite and >= 0",
+                ));
+            }
+        }
         check_lambda("lambda_w", self.lambda_w)?;
         check_lambda("lambda_u", self.lambda_u)?;
+        if let Some(la) = self.lambda_affine {
+            check_lambda("lambda_affine", la)?;
+        }
         // Sizes first, in checked arithmetic, before anything is allocated.
         let full_size = (self.n_c as f64).powf(self.len as f64);
         let full_exact = u32::try_from(self.len)
@@ -463,61 +496,15 @@ impl TaskConfig {
             full_latent,
             freq: self.freq,
             mu: self.freq.weights(self.s_c),
-            layer_norm: self.layer_norm,
+            layer_norm: norm.layer_eps(),
+            norm,
             lambda_w: self.lambda_w,
             lambda_u: self.lambda_u,
+            lambda_affine: self.lambda_affine.unwrap_or(self.lambda_w),
             seed: self.seed,
             z,
             config: self.clone(),
         })
-    }
-}
-
-/// Samples token ranks `beta` from `mu` by inverse CDF.
-#[derive(Debug, Clone)]
-pub struct RankSampler {
-    cdf: Vec<f64>,
-}
-
-impl RankSampler {
-    pub fn new(mu: &[f64]) -> Self {
-        let mut acc = 0.0;
-        let mut cdf: Vec<f64> = mu
-            .iter()
-            .map(|m| {
-                acc += m;
-                acc
-            })
-            .collect();
-        if let Some(last) = cdf.last_mut() {
-            *last = f64::INFINITY; // guard against round-off in the total
-        }
-        RankSampler { cdf }
-    }
-
-    /// One draw `beta ~ mu`, as an index in `0..s_c`.
-    pub fn sample(&self, rng: &mut impl Rng) -> usize {
-        let u: f64 = rng.random();
-        self.cdf.partition_point(|&c| c <= u)
-    }
-}
-
-/// A set of sentences with their class labels.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sentences {
-    /// Row-major `n x L` flat token indices `alpha * s_c + beta`.
-    pub tokens: Vec<u32>,
-    /// Class of each sentence, length `n`.
-    pub labels: Vec<u32>,
-    pub len: usize,
-}
-
-impl Sentences {
-    pub fn n(&self) -> usize {
-        self.labels.len()
-    }
-    pub fn sentence(&self, i: usize) -> &[u32] {
-        &self.tokens[i * self.len..(i + 1) * self.len]
     }
 }
 
@@ -582,15 +569,18 @@ impl Task {
         }
     }
 
-    /// Number of trainable parameters `n_w d + K L d`.
+    /// Number of trainable parameters `n_w d + K L d` (`+ 2 d` with `layer-affine`).
     pub fn n_params(&self) -> usize {
-        self.n_w * self.dim + self.k * self.len * self.dim
+        self.n_w * self.dim + self.k * self.len * self.dim + self.norm.n_affine(self.dim)
     }
 }
 
 mod latent;
+mod norm_config;
+mod sentences;
 
 pub use latent::{draw_latent, full_latent_set, repeated_rows, repeated_rows_error};
+pub use sentences::{RankSampler, Sentences};
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
 //! Unit tests of the task module.
 use super::*;
+use rand::RngExt;
 
 #[test]
 fn zipf_weights_are_normalised_and_decreasing() {

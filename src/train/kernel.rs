@@ -7,7 +7,7 @@
 //! | `x` | `B x Ld` | gathered features `phi(w_{x_{i,l}})`, position blocks side by side |
 //! | `h` | `B x K` | scores `X U^T`, then overwritten by `G = (softmax(h) - onehot(y)) / B` |
 //! | `dx` | `B x Ld` | `G U`, then (LayerNorm) `dR/dw` per occurrence |
-//! | `rstd` | `B x L` | `1 / sqrt(var + eps)` of each gathered row (LayerNorm only) |
+//! | `rstd` | `B x L` | the scale of each gathered row's normalization ([`RowNorm::forward`]) |
 //!
 //! All three products go through [`gemm::gemm`]. With many classes each product is one
 //! call with `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across
@@ -20,6 +20,7 @@
 //! how rayon splits the rows either; the only reduction across rows (the batch loss)
 //! is summed sequentially in row order.
 
+pub(crate) use super::rownorm::RowNorm;
 use crate::task::Sentences;
 use rayon::prelude::*;
 
@@ -56,7 +57,8 @@ pub(crate) struct Shape {
     pub dim: usize,
     pub threads: usize,
     /// LayerNorm `eps` (f32) if LayerNorm is on.
-    pub ln_eps: Option<f32>,
+    /// The normalization of every gathered row.
+    pub norm: RowNorm,
     pub lr: f32,
     pub lambda_w: f32,
     pub lambda_u: f32,
@@ -68,32 +70,6 @@ impl Shape {
     }
     fn par(&self) -> gemm::Parallelism {
         gemm::Parallelism::Rayon(self.threads)
-    }
-}
-
-/// `phi(v)` into `out`, returning `1/sqrt(var + eps)`: LayerNorm without affine
-/// parameters, biased variance, `out = (v - mean) / sqrt(var + eps)`.
-#[inline]
-fn layer_norm_row(v: &[f32], out: &mut [f32], eps: f32) -> f32 {
-    let inv_d = 1.0 / v.len() as f32;
-    let mean = v.iter().sum::<f32>() * inv_d;
-    let var = v.iter().map(|&a| (a - mean) * (a - mean)).sum::<f32>() * inv_d;
-    let rstd = 1.0 / (var + eps).sqrt();
-    for (o, &a) in out.iter_mut().zip(v) {
-        *o = (a - mean) * rstd;
-    }
-    rstd
-}
-
-/// LayerNorm backward in place: `g <- rstd * (g - mean(g) - xhat * mean(g ⊙ xhat))`
-/// where `xhat = phi(v)` is the forward output.
-#[inline]
-fn layer_norm_backward_row(xhat: &[f32], g: &mut [f32], rstd: f32) {
-    let inv_d = 1.0 / g.len() as f32;
-    let gm = g.iter().sum::<f32>() * inv_d;
-    let gx = g.iter().zip(xhat).map(|(&a, &b)| a * b).sum::<f32>() * inv_d;
-    for (gi, &xi) in g.iter_mut().zip(xhat) {
-        *gi = rstd * (*gi - gm - xi * gx);
     }
 }
 
@@ -113,10 +89,7 @@ pub(crate) fn gather(
             let sent = data.sentence(i);
             for ((xb, r), &t) in xr.chunks_mut(d).zip(rr.iter_mut()).zip(sent) {
                 let wt = &w[t as usize * d..(t as usize + 1) * d];
-                match s.ln_eps {
-                    None => xb.copy_from_slice(wt),
-                    Some(eps) => *r = layer_norm_row(wt, xb, eps),
-                }
+                *r = s.norm.forward(wt, xb);
             }
         }
     };
@@ -423,22 +396,22 @@ fn rows_pass(
             s.par(),
         );
     }
-    if s.ln_eps.is_some() && s.threads <= 1 {
+    if s.norm != RowNorm::None && s.threads <= 1 {
         for ((g, xh), &r) in dx[..b * ld]
             .chunks_mut(d)
             .zip(x[..b * ld].chunks(d))
             .zip(&rstd[..b * s.len])
         {
-            layer_norm_backward_row(xh, g, r);
+            s.norm.backward(xh, g, r);
         }
-    } else if s.ln_eps.is_some() {
+    } else if s.norm != RowNorm::None {
         dx[..b * ld]
             .par_chunks_mut(d * ROWS_PER_TASK)
             .zip(x[..b * ld].par_chunks(d * ROWS_PER_TASK))
             .zip(rstd[..b * s.len].par_chunks(ROWS_PER_TASK))
             .for_each(|((gc, xc), rc)| {
                 for ((g, xh), &r) in gc.chunks_mut(d).zip(xc.chunks(d)).zip(rc) {
-                    layer_norm_backward_row(xh, g, r);
+                    s.norm.backward(xh, g, r);
                 }
             });
     }

@@ -55,6 +55,7 @@ mod checkpoint;
 mod config;
 mod kernel;
 mod observe;
+mod rownorm;
 mod rundir;
 mod session;
 
@@ -67,8 +68,9 @@ pub use session::{Outcome, Session};
 
 use crate::error::{Error, Result};
 use crate::network::{standard_normal, Params};
+use crate::norm::Norm;
 use crate::task::{Sentences, Task};
-use kernel::{Shape, Work};
+use kernel::{RowNorm, Shape, Work};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use session::EpochEnd;
@@ -172,6 +174,13 @@ impl Trainer {
     fn assemble(task: Task, config: TrainConfig, w: Vec<f32>, u: Vec<f32>) -> Result<Self> {
         task.check_sample("n_spl", config.n_spl)?;
         task.check_sample("n_test", config.n_test)?;
+        if task.norm().is_affine() {
+            return Err(Error::invalid(
+                "norm",
+                task.norm().name(),
+                "the f32 trainer supports --norm none, layer, rms and center (layer-affine: use the f64 exact and sample risks)",
+            ));
+        }
         let threads = config.resolved_threads();
         let pool = build_pool(threads)?;
         let (train, test) = sample_data(&task, &config);
@@ -182,7 +191,13 @@ impl Trainer {
             len: task.len(),
             dim: task.dim(),
             threads,
-            ln_eps: task.layer_norm().map(|e| e as f32),
+            norm: match task.norm() {
+                Norm::None => RowNorm::None,
+                Norm::Layer { eps } => RowNorm::Layer(eps as f32),
+                Norm::Rms { eps } => RowNorm::Rms(eps as f32),
+                Norm::Center => RowNorm::Center,
+                Norm::LayerAffine { .. } => unreachable!("refused above"),
+            },
             lr: config.lr as f32,
             lambda_w: task.lambda_w() as f32,
             lambda_u: task.lambda_u() as f32,
@@ -305,14 +320,14 @@ impl Trainer {
 
     /// The weights as f64 [`Params`] (for `network`, `metrics`, ...).
     pub fn params_f64(&self) -> Params {
-        Params {
-            n_w: self.task.n_w(),
-            k: self.task.k(),
-            len: self.task.len(),
-            dim: self.task.dim(),
-            w: self.w.iter().map(|&v| v as f64).collect(),
-            u: self.u.iter().map(|&v| v as f64).collect(),
-        }
+        Params::from_wu(
+            self.task.n_w(),
+            self.task.k(),
+            self.task.len(),
+            self.task.dim(),
+            self.w.iter().map(|&v| v as f64).collect(),
+            self.u.iter().map(|&v| v as f64).collect(),
+        )
     }
 
     /// Replaces the weights (f64, rounded to f32), e.g. to start from a given point.

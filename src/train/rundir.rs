@@ -270,6 +270,8 @@ mod tests {
             classes: Some(12),
             freq: Freq::Uniform,
             layer_norm: None,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 1e-3,
             lambda_u: 1e-3,
             seed: 0,

@@ -1,8 +1,9 @@
 use super::*;
 use crate::network::{self, empirical_risk_grad};
+use crate::norm::Norm;
 use crate::task::{Freq, TaskConfig};
 
-fn tiny_task(layer_norm: Option<f64>, lambda_w: f64, lambda_u: f64) -> Task {
+fn tiny_task(norm: Norm, lambda_w: f64, lambda_u: f64) -> Task {
     TaskConfig {
         n_c: 3,
         s_c: 3,
@@ -10,9 +11,11 @@ fn tiny_task(layer_norm: Option<f64>, lambda_w: f64, lambda_u: f64) -> Task {
         dim: 8,
         classes: Some(5),
         freq: Freq::Zipf { exponent: 1.0 },
-        layer_norm,
+        layer_norm: None,
+        norm: Some(norm),
         lambda_w,
         lambda_u,
+        lambda_affine: None,
         seed: 7,
         latent: None,
     }
@@ -58,7 +61,17 @@ fn max_abs(v: impl Iterator<Item = f64>) -> f64 {
 
 #[test]
 fn f32_gradient_matches_f64_reference() {
-    for (ln, threads) in [(None, 1), (Some(1e-5), 1), (None, 2), (Some(1e-5), 2)] {
+    let (ln, rms) = (Norm::Layer { eps: 1e-5 }, Norm::Rms { eps: 1e-5 });
+    for (ln, threads) in [
+        (Norm::None, 1),
+        (ln, 1),
+        (rms, 1),
+        (Norm::Center, 1),
+        (Norm::None, 2),
+        (ln, 2),
+        (rms, 2),
+        (Norm::Center, 2),
+    ] {
         let task = tiny_task(ln, 0.0, 0.0);
         let cfg = TrainConfig {
             threads,
@@ -85,7 +98,12 @@ fn f32_gradient_matches_f64_reference() {
 
 #[test]
 fn one_sgd_step_matches_hand_computed_update() {
-    for ln in [None, Some(1e-5)] {
+    for ln in [
+        Norm::None,
+        Norm::Layer { eps: 1e-5 },
+        Norm::Rms { eps: 1e-5 },
+        Norm::Center,
+    ] {
         let (lw, lu) = (0.03, 0.07);
         let task = tiny_task(ln, lw, lu);
         let cfg = TrainConfig {
@@ -130,11 +148,11 @@ fn one_sgd_step_matches_hand_computed_update() {
 
 #[test]
 fn accuracy_agrees_with_f64_network() {
-    let task = tiny_task(Some(1e-5), 0.0, 0.0);
+    let task = tiny_task(Norm::Layer { eps: 1e-5 }, 0.0, 0.0);
     let mut t = Trainer::new(&task, &tiny_config()).unwrap();
     set_random_weights(&mut t, 3);
     let p = t.params_f64();
-    let phi = network::features(&p, task.layer_norm());
+    let phi = network::features(&p, task.norm());
     let data = t.train_data().clone();
     let ok = (0..data.n())
         .filter(|&i| {
@@ -158,6 +176,8 @@ fn threaded_setup(ln: Option<f64>, threads: usize) -> Trainer {
         classes: Some(100),
         freq: Freq::Uniform,
         layer_norm: ln,
+        norm: None,
+        lambda_affine: None,
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 5,
@@ -228,6 +248,8 @@ fn resume_setup(epochs: usize) -> (Task, TrainConfig) {
         classes: Some(20),
         freq: Freq::Uniform,
         layer_norm: Some(1e-5),
+        norm: None,
+        lambda_affine: None,
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 1,
@@ -328,7 +350,7 @@ fn corrupt_checkpoints_are_rejected() {
 
 #[test]
 fn bad_configs_name_the_field() {
-    let task = tiny_task(None, 0.0, 0.0);
+    let task = tiny_task(Norm::None, 0.0, 0.0);
     let bad = |c: TrainConfig, name: &str| match Trainer::new(&task, &c) {
         Err(Error::InvalidParam { name: n, .. }) => assert_eq!(n, name),
         other => panic!("expected an error on {name}, got {other:?}"),
@@ -433,6 +455,8 @@ fn small_shape_learns_the_training_set() {
         classes: Some(20),
         freq: Freq::Uniform,
         layer_norm: None,
+        norm: None,
+        lambda_affine: None,
         lambda_w: 1e-3,
         lambda_u: 1e-3,
         seed: 2,
@@ -500,6 +524,8 @@ fn small_shapes_do_not_depend_on_thread_count() {
             classes: Some(k),
             freq: Freq::Zipf { exponent: 1.0 },
             layer_norm: ln,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 1e-3,
             lambda_u: 2e-3,
             seed: 8,
@@ -551,6 +577,8 @@ fn f32_gradient_matches_f64_reference_on_blocked_kernels() {
             classes: Some(k),
             freq: Freq::Uniform,
             layer_norm: None,
+            norm: None,
+            lambda_affine: None,
             lambda_w: 0.0,
             lambda_u: 0.0,
             seed: 13,

@@ -80,7 +80,7 @@ pub fn lambda_critical_bisection(
     cfg: &VerifyConfig,
     rel_tol: f64,
 ) -> Result<Option<Bisection>> {
-    if task.layer_norm().is_some() {
+    if !task.norm().is_linear() {
         return Ok(None);
     }
     if rel_tol.is_nan() || rel_tol <= 0.0 {

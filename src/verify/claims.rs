@@ -241,7 +241,7 @@ pub fn collapsed_drawn(cx: &Context, ev: &mut Evidence) {
     let lk = log_k(task);
     let best = cx.best();
     cx.converged(ev);
-    if task.layer_norm().is_none() {
+    if task.norm().is_linear() {
         let gap = lk - best.risk;
         ev.check(
             "best restart below R(0) = log K (the origin is a saddle)",
@@ -464,7 +464,7 @@ fn polish(cx: &Context, r: &Restart) -> Option<(Params, f64, f64)> {
 /// still collapsed. None if that fails.
 fn collapsed_projection(cx: &Context, p: &Params) -> Option<f64> {
     let task = cx.task;
-    let phi = features(p, task.layer_norm());
+    let phi = features(p, task.norm());
     let (d, s_c) = (task.dim(), task.s_c());
     let mut q = p.clone();
     for c in 0..task.n_c() {
@@ -496,10 +496,10 @@ fn collapsed_projection(cx: &Context, p: &Params) -> Option<f64> {
 /// `g / lambda_W` of the `W`-minimiser; relative to the smallest token norm
 /// (directions) this bounds the spread, times a safety factor 10.
 fn spread_slack(task: &Task, p: &Params, g: f64) -> f64 {
-    if task.layer_norm().is_some() || task.lambda_w() <= 0.0 {
+    if !task.norm().is_linear() || task.lambda_w() <= 0.0 {
         return 0.0;
     }
-    let phi = features(p, None);
+    let phi = features(p, task.norm());
     let min_row = phi
         .chunks(task.dim())
         .map(norm)
@@ -530,7 +530,7 @@ pub fn outside(cx: &Context, outside: &[String], ev: &mut Evidence) {
         ),
     );
     ev.measure("best restart R_best", best.risk, "lowest risk found");
-    if task.layer_norm().is_none() {
+    if task.norm().is_linear() {
         ev.measure("R(0) = log K", log_k(task), "risk at the origin");
     }
     ev.measure("best restart ||W||_F", best.w_norm, "");

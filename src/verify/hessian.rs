@@ -124,7 +124,7 @@ pub fn min_eigenpair_with(
     max_products: usize,
     rel_tol: f64,
 ) -> Result<EigenPair> {
-    let n = p.w.len() + p.u.len();
+    let n = p.flat_len();
     let q = symmetry_basis(task, p);
     if q.len() >= n {
         return Err(Error::Optimiser(
@@ -191,7 +191,7 @@ fn complement(q: &[Vec<f64>], n: usize) -> DMatrix<f64> {
 /// `eps > 0`), the split does not hold and `min_eig`, `max_eig`, `near_zero` come
 /// from a second Lanczos run on `H` itself (`near_zero` then counts one per eigenspace).
 pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
-    let n = p.w.len() + p.u.len();
+    let n = p.flat_len();
     let q = symmetry_basis(task, p);
     let op = HessianOperator::new(task, p);
     let mut products = 0;
@@ -287,11 +287,17 @@ pub fn hessian_report_lanczos(task: &Task, p: &Params) -> HessianReport {
 
 /// Tangent vectors of the symmetry orbit through `p`, one column each:
 /// infinitesimal rotations `Omega = q_a q_b^T - q_b q_a^T` applied to every `w_t` and
-/// `u_{j,l}` (`q` an orthonormal basis of `R^d`, or of `1_d^perp` with LayerNorm), and
-/// with LayerNorm the scale `w_t` and shift `1_d` of each `w_t` separately.
+/// `u_{j,l}` (`q` an orthonormal basis of `R^d`, or of `1_d^perp` with a centring
+/// norm; none with `layer-affine`, whose gain and bias break them), the scale
+/// `w_t` of each `w_t` where `phi` is scale invariant (`layer`, `rms`,
+/// `layer-affine`) and the shift `1_d` where it removes the mean (`layer`,
+/// `center`, `layer-affine`).
 pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
     let d = p.dim;
-    let basis: Vec<Vec<f64>> = if task.layer_norm().is_some() {
+    let norm = task.norm();
+    let basis: Vec<Vec<f64>> = if norm.is_affine() {
+        Vec::new()
+    } else if norm.centres() {
         collapse::ones_complement_basis(d)
     } else {
         (0..d)
@@ -315,11 +321,14 @@ pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
             cols.push(t);
         }
     }
-    if task.layer_norm().is_some() {
-        for tok in 0..p.n_w {
+    let (scales, shifts) = (norm.eps().is_some(), norm.centres() || norm.is_affine());
+    for tok in 0..p.n_w {
+        if scales {
             let mut scale = vec![0.0; n];
             scale[tok * d..(tok + 1) * d].copy_from_slice(p.w_row(tok));
             cols.push(scale);
+        }
+        if shifts {
             let mut shift = vec![0.0; n];
             shift[tok * d..(tok + 1) * d]
                 .iter_mut()
@@ -334,7 +343,7 @@ pub fn symmetry_tangents(task: &Task, p: &Params) -> DMatrix<f64> {
 /// orbit: [`hessian_report_dense`] up to [`DENSE_MAX_PARAMS`] parameters,
 /// [`hessian_report_lanczos`] above.
 pub fn hessian_report(task: &Task, p: &Params) -> HessianReport {
-    if p.w.len() + p.u.len() <= DENSE_MAX_PARAMS {
+    if p.flat_len() <= DENSE_MAX_PARAMS {
         hessian_report_dense(task, p)
     } else {
         hessian_report_lanczos(task, p)

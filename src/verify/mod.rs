@@ -111,14 +111,14 @@ pub fn verify_theorem(
     let mut restarts = steps::run_restarts(task, cfg, at.prediction.as_ref())?;
     if let Some(pred) = &at.prediction {
         let gain = steps::log_k(task) - pred.risk;
-        let gain = (task.layer_norm().is_none()).then_some(gain);
+        let gain = task.norm().is_linear().then_some(gain);
         let mtol = steps::match_tol(cfg, pred.risk, gain);
         for r in &mut restarts {
             r.reached_prediction = (r.risk - pred.risk).abs() <= mtol;
         }
     }
 
-    let lambda_critical_bisection = if cfg.bisect && task.layer_norm().is_none() {
+    let lambda_critical_bisection = if cfg.bisect && task.norm().is_linear() {
         progress("bisection");
         bisect_phase_switch(task, cfg)?
     } else {
@@ -174,6 +174,7 @@ pub fn verify_theorem(
         lambda_critical: collapse::lambda_critical(task),
         lambda_critical_bisection,
         task: task.clone(),
+        norm: task.norm().name().to_string(),
         n_params: task.n_params(),
         predicted_risk: at.prediction.as_ref().map(|p| p.risk),
         prediction: at.prediction.clone(),

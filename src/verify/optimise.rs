@@ -9,7 +9,7 @@ pub use lbfgs::{SafeLbfgs, Safeguards};
 use super::{hessian, norm, VerifyConfig};
 use crate::error::{Error, Result};
 use crate::limit::{self, LimitProblem};
-use crate::network::{features, Params};
+use crate::network::Params;
 use crate::task::Task;
 use argmin::core::{CostFunction, Executor, Gradient, State, TerminationReason, TerminationStatus};
 use serde::Serialize;
@@ -233,13 +233,13 @@ pub fn minimise_with(
     while round < 5 {
         cfg.check_stop()?;
         round += 1;
-        if let (Some(eps), true) = (task.layer_norm(), task.lambda_w() == 0.0) {
-            // R is invariant under w_t -> phi(w_t) when eps = 0 and lambda_W = 0:
-            // move every w_t back to unit variance and zero mean.
+        if !task.norm().is_none() && task.lambda_w() == 0.0 {
+            // R is invariant under w_t -> standardise(w_t) when eps = 0 and
+            // lambda_W = 0: move every w_t back to the normalised set.
             let nw = start.w.len();
-            let w = start.with_flat(&x).w;
-            let normalised = features(&Params { w, ..start.clone() }, Some(eps));
-            x[..nw].copy_from_slice(&normalised);
+            for row in x[..nw].chunks_mut(task.dim()) {
+                task.norm().standardise(row);
+            }
         }
         let remaining = cfg.max_iters.saturating_sub(iters_total);
         if remaining == 0 {

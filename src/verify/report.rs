@@ -111,6 +111,8 @@ pub struct TheoremReport {
     /// The same located numerically (bisection), when asked for.
     pub lambda_critical_bisection: Option<f64>,
     pub task: Task,
+    /// The normalization's `--norm` name (`none`, `layer`, `rms`, `center`, `layer-affine`).
+    pub norm: String,
     pub n_params: usize,
     /// The minimiser of the reduced objective (full form on the full latent set,
     /// latent-set form otherwise); none where it is undefined (outside the hypotheses).

@@ -106,7 +106,7 @@ pub fn at_prediction(
     } else {
         predicted.ok()
     };
-    let frame = collapse::equiangular_frame(task.n_c(), task.dim(), task.layer_norm().is_some());
+    let frame = collapse::equiangular_frame(task.n_c(), task.dim(), task.norm().centres());
     let frame = if inside { Some(frame?) } else { frame.ok() };
     let (Some(pred), Some(frame)) = (&prediction, &frame) else {
         return Ok(AtPrediction {

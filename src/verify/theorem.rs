@@ -2,6 +2,7 @@
 
 use crate::collapse::CollapseType;
 use crate::error::{Error, Result};
+use crate::norm::Norm;
 use crate::task::{Freq, Task, TaskConfig};
 
 /// The three theorems of the paper.
@@ -87,8 +88,10 @@ impl Theorem {
             classes: None,
             freq: Freq::Uniform,
             layer_norm: None,
+            norm: None,
             lambda_w: 0.01,
             lambda_u: 0.01,
+            lambda_affine: None,
             seed: 0,
             latent: None,
         };
@@ -110,30 +113,40 @@ impl Theorem {
     }
 
     /// Refuses a task that belongs to another theorem (the model itself differs:
-    /// LayerNorm or not, uniform `mu` or not), and lists the hypotheses of this
-    /// theorem that `task` violates otherwise (empty: inside the hypotheses).
+    /// the normalization's family, or uniform `mu` or not), and lists the
+    /// hypotheses of this theorem that `task` violates otherwise (empty: inside
+    /// the hypotheses).
+    ///
+    /// Theorems 1, 2 take `--norm none` or `center` (centring is linear: the
+    /// same problem in `d - 1` dimensions, docs/theory.md §10); theorem 3 takes
+    /// `layer`, `rms` (RMSNorm in place of LayerNorm: features on the sphere of
+    /// radius `sqrt(d)` in `R^d` instead of `1_d^perp`) and `layer-affine`
+    /// (always outside: no closed form).
     ///
     /// Outside (the theorem makes no claim; `verify` describes what it finds):
     /// - theorems 1, 2: `lambda_W = 0` or `lambda_U = 0` (with `lambda_W = 0`,
     ///   `R(tW, U/t) -> inf R` as `t -> inf`: the infimum is not attained), or
-    ///   `d < n_c - 1` (no equiangular frame of `n_c` vectors fits in `R^d`);
+    ///   `d < n_c - 1` (no equiangular frame of `n_c` vectors fits in `R^d`;
+    ///   `d < n_c` with `center`, whose features live in `1_d^perp`);
     /// - theorem 3: `lambda_W > 0` (`phi(tW) = phi(W)` while the penalty shrinks
     ///   as `t -> 0`: not attained), `lambda_U = 0`, `d < n_c` (no mean-zero
-    ///   frame), or `eps > 0` (the theorem's LayerNorm has `eps = 0`).
+    ///   frame; `d < n_c - 1` with `rms`), `eps > 0` (the theorem's `phi` has
+    ///   `eps = 0`), or `layer-affine`.
     ///
     /// `lambda_W != lambda_U` without LayerNorm is inside: `(W, U) -> (tW, U/t)`
     /// with `t^4 = lambda_U/lambda_W` maps the problem onto `lambda_W = lambda_U =
     /// sqrt(lambda_W lambda_U)` (docs/theory.md §6).
     pub fn outside(self, task: &Task) -> Result<Vec<String>> {
         let n = self.number();
-        let ln = task.layer_norm();
+        let norm = task.norm();
+        let linear = norm.is_linear();
         let uniform = task.freq().is_uniform() || task.s_c() < 2;
         match self {
-            Theorem::One | Theorem::Two if ln.is_some() => {
+            Theorem::One | Theorem::Two if !linear => {
                 return Err(Error::invalid(
-                    "layer_norm",
-                    "on",
-                    format!("theorem {n} is without LayerNorm (use --theorem 3)"),
+                    "norm",
+                    norm.name(),
+                    format!("theorem {n} is without LayerNorm (--norm none or center; use --theorem 3)"),
                 ))
             }
             Theorem::One if !uniform => {
@@ -150,34 +163,55 @@ impl Theorem {
                     "theorem 2 needs non-uniform mu (--freq zipf with exponent > 0, s_c >= 2)",
                 ))
             }
-            Theorem::Three if ln.is_none() => {
+            Theorem::Three if linear => {
                 return Err(Error::invalid(
-                    "layer_norm",
-                    "off",
-                    "theorem 3 is about LayerNorm (add --layer-norm)",
+                    "norm",
+                    norm.name(),
+                    "theorem 3 is about LayerNorm (add --layer-norm, or --norm layer, rms or layer-affine)",
                 ))
             }
             _ => {}
         }
         let (lw, lu, d, n_c) = (task.lambda_w(), task.lambda_u(), task.dim(), task.n_c());
         let mut out = Vec::new();
-        if let Some(eps) = ln {
+        if norm.is_affine() {
+            out.push(
+                "layer-affine: the learned gain and bias have no closed-form minimiser here; the geometry is measured"
+                    .into(),
+            );
+            if task.lambda_affine() == 0.0 {
+                out.push(
+                    "lambda_affine = 0: (gamma, beta, U) -> (t gamma, t beta, U/t) lowers the U penalty as t grows, so the infimum is not attained"
+                        .into(),
+                );
+            }
+        }
+        if let Some(eps) = norm.eps() {
             if lw > 0.0 {
                 out.push(format!(
-                    "lambda_W = {lw} > 0 with LayerNorm: phi(tW) = phi(W) while the W penalty vanishes as t -> 0, so the infimum is not attained"
+                    "lambda_W = {lw} > 0 with {}: phi(tW) = phi(W) while the W penalty vanishes as t -> 0, so the infimum is not attained",
+                    norm.name()
                 ));
             }
             if lu == 0.0 {
                 out.push("lambda_U = 0: R decreases without bound along the collapsed direction, no minimiser".into());
             }
-            if d < n_c {
+            if norm.centres() || norm.is_affine() {
+                if d < n_c {
+                    out.push(format!(
+                        "d = {d} < n_c = {n_c}: no mean-zero equiangular frame of {n_c} vectors fits"
+                    ));
+                }
+            } else if d + 1 < n_c {
                 out.push(format!(
-                    "d = {d} < n_c = {n_c}: no mean-zero equiangular frame of {n_c} vectors fits"
+                    "d = {d} < n_c - 1 = {}: no equiangular frame of {n_c} vectors fits",
+                    n_c - 1
                 ));
             }
             if eps > 0.0 {
                 out.push(format!(
-                    "eps = {eps} > 0: the theorem's LayerNorm has eps = 0"
+                    "eps = {eps} > 0: the theorem's {} has eps = 0",
+                    norm.name()
                 ));
             }
         } else {
@@ -187,7 +221,11 @@ impl Theorem {
                         .into(),
                 );
             }
-            if d + 1 < n_c {
+            if norm == Norm::Center && d < n_c {
+                out.push(format!(
+                    "d = {d} < n_c = {n_c} with center: the features live in 1_d^perp, where no equiangular frame of {n_c} vectors fits"
+                ));
+            } else if d + 1 < n_c {
                 out.push(format!(
                     "d = {d} < n_c - 1 = {}: no equiangular frame of {n_c} vectors fits",
                     n_c - 1

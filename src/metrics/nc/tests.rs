@@ -168,7 +168,7 @@ fn class_features_closed_form_equals_the_enumerated_sentences() {
         task(Freq::Uniform, Some(5)),
     ] {
         let p = Params::random(&t, 0.8, &mut rand_chacha::ChaCha8Rng::seed_from_u64(9));
-        let phi = features(&p, t.layer_norm());
+        let phi = features(&p, t.norm());
         let (d, len) = (t.dim(), t.len());
         // Every sentence of every class, weight prod_l mu_{beta_l}.
         let (mut rows, mut labels, mut weights) = (Vec::new(), Vec::new(), Vec::new());
