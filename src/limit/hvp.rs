@@ -87,11 +87,14 @@ impl<'a> HessianOperator<'a> {
     pub fn new(task: &'a Task, p: &'a Params) -> Self {
         assert_shape(task, p);
         if !task.norm().has_exact_hessian() {
+            // Products by central differences; only the (cheap) table is kept.
+            let phi = features(p, task.norm());
+            let table = Table::new(task, p, &phi);
             return HessianOperator {
                 task,
                 p,
-                phi: Vec::new(),
-                table: Table::from_entries(task, Vec::new()),
+                phi,
+                table,
                 g: Vec::new(),
                 g_phi: Vec::new(),
                 exact: false,
