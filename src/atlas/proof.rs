@@ -96,26 +96,16 @@ pub fn prove(task: &Task, max_rows: Option<usize>) -> ProofSummary {
         ));
     }
     let start = std::time::Instant::now();
-    // A proof that panics is this instance's `unproved`, not the end of the run.
-    let cert = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        CertifyConfig::new(Candidate::Predicted, 1.0).and_then(|cfg| certify::certify(task, &cfg))
-    }));
+    let cert =
+        CertifyConfig::new(Candidate::Predicted, 1.0).and_then(|cfg| certify::certify(task, &cfg));
     let stopped = |why: String| ProofSummary {
         verdict: ProofOutcome::Unproved,
         seconds: Some(start.elapsed().as_secs_f64()),
         ..ProofSummary::not_applicable(format!("the proof stopped: {why}"))
     };
     match cert {
-        Err(panic) => stopped(format!(
-            "certify panicked ({})",
-            panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default()
-        )),
-        Ok(Err(e)) => stopped(e.report()),
-        Ok(Ok(c)) => ProofSummary {
+        Err(e) => stopped(e.report()),
+        Ok(c) => ProofSummary {
             verdict: match c.verdict {
                 ProofVerdict::Proved => ProofOutcome::Proved,
                 ProofVerdict::Unproved => ProofOutcome::Unproved,

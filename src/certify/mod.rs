@@ -333,11 +333,7 @@ fn prove_collapsed(
         CollapseType::II => (vec![(task.dim() as f64).sqrt(); task.s_c()], constants[0]),
         _ => (constants[..task.s_c()].to_vec(), constants[task.s_c()]),
     };
-    let mut pred =
-        collapse::predict(task, Form::Full).unwrap_or_else(|_| placeholder_prediction(task, kind));
-    pred.r = r;
-    pred.u_norm = b;
-    let theta = collapse::build(task, &pred, &frame).to_flat();
+    let theta = collapse::build(task, &candidate_prediction(kind, r, b), &frame).to_flat();
     let inst = Instance { task, mu, eps: ln };
     let family = rp
         .failure
@@ -396,15 +392,15 @@ fn prove_collapsed(
     Ok(())
 }
 
-/// A prediction record to fill in when the theory has none for the task (the
-/// constants are overwritten by the candidate's).
-fn placeholder_prediction(task: &Task, kind: CollapseType) -> collapse::Prediction {
+/// The prediction record of the candidate constants (what
+/// [`collapse::build`] reads: the word norms `r` and the classifier norm `b`).
+fn candidate_prediction(kind: CollapseType, r: Vec<f64>, b: f64) -> collapse::Prediction {
     collapse::Prediction {
         kind,
         form: Form::Full,
         word_norm: 0.0,
-        r: vec![0.0; task.s_c()],
-        u_norm: 0.0,
+        r,
+        u_norm: b,
         c: 0.0,
         risk: 0.0,
         risk_error: None,

@@ -20,7 +20,7 @@
 
 use super::ival::{iv, logistic, logistic_slope, pt, softplus, sum, verified_min_eig, zero, I};
 use crate::task::Task;
-use nalgebra::{DMatrix, DVector};
+use nalgebra::DMatrix;
 
 /// The reduced objective of one instance, in exact (interval) constants.
 pub struct Reduced {
@@ -350,20 +350,5 @@ pub fn rel_width(x: I) -> f64 {
         x.wid() / m
     } else {
         x.wid()
-    }
-}
-
-/// A float Newton step on the reduced objective from `c`, for tests and for
-/// a candidate that should be refined (not used by the proofs).
-pub fn newton_step(red: &Reduced, c: &[f64]) -> Vec<f64> {
-    let n = c.len();
-    let cp: Vec<I> = c.iter().map(|&v| pt(v)).collect();
-    let h = red.hessian(&cp);
-    let g = red.grad(&cp);
-    let hm = DMatrix::from_fn(n, n, |i, j| h[i * n + j].mid());
-    let gm = DVector::from_iterator(n, g.iter().map(|v| v.mid()));
-    match hm.lu().solve(&gm) {
-        Some(s) => c.iter().zip(s.iter()).map(|(a, d)| a - d).collect(),
-        None => c.to_vec(),
     }
 }

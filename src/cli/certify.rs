@@ -7,7 +7,6 @@
 use super::verify::TheoremArg;
 use super::TaskArgs;
 use crate::error::Result;
-use crate::verify::Theorem;
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -45,19 +44,8 @@ pub struct CertifyArgs {
     pub check: Option<PathBuf>,
 }
 
-/// The instances the flags describe, one per theorem asked for.
-fn theorems(a: &CertifyArgs) -> Vec<Theorem> {
-    match a.theorem {
-        TheoremArg::One => vec![Theorem::One],
-        TheoremArg::Two => vec![Theorem::Two],
-        TheoremArg::Three => vec![Theorem::Three],
-        TheoremArg::All => Theorem::ALL.to_vec(),
-    }
-}
-
 #[cfg(not(feature = "certify"))]
-pub(super) fn run(a: &CertifyArgs) -> Result<i32> {
-    let _ = theorems(a);
+pub(super) fn run(_: &CertifyArgs) -> Result<i32> {
     Err(crate::error::Error::invalid(
         "certify",
         "unavailable",
@@ -116,7 +104,7 @@ pub(super) fn run(a: &CertifyArgs) -> Result<i32> {
     };
     let cfg = CertifyConfig::new(candidate, a.candidate_scale)?;
     let mut tasks = Vec::new();
-    for t in theorems(a) {
+    for t in a.theorem.theorems() {
         let task = a.task.apply(t.default_task(), 0.0)?.build()?;
         certify::check_instance(&task)?;
         tasks.push(task);

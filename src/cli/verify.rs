@@ -37,6 +37,18 @@ pub enum TheoremArg {
     All,
 }
 
+impl TheoremArg {
+    /// The theorems this choice names (`all`: 1, 2, 3).
+    pub fn theorems(self) -> Vec<Theorem> {
+        match self {
+            TheoremArg::One => vec![Theorem::One],
+            TheoremArg::Two => vec![Theorem::Two],
+            TheoremArg::Three => vec![Theorem::Three],
+            TheoremArg::All => Theorem::ALL.to_vec(),
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Which theorem to verify.
@@ -90,12 +102,7 @@ pub fn exit_code(verdicts: &[Verdict]) -> i32 {
 }
 
 pub(super) fn run(a: &VerifyArgs) -> Result<i32> {
-    let theorems: Vec<Theorem> = match a.theorem {
-        TheoremArg::One => vec![Theorem::One],
-        TheoremArg::Two => vec![Theorem::Two],
-        TheoremArg::Three => vec![Theorem::Three],
-        TheoremArg::All => Theorem::ALL.to_vec(),
-    };
+    let theorems = a.theorem.theorems();
     let cfg = VerifyConfig {
         restarts: a.restarts,
         grad_tol: a.grad_tol,
