@@ -28,22 +28,31 @@ pub struct ReproduceArgs {
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
+    /// Instead of the paper's experiments: fig4's long-tailed setting trained with each
+    /// normalization (none, center, layer, rms, layer-affine; 500 epochs each) against
+    /// each one's prediction [default out: runs/variants, report OUT/variants.md].
+    #[arg(long)]
+    pub variants: bool,
 }
 
 /// The run directory and the report path: by default both under `runs/`, so
 /// that nothing in the repository is rewritten unless `--report` names it.
 fn paths(a: &ReproduceArgs) -> (PathBuf, PathBuf) {
     let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from(if a.quick {
-            "runs/reproduce-quick"
-        } else {
-            "runs/reproduce"
+        PathBuf::from(match (a.variants, a.quick) {
+            (false, false) => "runs/reproduce",
+            (false, true) => "runs/reproduce-quick",
+            (true, false) => "runs/variants",
+            (true, true) => "runs/variants-quick",
         })
     });
-    let report = a
-        .report
-        .clone()
-        .unwrap_or_else(|| out.join("reproduction.md"));
+    let report = a.report.clone().unwrap_or_else(|| {
+        out.join(if a.variants {
+            "variants.md"
+        } else {
+            "reproduction.md"
+        })
+    });
     (out, report)
 }
 
@@ -59,6 +68,13 @@ pub(super) fn run(a: &ReproduceArgs) -> Result<i32> {
         force: a.force,
         stop: Some(super::interrupt::stop_on_ctrl_c()),
     };
+    if a.variants {
+        for row in experiments::variants(&opts)? {
+            println!("{}", row.line());
+        }
+        println!("report written to {}", opts.report.display());
+        return Ok(0);
+    }
     let outcomes = experiments::reproduce(&opts)?;
     for o in &outcomes {
         println!(

@@ -1,12 +1,15 @@
 //! The paper's finite-sample experiments (docs/theory.md §9): presets, one measured run
 //! (training + collapse metrics + limit predictions + figures + `.npy` export),
-//! and the whole reproduction with its report `docs/reproduction.md` (submodule `report`).
+//! and the whole reproduction with its report `docs/reproduction.md` (submodule `report`),
+//! and fig4's long-tailed setting with each normalization (submodule `variants`).
 
 mod report;
+mod variants;
 
 pub use report::{
     check_writable, experiments, judge, reproduce, Experiment, Outcome, ReproduceOptions,
 };
+pub use variants::{variant_experiment, variants, VariantRow, VARIANT_NORMS};
 
 use crate::collapse::{self, Form, Prediction};
 use crate::error::{Error, Result};
@@ -135,8 +138,16 @@ pub fn theory_task(task: &Task) -> Task {
         .expect("eps = 0 is valid wherever eps was")
 }
 
-/// Limit predictions for `task` in the latent-set and mean-field forms.
+/// Limit predictions for `task` in the latent-set and mean-field forms (none for
+/// `layer-affine`, whose trained `gamma`, `beta` have no closed form).
 pub fn predictions(task: &Task) -> Result<Vec<Prediction>> {
+    if task.norm().is_affine() {
+        return Err(Error::invalid(
+            "norm",
+            "layer-affine",
+            "no closed-form minimiser with a trained gain and bias (LayerNorm's type II, at gamma = 1 and beta = 0, is the reference)",
+        ));
+    }
     let t = theory_task(task);
     [Form::LatentSet, Form::MeanField]
         .into_iter()

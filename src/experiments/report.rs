@@ -161,21 +161,30 @@ pub fn experiments(quick: bool, seed: u64) -> Vec<Experiment> {
         },
     });
     for e in &mut list {
-        e.task.seed = seed;
-        e.train.seed = seed;
-        if quick {
-            e.task.s_c = 8;
-            e.task.len = 5;
-            e.task.dim = 16;
-            e.task.classes = Some(if e.name == "table_k50" { 10 } else { 30 });
-            e.train.n_spl = e.train.n_spl.min(20);
-            e.train.epochs = e.train.epochs.clamp(2, 30);
-            e.train.eval_every = 5;
-            e.train.checkpoint_every = 10;
-            e.train.batch = 20;
+        seed_and_shrink(e, quick, seed);
+        if quick && e.name == "table_k50" {
+            e.task.classes = Some(10);
         }
     }
     list
+}
+
+/// Sets both seeds of `e`; with `quick` shrinks its shape (`s_c = 8, L = 5, d = 16,
+/// K = 30`) and protocol (`n_spl <= 20`, 2 to 30 epochs, batch 20).
+pub(super) fn seed_and_shrink(e: &mut Experiment, quick: bool, seed: u64) {
+    e.task.seed = seed;
+    e.train.seed = seed;
+    if quick {
+        e.task.s_c = 8;
+        e.task.len = 5;
+        e.task.dim = 16;
+        e.task.classes = Some(30);
+        e.train.n_spl = e.train.n_spl.min(20);
+        e.train.epochs = e.train.epochs.clamp(2, 30);
+        e.train.eval_every = 5;
+        e.train.checkpoint_every = 10;
+        e.train.batch = 20;
+    }
 }
 
 /// Checks, before any work, that `path` can be written: its folder is created if
@@ -210,16 +219,43 @@ pub fn check_writable(name: &'static str, path: &Path) -> Result<()> {
 pub fn reproduce(opts: &ReproduceOptions) -> Result<Vec<Outcome>> {
     let started = Instant::now();
     check_writable("report", &opts.report)?;
-    let doc_dir = opts
-        .report
+    let doc_dir = report_dir(&opts.report);
+    let fig_dir = doc_dir.join("figures");
+    let runs = run_experiments(opts, experiments(opts.quick, opts.seed), &fig_dir)?;
+    let outcomes: Vec<Outcome> = runs
+        .iter()
+        .filter_map(|(e, run, _)| e.preset.map(|p| judge(p, run)))
+        .collect();
+    let report = render_report(
+        opts,
+        &runs,
+        &outcomes,
+        &doc_dir,
+        started.elapsed().as_secs_f64(),
+    );
+    std::fs::write(&opts.report, report).map_err(|e| Error::io(&opts.report, e))?;
+    Ok(outcomes)
+}
+
+/// The folder of `report` (`.` for a bare file name).
+pub(super) fn report_dir(report: &Path) -> PathBuf {
+    report
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let fig_dir = doc_dir.join("figures");
-    std::fs::create_dir_all(&fig_dir).map_err(|e| Error::io(&fig_dir, e))?;
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Trains every experiment of `list` in `opts.out/NAME` (resuming or refusing
+/// directories that hold a run, as `opts` says; all checked before any training) and
+/// draws each run's figures into `fig_dir` as `NAME_*.png`.
+pub(super) fn run_experiments(
+    opts: &ReproduceOptions,
+    list: Vec<Experiment>,
+    fig_dir: &Path,
+) -> Result<Vec<Ran>> {
+    std::fs::create_dir_all(fig_dir).map_err(|e| Error::io(fig_dir, e))?;
     plots::ensure_font()?;
-    let list = experiments(opts.quick, opts.seed);
     let dirs: Vec<RunDir> = list
         .iter()
         .map(|e| RunDir::new(opts.out.join(&e.name)))
@@ -276,22 +312,10 @@ pub fn reproduce(opts: &ReproduceOptions) -> Result<Vec<Outcome>> {
                 })
             }
         };
-        let figs = figures(&run, &fig_dir, &e.name)?;
+        let figs = figures(&run, fig_dir, &e.name)?;
         runs.push((e, run, figs));
     }
-    let outcomes: Vec<Outcome> = runs
-        .iter()
-        .filter_map(|(e, run, _)| e.preset.map(|p| judge(p, run)))
-        .collect();
-    let report = render_report(
-        opts,
-        &runs,
-        &outcomes,
-        &doc_dir,
-        started.elapsed().as_secs_f64(),
-    );
-    std::fs::write(&opts.report, report).map_err(|e| Error::io(&opts.report, e))?;
-    Ok(outcomes)
+    Ok(runs)
 }
 
 /// Relative change of the training loss between the evaluation at 90 % of the
@@ -327,7 +351,7 @@ fn kind_name(k: CollapseType) -> &'static str {
 }
 
 /// A finished experiment: its run and its figures.
-type Ran = (Experiment, RunOutput, Vec<PathBuf>);
+pub(super) type Ran = (Experiment, RunOutput, Vec<PathBuf>);
 
 /// The report: named sections, in order.
 fn render_report(
@@ -348,8 +372,8 @@ fn render_report(
     s
 }
 
-/// Title, machine, timings, protocol.
-fn write_header(s: &mut String, opts: &ReproduceOptions, runs: &[Ran], wall: f64) {
+/// The CPU model (Linux `/proc/cpuinfo`, else `unknown CPU`) and the threads available.
+pub(super) fn machine() -> (String, usize) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -361,6 +385,12 @@ fn write_header(s: &mut String, opts: &ReproduceOptions, runs: &[Ran], wall: f64
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    (cpu, threads)
+}
+
+/// Title, machine, timings, protocol.
+fn write_header(s: &mut String, opts: &ReproduceOptions, runs: &[Ran], wall: f64) {
+    let (cpu, threads) = machine();
     let _ = writeln!(s, "# Reproduction of the paper's experiments\n");
     let _ = writeln!(
         s,

@@ -5,7 +5,8 @@
 //! hdr_len    u64 LE   length of the JSON header in bytes
 //! header     JSON     run name, task settings (TaskConfig), train config, epoch, step
 //!                     inside the epoch, shuffle-rng word position, loss sums, timing, sizes
-//! payload    f32 LE   W (n_w x d, row-major) then U (K x L d, row-major)
+//! payload    f32 LE   W (n_w x d, row-major), U (K x L d, row-major), then with
+//!                     layer-affine [gamma ; beta] (2 d; header field aff_len)
 //! checksum   u64 LE   FNV-1a 64 of every byte before it (magic, header and payload)
 //! ```
 //!
@@ -49,6 +50,14 @@ struct Header {
     epoch_rng_pos: String,
     w_len: usize,
     u_len: usize,
+    /// Length of `[gamma ; beta]` after `U` in the payload (`layer-affine`; absent,
+    /// i.e. 0, in files of the other norms and of earlier versions).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    aff_len: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Decoded checkpoint.
@@ -64,6 +73,7 @@ pub(super) struct Checkpoint {
     pub epoch_rng_pos: u128,
     pub w: Vec<f32>,
     pub u: Vec<f32>,
+    pub aff: Vec<f32>,
 }
 
 fn fnv1a64(bytes: &[u8]) -> u64 {
@@ -91,13 +101,15 @@ pub(super) fn write(t: &Trainer, path: &Path) -> Result<()> {
         epoch_rng_pos: t.epoch_rng_pos.to_string(),
         w_len: t.w.len(),
         u_len: t.u.len(),
+        aff_len: t.aff.len(),
     };
     let hjson = serde_json::to_vec(&header)?;
-    let mut bytes = Vec::with_capacity(24 + hjson.len() + 4 * (t.w.len() + t.u.len()));
+    let n = t.w.len() + t.u.len() + t.aff.len();
+    let mut bytes = Vec::with_capacity(24 + hjson.len() + 4 * n);
     bytes.extend_from_slice(CHECKPOINT_MAGIC);
     bytes.extend_from_slice(&(hjson.len() as u64).to_le_bytes());
     bytes.extend_from_slice(&hjson);
-    for v in t.w.iter().chain(&t.u) {
+    for v in t.w.iter().chain(&t.u).chain(&t.aff) {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
     let sum = fnv1a64(&bytes);
@@ -168,25 +180,25 @@ pub(super) fn read(path: &Path) -> Result<Checkpoint> {
         .validate()
         .map_err(|e| corrupt(path, format!("invalid train config in header: {e}")))?;
     let t = &task;
-    if h.w_len != t.n_w() * t.dim() || h.u_len != t.k() * t.len() * t.dim() {
+    let aff_len = if t.norm().is_affine() { 2 * t.dim() } else { 0 };
+    if h.w_len != t.n_w() * t.dim() || h.u_len != t.k() * t.len() * t.dim() || h.aff_len != aff_len
+    {
         return Err(corrupt(path, "weight sizes do not match the task"));
     }
     let data = &body[hend..];
-    if data.len() != 4 * (h.w_len + h.u_len) {
+    let total = h.w_len + h.u_len + h.aff_len;
+    if data.len() != 4 * total {
         return Err(corrupt(
             path,
-            format!(
-                "payload of {} bytes, expected {}",
-                data.len(),
-                4 * (h.w_len + h.u_len)
-            ),
+            format!("payload of {} bytes, expected {}", data.len(), 4 * total),
         ));
     }
     let mut vals = data
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")));
     let w: Vec<f32> = vals.by_ref().take(h.w_len).collect();
-    let u: Vec<f32> = vals.collect();
+    let u: Vec<f32> = vals.by_ref().take(h.u_len).collect();
+    let aff: Vec<f32> = vals.collect();
     let epoch_rng_pos = h
         .epoch_rng_pos
         .parse::<u128>()
@@ -207,5 +219,6 @@ pub(super) fn read(path: &Path) -> Result<Checkpoint> {
         epoch_rng_pos,
         w,
         u,
+        aff,
     })
 }

@@ -35,16 +35,24 @@ pub(crate) struct Work {
     pub dx: Vec<f32>,
     pub rstd: Vec<f32>,
     pub row_loss: Vec<f64>,
+    /// `LN(w)` of every gathered row (`B x Ld`) with `layer-affine`, else empty
+    /// (`x` then holds `gamma ⊙ LN(w) + beta`).
+    pub xhat: Vec<f32>,
 }
 
 impl Work {
-    pub fn new(batch: usize, k: usize, len: usize, dim: usize) -> Self {
+    pub fn new(batch: usize, k: usize, len: usize, dim: usize, affine: bool) -> Self {
         Work {
             x: vec![0.0; batch * len * dim],
             h: vec![0.0; batch * k],
             dx: vec![0.0; batch * len * dim],
             rstd: vec![0.0; batch * len],
             row_loss: vec![0.0; batch],
+            xhat: if affine {
+                vec![0.0; batch * len * dim]
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -59,6 +67,11 @@ pub(crate) struct Shape {
     /// LayerNorm `eps` (f32) if LayerNorm is on.
     /// The normalization of every gathered row.
     pub norm: RowNorm,
+    /// `layer-affine`: `norm` is LayerNorm and its output is mapped by
+    /// `gamma ⊙ . + beta` (see [`super::affine`]).
+    pub affine: bool,
+    /// Weight decay of `gamma`, `beta`.
+    pub lambda_aff: f32,
     pub lr: f32,
     pub lambda_w: f32,
     pub lambda_u: f32,
@@ -287,6 +300,7 @@ fn forward_backward(
     s: &Shape,
     w: &[f32],
     u: &[f32],
+    aff: &[f32],
     work: &mut Work,
     data: &Sentences,
     rows: &[usize],
@@ -310,9 +324,18 @@ fn forward_backward(
         dx,
         rstd,
         row_loss,
+        xhat,
     } = work;
     if panels == 1 {
-        rows_pass(s, w, u, data, rows, inv_b, x, h, dx, rstd, row_loss);
+        let bufs = RowBufs {
+            x,
+            h,
+            dx,
+            rstd,
+            row_loss,
+            xhat,
+        };
+        rows_pass(s, w, u, aff, data, rows, inv_b, bufs);
     } else {
         let one = Shape { threads: 1, ..*s };
         let (xp, hp, dxp, rp) = (
@@ -322,7 +345,10 @@ fn forward_backward(
             SendPtr(rstd.as_mut_ptr()),
         );
         let lp = SendPtr(row_loss.as_mut_ptr());
+        let xhp = SendPtr(xhat.as_mut_ptr());
+        let xh_ld = if s.affine { ld } else { 0 };
         assert!(x.len() >= b * ld && dx.len() >= b * ld && h.len() >= b * k);
+        assert!(xhat.len() >= b * xh_ld);
         assert!(rstd.len() >= b * len && row_loss.len() >= b);
         (0..panels).into_par_iter().for_each(|p| {
             let (r0, r1) = (b * p / panels, b * (p + 1) / panels);
@@ -331,43 +357,60 @@ fn forward_backward(
             // buffer holds at least `b` rows (asserted above), so these are disjoint,
             // in-bounds sub-slices of buffers that outlive the parallel loop.
             unsafe {
-                rows_pass(
-                    &one,
-                    w,
-                    u,
-                    data,
-                    &rows[r0..r1],
-                    inv_b,
-                    std::slice::from_raw_parts_mut(xp.get().add(r0 * ld), n * ld),
-                    std::slice::from_raw_parts_mut(hp.get().add(r0 * k), n * k),
-                    std::slice::from_raw_parts_mut(dxp.get().add(r0 * ld), n * ld),
-                    std::slice::from_raw_parts_mut(rp.get().add(r0 * len), n * len),
-                    std::slice::from_raw_parts_mut(lp.get().add(r0), n),
-                );
+                let bufs = RowBufs {
+                    x: std::slice::from_raw_parts_mut(xp.get().add(r0 * ld), n * ld),
+                    h: std::slice::from_raw_parts_mut(hp.get().add(r0 * k), n * k),
+                    dx: std::slice::from_raw_parts_mut(dxp.get().add(r0 * ld), n * ld),
+                    rstd: std::slice::from_raw_parts_mut(rp.get().add(r0 * len), n * len),
+                    row_loss: std::slice::from_raw_parts_mut(lp.get().add(r0), n),
+                    // Empty (length 0 at the start of the buffer) without affine parameters.
+                    xhat: std::slice::from_raw_parts_mut(xhp.get().add(r0 * xh_ld), n * xh_ld),
+                };
+                rows_pass(&one, w, u, aff, data, &rows[r0..r1], inv_b, bufs);
             }
         });
     }
     row_loss[..b].iter().sum::<f64>() / b as f64
 }
 
+/// The row-aligned buffers of [`rows_pass`] (whole [`Work`] buffers or one panel of them).
+struct RowBufs<'a> {
+    x: &'a mut [f32],
+    h: &'a mut [f32],
+    dx: &'a mut [f32],
+    rstd: &'a mut [f32],
+    row_loss: &'a mut [f64],
+    xhat: &'a mut [f32],
+}
+
 /// The forward and backward pass for the sentences `rows` into row-aligned buffers.
+/// With `layer-affine` the backward pass stops at `dR/dphi` (in `dx`): the chain
+/// rule through `gamma ⊙ LN + beta` needs the whole batch ([`super::affine::backward`]).
 #[allow(clippy::too_many_arguments)]
 fn rows_pass(
     s: &Shape,
     w: &[f32],
     u: &[f32],
+    aff: &[f32],
     data: &Sentences,
     rows: &[usize],
     inv_b: f32,
-    x: &mut [f32],
-    h: &mut [f32],
-    dx: &mut [f32],
-    rstd: &mut [f32],
-    row_loss: &mut [f64],
+    bufs: RowBufs<'_>,
 ) {
+    let RowBufs {
+        x,
+        h,
+        dx,
+        rstd,
+        row_loss,
+        xhat,
+    } = bufs;
     let b = rows.len();
     let (ld, k, d) = (s.ld(), s.k, s.dim);
     gather(s, w, data, rows, x, rstd);
+    if s.affine {
+        super::affine::forward(aff, &mut x[..b * ld], &mut xhat[..b * ld]);
+    }
     scores(s, u, x, h, b);
     softmax_xent(s, data, rows, h, row_loss, inv_b);
     // dX = G U: b x Ld = (b x K)(K x Ld).
@@ -396,7 +439,9 @@ fn rows_pass(
             s.par(),
         );
     }
-    if s.norm != RowNorm::None && s.threads <= 1 {
+    if s.affine {
+        // The whole batch's dR/dphi first (see above).
+    } else if s.norm != RowNorm::None && s.threads <= 1 {
         for ((g, xh), &r) in dx[..b * ld]
             .chunks_mut(d)
             .zip(x[..b * ld].chunks(d))
@@ -550,12 +595,17 @@ pub(crate) fn sgd_step(
     s: &Shape,
     w: &mut [f32],
     u: &mut [f32],
+    aff: &mut [f32],
     work: &mut Work,
     data: &Sentences,
     rows: &[usize],
 ) -> f64 {
     let b = rows.len();
-    let loss = forward_backward(s, w, u, work, data, rows);
+    let loss = forward_backward(s, w, u, aff, work, data, rows);
+    if s.affine {
+        let g_aff = super::affine::backward(s, aff, work, b);
+        super::affine::update(s, aff, &g_aff);
+    }
     let (h, x, dx) = (&work.h, &work.x, &work.dx[..b * s.ld()]);
     let ld = s.ld();
     if s.k < SMALL_K && s.threads == 2 && s.k * ld >= 4 * U_SPLIT_ALIGN * MIN_SPLIT_OUTPUT {
@@ -613,14 +663,21 @@ pub(crate) fn gradient(
     s: &Shape,
     w: &[f32],
     u: &[f32],
+    aff: &[f32],
     work: &mut Work,
     data: &Sentences,
     rows: &[usize],
     gw: &mut [f32],
     gu: &mut [f32],
+    g_aff: &mut Vec<f32>,
 ) -> f64 {
     let b = rows.len();
-    let loss = forward_backward(s, w, u, work, data, rows);
+    let loss = forward_backward(s, w, u, aff, work, data, rows);
+    *g_aff = if s.affine {
+        super::affine::backward(s, aff, work, b)
+    } else {
+        Vec::new()
+    };
     gt_x(s, gu, false, 0.0, 1.0, &work.h, &work.x, b);
     gw.fill(0.0);
     scatter(s, -1.0, gw, data, rows, &work.dx[..b * s.ld()]);
@@ -731,7 +788,7 @@ impl<T> SendPtr<T> {
 
 /// Predicted class (first argmax of the scores) for each sentence of `data`,
 /// computed in blocks with freshly allocated buffers (evaluation only).
-pub(crate) fn predict(s: &Shape, w: &[f32], u: &[f32], data: &Sentences) -> Vec<u32> {
+pub(crate) fn predict(s: &Shape, w: &[f32], u: &[f32], aff: &[f32], data: &Sentences) -> Vec<u32> {
     const BLOCK: usize = 512;
     let n = data.n();
     let blk = BLOCK.min(n.max(1));
@@ -742,6 +799,10 @@ pub(crate) fn predict(s: &Shape, w: &[f32], u: &[f32], data: &Sentences) -> Vec<
     let idx: Vec<usize> = (0..n).collect();
     for rows in idx.chunks(blk) {
         gather(s, w, data, rows, &mut x, &mut rstd);
+        if s.affine {
+            let n = rows.len() * s.ld();
+            super::affine::forward(aff, &mut x[..n], &mut vec![0.0; n]);
+        }
         scores(s, u, &x, &mut h, rows.len());
         for hr in h[..rows.len() * s.k].chunks(s.k) {
             let mut best = 0;

@@ -7,9 +7,12 @@
 //! - Embedding `W` (`n_w x d`, row-major): entries standard normal `/ 1000`.
 //!   Classifier `U` (`K x Ld`, row-major, no bias): entries uniform in
 //!   `±1/sqrt(L d)`, `/ 1000` (PyTorch's `Embedding`/`Linear` defaults divided by 1000).
-//! - Features `phi(w)`: identity, or LayerNorm without affine parameters
+//! - Features `phi(w)` (`task.norm()`): identity; LayerNorm without affine parameters
 //!   `phi(v) = (v - mean(v)) / sqrt(var(v) + eps)` with the *biased* variance
-//!   (divide by `d`) and `eps = task.layer_norm` (PyTorch default `1e-5`).
+//!   (divide by `d`; PyTorch's default `eps = 1e-5`); RMSNorm `v / sqrt(mean(v^2) + eps)`;
+//!   centring `v - mean(v)`; or `layer-affine` `gamma ⊙ LN(v) + beta` with trained
+//!   `gamma, beta ∈ R^d` starting at 1 and 0 (module `affine`), decayed by
+//!   `task.lambda_affine`.
 //! - Scores `h(x) = flatten(phi(W[x])) U^T`; loss: *mean* cross entropy over the batch.
 //! - Plain SGD, one update per mini-batch:
 //!   `theta <- theta - lr (grad + lambda theta)`, `lambda = task.lambda_w` for `W`,
@@ -51,6 +54,7 @@
 //! Nothing here installs a signal handler: the command line opts in to Ctrl-C by
 //! raising a [`StopFlag`].
 
+mod affine;
 mod checkpoint;
 mod config;
 mod kernel;
@@ -97,6 +101,8 @@ pub struct Trainer {
     w: Vec<f32>,
     /// Row-major `K x (L d)`.
     u: Vec<f32>,
+    /// `[gamma ; beta]` of `layer-affine` (length `2 d`), else empty.
+    aff: Vec<f32>,
     shape: Shape,
     work: Work,
     perm: Vec<usize>,
@@ -168,17 +174,29 @@ impl Trainer {
     pub fn new(task: &Task, config: &TrainConfig) -> Result<Self> {
         config.validate()?;
         let (w, u) = init_weights(task, config.seed);
-        Self::assemble(task.clone(), config.clone(), w, u)
+        let aff = if task.norm().is_affine() {
+            affine::init(task.dim())
+        } else {
+            Vec::new()
+        };
+        Self::assemble(task.clone(), config.clone(), w, u, aff)
     }
 
-    fn assemble(task: Task, config: TrainConfig, w: Vec<f32>, u: Vec<f32>) -> Result<Self> {
+    fn assemble(
+        task: Task,
+        config: TrainConfig,
+        w: Vec<f32>,
+        u: Vec<f32>,
+        aff: Vec<f32>,
+    ) -> Result<Self> {
         task.check_sample("n_spl", config.n_spl)?;
         task.check_sample("n_test", config.n_test)?;
-        if task.norm().is_affine() {
+        let affine = task.norm().is_affine();
+        if aff.len() != if affine { 2 * task.dim() } else { 0 } {
             return Err(Error::invalid(
-                "norm",
-                task.norm().name(),
-                "the f32 trainer supports --norm none, layer, rms and center (layer-affine: use the f64 exact and sample risks)",
+                "params",
+                format!("{} affine values", aff.len()),
+                format!("--norm {} needs {}", task.norm().name(), 2 * task.dim()),
             ));
         }
         let threads = config.resolved_threads();
@@ -196,8 +214,10 @@ impl Trainer {
                 Norm::Layer { eps } => RowNorm::Layer(eps as f32),
                 Norm::Rms { eps } => RowNorm::Rms(eps as f32),
                 Norm::Center => RowNorm::Center,
-                Norm::LayerAffine { .. } => unreachable!("refused above"),
+                Norm::LayerAffine { eps } => RowNorm::Layer(eps as f32),
             },
+            affine,
+            lambda_aff: task.lambda_affine() as f32,
             lr: config.lr as f32,
             lambda_w: task.lambda_w() as f32,
             lambda_u: task.lambda_u() as f32,
@@ -205,7 +225,7 @@ impl Trainer {
         let shuffle_rng = rng(config.seed, SHUFFLE_STREAM);
         Ok(Trainer {
             name: "train".into(),
-            work: Work::new(batch, task.k(), task.len(), task.dim()),
+            work: Work::new(batch, task.k(), task.len(), task.dim(), affine),
             perm: (0..n).collect(),
             epoch_rng_pos: shuffle_rng.get_word_pos(),
             shuffle_rng,
@@ -215,6 +235,7 @@ impl Trainer {
             test,
             w,
             u,
+            aff,
             shape,
             epoch: 0,
             step_in_epoch: 0,
@@ -230,7 +251,7 @@ impl Trainer {
     /// state and run name are restored. A corrupted file is refused (`Error::Io` naming it).
     pub fn resume(dir: &Path) -> Result<Self> {
         let ck = RunDir::new(dir).read_checkpoint()?;
-        let mut t = Self::assemble(ck.task, ck.config, ck.w, ck.u)?;
+        let mut t = Self::assemble(ck.task, ck.config, ck.w, ck.u, ck.aff)?;
         t.name = ck.name;
         t.epoch = ck.epoch;
         t.step_in_epoch = ck.step_in_epoch;
@@ -313,32 +334,63 @@ impl Trainer {
     pub fn u(&self) -> &[f32] {
         &self.u
     }
+    /// `[gamma ; beta]` of `layer-affine` (length `2 d`; empty for the other norms).
+    pub fn affine(&self) -> &[f32] {
+        &self.aff
+    }
     /// Training seconds so far (evaluation excluded).
     pub fn train_secs(&self) -> f64 {
         self.train_secs
     }
 
-    /// The weights as f64 [`Params`] (for `network`, `metrics`, ...).
+    /// The weights as f64 [`Params`] (for `network`, `metrics`, ...), with
+    /// `gamma`, `beta` under `layer-affine`.
     pub fn params_f64(&self) -> Params {
-        Params::from_wu(
+        let d = self.task.dim();
+        let mut p = Params::from_wu(
             self.task.n_w(),
             self.task.k(),
             self.task.len(),
             self.task.dim(),
             self.w.iter().map(|&v| v as f64).collect(),
             self.u.iter().map(|&v| v as f64).collect(),
-        )
+        );
+        if !self.aff.is_empty() {
+            p.gain = self.aff[..d].iter().map(|&v| v as f64).collect();
+            p.bias = self.aff[d..].iter().map(|&v| v as f64).collect();
+        }
+        p
     }
 
     /// Replaces the weights (f64, rounded to f32), e.g. to start from a given point.
     pub fn set_params(&mut self, p: &Params) -> Result<()> {
-        if p.w.len() != self.w.len() || p.u.len() != self.u.len() {
+        let d = self.task.dim();
+        let aff = self.aff.len() / 2;
+        if p.w.len() != self.w.len()
+            || p.u.len() != self.u.len()
+            || p.gain.len() != aff
+            || p.bias.len() != aff
+        {
             return Err(Error::invalid(
                 "params",
-                format!("{} + {} values", p.w.len(), p.u.len()),
-                format!("expected {} + {}", self.w.len(), self.u.len()),
+                format!(
+                    "{} + {} + {} + {} values",
+                    p.w.len(),
+                    p.u.len(),
+                    p.gain.len(),
+                    p.bias.len()
+                ),
+                format!(
+                    "expected {} + {} + {aff} + {aff}",
+                    self.w.len(),
+                    self.u.len()
+                ),
             ));
         }
+        for (a, &b) in self.aff.iter_mut().zip(p.gain.iter().chain(&p.bias)) {
+            *a = b as f32;
+        }
+        debug_assert!(self.aff.is_empty() || self.aff.len() == 2 * d);
         for (a, &b) in self.w.iter_mut().zip(&p.w) {
             *a = b as f32;
         }
@@ -371,6 +423,7 @@ impl Trainer {
                 &self.shape,
                 &mut self.w,
                 &mut self.u,
+                &mut self.aff,
                 &mut self.work,
                 &self.train,
                 batch_indices,
@@ -380,25 +433,35 @@ impl Trainer {
 
     /// Gradient of the batch-mean cross entropy over the training sentences
     /// `batch_indices`, without weight decay, at the current weights, computed by the
-    /// f32 step kernels; returns `(loss, [dW ; dU])` widened to f64 (for checks).
+    /// f32 step kernels; returns `(loss, [dW ; dU ; dgamma ; dbeta])` widened to f64
+    /// (for checks; `[dW ; dU]` without affine parameters).
     pub fn batch_gradient(&self, batch_indices: &[usize]) -> (f64, Vec<f64>) {
         let t = &self.task;
-        let mut work = Work::new(batch_indices.len(), t.k(), t.len(), t.dim());
+        let mut work = Work::new(
+            batch_indices.len(),
+            t.k(),
+            t.len(),
+            t.dim(),
+            self.shape.affine,
+        );
         let mut gw = vec![0.0f32; self.w.len()];
         let mut gu = vec![0.0f32; self.u.len()];
+        let mut ga = Vec::new();
         let loss = self.pool.install(|| {
             kernel::gradient(
                 &self.shape,
                 &self.w,
                 &self.u,
+                &self.aff,
                 &mut work,
                 &self.train,
                 batch_indices,
                 &mut gw,
                 &mut gu,
+                &mut ga,
             )
         });
-        let g = gw.iter().chain(&gu).map(|&v| v as f64).collect();
+        let g = gw.iter().chain(&gu).chain(&ga).map(|&v| v as f64).collect();
         (loss, g)
     }
 
@@ -435,6 +498,7 @@ impl Trainer {
                 &self.shape,
                 &mut self.w,
                 &mut self.u,
+                &mut self.aff,
                 &mut self.work,
                 &self.train,
                 rows,
@@ -460,7 +524,11 @@ impl Trainer {
 
     /// Whether every weight is finite.
     fn weights_finite(&self) -> bool {
-        self.w.iter().chain(&self.u).all(|v| v.is_finite())
+        self.w
+            .iter()
+            .chain(&self.u)
+            .chain(&self.aff)
+            .all(|v| v.is_finite())
     }
 
     fn divergence(&self, epoch: usize, step: usize, loss: f64) -> Divergence {
@@ -491,7 +559,7 @@ impl Trainer {
     pub fn accuracy(&self, data: &Sentences) -> f64 {
         let pred = self
             .pool
-            .install(|| kernel::predict(&self.shape, &self.w, &self.u, data));
+            .install(|| kernel::predict(&self.shape, &self.w, &self.u, &self.aff, data));
         let ok = pred
             .iter()
             .zip(&data.labels)
@@ -563,3 +631,5 @@ impl Trainer {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_affine;

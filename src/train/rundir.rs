@@ -7,6 +7,7 @@
 //! | `log.jsonl` | one [`EvalRecord`] per line, appended at each evaluation | [`RunDir::append_log`] |
 //! | `summary.json` | what the run produced (or where it diverged), with the crate `version` | [`RunDir::write_summary`] |
 //! | `W.npy`, `U.npy` | final weights, f32, `n_w x d` and `K x L d` | [`RunDir::write_weights`] |
+//! | `affine.npy` | with `layer-affine`: final `[gamma ; beta]`, f32, `2 x d` | [`RunDir::write_weights`] |
 
 use super::checkpoint::{self, Checkpoint};
 use super::{EvalRecord, Trainer};
@@ -34,6 +35,8 @@ impl RunDir {
     pub const W: &'static str = "W.npy";
     /// Final classifier `U`.
     pub const U: &'static str = "U.npy";
+    /// Final `[gamma ; beta]` of `layer-affine` (`2 x d`).
+    pub const AFFINE: &'static str = "affine.npy";
 
     /// The run directory at `path` (nothing is created).
     pub fn new(path: impl Into<PathBuf>) -> Self {
@@ -57,6 +60,9 @@ impl RunDir {
     }
     pub fn u_path(&self) -> PathBuf {
         self.path.join(Self::U)
+    }
+    pub fn affine_path(&self) -> PathBuf {
+        self.path.join(Self::AFFINE)
     }
 
     /// Creates the directory (and its parents).
@@ -83,10 +89,15 @@ impl RunDir {
         }
     }
 
-    /// Removes the outputs of a finished run (`summary.json`, `W.npy`, `U.npy`), so
+    /// Removes the outputs of a finished run (`summary.json`, `W.npy`, `U.npy`, `affine.npy`), so
     /// that none from an earlier run stays beside a run that goes on.
     pub fn clear_outputs(&self) -> Result<()> {
-        for p in [self.summary_path(), self.w_path(), self.u_path()] {
+        for p in [
+            self.summary_path(),
+            self.w_path(),
+            self.u_path(),
+            self.affine_path(),
+        ] {
             Self::remove(&p)?;
         }
         Ok(())
@@ -219,11 +230,16 @@ impl RunDir {
         Ok((bytes.len() - start) as u64)
     }
 
-    /// Writes the trainer's weights to `W.npy` (`n_w x d`) and `U.npy` (`K x L d`), f32.
+    /// Writes the trainer's weights to `W.npy` (`n_w x d`) and `U.npy` (`K x L d`), f32, and
+    /// with `layer-affine` `affine.npy` (`[gamma ; beta]`, `2 x d`).
     pub fn write_weights(&self, t: &Trainer) -> Result<()> {
         let task = t.task();
         npy::write_npy_f32(&self.w_path(), &[task.n_w(), task.dim()], t.w())?;
-        npy::write_npy_f32(&self.u_path(), &[task.k(), task.len() * task.dim()], t.u())
+        npy::write_npy_f32(&self.u_path(), &[task.k(), task.len() * task.dim()], t.u())?;
+        if !t.affine().is_empty() {
+            npy::write_npy_f32(&self.affine_path(), &[2, task.dim()], t.affine())?;
+        }
+        Ok(())
     }
 
     /// Writes `summary.json` (pretty JSON).
