@@ -499,7 +499,8 @@ fn hessian_spectrum<'py>(
     to_py(py, &s)
 }
 
-/// SGD as `fcollapse train` (no files): returns `(W, U, summary)`.
+/// SGD as `fcollapse train` (no files): returns `(W, U, summary)`; with
+/// `norm = "layer-affine"` the summary holds the trained `gain` and `bias`.
 #[pyfunction]
 #[pyo3(signature = (task, **protocol))]
 fn train<'py>(
@@ -554,7 +555,8 @@ fn train<'py>(
                 })
             }
         };
-        let summary = serde_json::json!({
+        let p = tr.params_f64();
+        let mut summary = serde_json::json!({
             "version": crate::VERSION,
             "epochs": s.epochs,
             "losses": losses,
@@ -563,7 +565,12 @@ fn train<'py>(
             "train_secs": s.train_secs,
             "config": cfg,
         });
-        Ok((tr.params_f64(), summary))
+        if !p.gain.is_empty() {
+            // layer-affine: the trained gamma and beta.
+            summary["gain"] = serde_json::json!(p.gain);
+            summary["bias"] = serde_json::json!(p.bias);
+        }
+        Ok((p, summary))
     })?;
     let w = PyArray1::from_vec(py, p.w).reshape([t.n_w(), t.dim()])?;
     let u = PyArray1::from_vec(py, p.u).reshape([t.k(), t.len() * t.dim()])?;

@@ -471,6 +471,18 @@ def test_train_returns_weights_and_a_decreasing_loss():
         fc.train(task, lr=-1.0, epochs=1)
     assert summary["version"] == fc.__version__
     assert len(summary["losses"]) == summary["epochs"] == 40
+    assert "gain" not in summary
+
+
+def test_train_layer_affine_returns_its_gain_and_bias():
+    task = fc.Task(3, 2, 2, 4, norm="layer-affine", lambda_w=0.0, lambda_u=0.001,
+                   lambda_affine=0.01, seed=1)
+    W, U, summary = fc.train(task, epochs=20, n_spl=20, lr=0.5, batch=30, threads=1)
+    gain, bias = np.array(summary["gain"]), np.array(summary["bias"])
+    assert gain.shape == bias.shape == (4,)
+    # trained away from PyTorch's initialisation (1, 0)
+    assert np.abs(gain - 1).max() > 1e-3 and np.abs(bias).max() > 1e-4
+    assert summary["losses"][-1] < summary["losses"][0]
 
 
 def test_train_names_the_argument_that_is_too_large():
