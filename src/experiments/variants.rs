@@ -214,6 +214,15 @@ fn combined_figure(stem: &Path, rows: &[VariantRow]) -> Result<()> {
     )
 }
 
+/// Seconds with three decimals, or three significant digits below 0.01.
+fn secs(x: f64) -> String {
+    if x >= 0.01 {
+        format!("{x:.3}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
 fn opt_f(v: Option<f64>) -> String {
     v.map_or("–".into(), |x| format!("{x}"))
 }
@@ -288,7 +297,7 @@ fn render(
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} ({}) | {:.2e} | {:.2e} | {:.3} | {} | {} | {} | {:.3e} | {:.1} s |",
+            "| {} | {} | {} | {} | {:.3} | {:.3} | {:.3} ({}) | {:.2e} | {:.2e} | {:.3} | {} | {} | {} | {} | {:.1} s |",
             r.norm,
             r.lambda_w,
             opt_f(r.lambda_affine),
@@ -305,7 +314,7 @@ fn render(
             at_ranks(&r.predicted_by_rank, &ranks),
             r.median_rel_error
                 .map_or("–".into(), |e| format!("{:.1} %", 100.0 * e)),
-            r.secs_per_epoch,
+            secs(r.secs_per_epoch),
             r.train_secs,
         );
     }
@@ -329,9 +338,11 @@ fn render(
     for ((e, _, figs), r) in runs.iter().zip(rows) {
         let _ = writeln!(s, "## `{}`\n", r.norm);
         let _ = writeln!(s, "Run directory: `{}`.\n", e.name);
-        for f in figs.iter().filter(|f| {
-            f.to_string_lossy().contains("norms") || f.to_string_lossy().contains("accuracy")
-        }) {
+        // The classifier's PCA (pca_u) stays out of the report.
+        for f in figs
+            .iter()
+            .filter(|f| !f.to_string_lossy().contains("pca_u"))
+        {
             let _ = writeln!(s, "![{}]({})\n", e.name, rel(f));
         }
     }
