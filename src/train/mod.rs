@@ -54,6 +54,7 @@
 mod checkpoint;
 mod config;
 mod kernel;
+pub mod matmul;
 mod observe;
 mod rownorm;
 mod rundir;
