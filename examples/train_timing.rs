@@ -60,6 +60,10 @@ struct Args {
     /// Time raw gemm at the step's shape instead of training.
     #[arg(long)]
     roofline: bool,
+    /// Train with `gemm` for all three products even where the own AVX-512 kernels
+    /// (`train::matmul`) would run.
+    #[arg(long)]
+    gemm: bool,
     /// With --roofline: timing rounds (each 10 calls of every variant).
     #[arg(long, default_value_t = 30)]
     reps: usize,
@@ -469,6 +473,9 @@ fn weights_digest(t: &Trainer) -> String {
 
 fn main() -> feature_collapse::Result<()> {
     let a = Args::parse();
+    if a.gemm {
+        feature_collapse::train::matmul::use_own_kernels(false);
+    }
     let task = TaskConfig {
         n_c: a.nc,
         s_c: a.nw / a.nc,
@@ -556,6 +563,7 @@ fn main() -> feature_collapse::Result<()> {
         "secs_per_epoch": mean, "secs_per_epoch_median": sorted[sorted.len() / 2],
         "gflops": flop / mean / 1e9, "loss": loss, "losses": losses,
         "weights_digest": weights_digest(&t), "simd": simd_level(),
+        "kernels": if feature_collapse::train::matmul::available() { "own" } else { "gemm" },
     });
     if a.accuracy {
         out["train_accuracy"] = t.accuracy(t.train_data()).into();

@@ -21,6 +21,8 @@
 //! is summed sequentially in row order.
 
 pub(crate) use super::rownorm::RowNorm;
+use super::matmul;
+use super::wupdate::{scatter, w_update_single};
 use crate::task::Sentences;
 use rayon::prelude::*;
 
@@ -128,6 +130,10 @@ const SMALL_K: usize = 256;
 /// Neither choice changes the result.
 pub(crate) fn scores(s: &Shape, u: &[f32], x: &[f32], h: &mut [f32], b: usize) {
     let (ld, k) = (s.ld(), s.k);
+    if matmul::available() {
+        matmul::x_ut(x, u, h, b, k, ld, s.threads);
+        return;
+    }
     assert!(x.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
     let panels = if k < SMALL_K {
         let min_cols = 16.max(MIN_SPLIT_OUTPUT / b.max(1) + 1);
@@ -366,11 +372,23 @@ fn rows_pass(
     row_loss: &mut [f64],
 ) {
     let b = rows.len();
-    let (ld, k, d) = (s.ld(), s.k, s.dim);
+    let (ld, k) = (s.ld(), s.k);
     gather(s, w, data, rows, x, rstd);
     scores(s, u, x, h, b);
     softmax_xent(s, data, rows, h, row_loss, inv_b);
     // dX = G U: b x Ld = (b x K)(K x Ld).
+    assert!(dx.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
+    if matmul::available() {
+        matmul::g_u(h, u, dx, b, k, ld, s.threads);
+    } else {
+        g_u_gemm(s, u, h, dx, b);
+    }
+    norm_backward(s, x, dx, rstd, b);
+}
+
+/// `dX = G U` by `gemm` (`b x Ld = (b x K)(K x Ld)`, all row-major).
+fn g_u_gemm(s: &Shape, u: &[f32], h: &[f32], dx: &mut [f32], b: usize) {
+    let (ld, k) = (s.ld(), s.k);
     assert!(dx.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
     // SAFETY: dst, lhs, rhs are row-major blocks inside their own buffers (sizes checked).
     unsafe {
@@ -396,6 +414,12 @@ fn rows_pass(
             s.par(),
         );
     }
+}
+
+/// The normalization's backward pass on each gathered row of `dx` (nothing without
+/// one): `dx_{r,l} <- J_phi(w)^T dx_{r,l}` from the saved `x`, `rstd`.
+fn norm_backward(s: &Shape, x: &[f32], dx: &mut [f32], rstd: &[f32], b: usize) {
+    let (ld, d) = (s.ld(), s.dim);
     if s.norm != RowNorm::None && s.threads <= 1 {
         for ((g, xh), &r) in dx[..b * ld]
             .chunks_mut(d)
@@ -431,6 +455,11 @@ fn gt_x(
 ) {
     let (ld, k) = (s.ld(), s.k);
     debug_assert!(dst.len() == k * ld && h.len() >= b * k && x.len() >= b * ld);
+    if matmul::available() {
+        let alpha = if read_dst { alpha } else { 0.0 };
+        matmul::u_update(h, x, dst, (b, k, ld), (alpha, beta), (0, ld), s.threads);
+        return;
+    }
     // SAFETY: dst is K x Ld row-major, lhs(j, r) = h[r K + j], rhs is b x Ld row-major;
     // distinct buffers.
     unsafe {
@@ -485,6 +514,11 @@ unsafe fn gt_x_cols(
 ) {
     let (ld, k) = (s.ld(), s.k);
     assert!(c0 <= c1 && c1 <= ld && h.len() >= b * k && x.len() >= b * ld);
+    if matmul::available() {
+        // SAFETY: `up` holds K * Ld floats and columns c0..c1 are ours (caller's contract).
+        unsafe { matmul::u_update_cols(h, x, up.get(), (b, k, ld), (alpha, beta), (c0, c1)) };
+        return;
+    }
     // SAFETY: dst(j, q) = u[j Ld + c0 + q], lhs(j, r) = h[r K + j],
     // rhs(r, q) = x[r Ld + c0 + q]; all in bounds (checked above, caller's contract).
     unsafe {
@@ -512,29 +546,6 @@ unsafe fn gt_x_cols(
     }
 }
 
-/// The whole `W` update on the calling thread: decay `W *= 1 - lr lambda_W` fused
-/// into the scatter of `-lr dX` (each row decayed just before its first update,
-/// untouched rows after: the same operations in the same order).
-fn w_update_single(s: &Shape, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
-    let n_w = w.len() / s.dim;
-    let f = (s.lambda_w != 0.0).then_some(1.0 - s.lr * s.lambda_w);
-    // SAFETY: single task over all columns of `w`, which it borrows mutably.
-    unsafe {
-        w_update_band(
-            s,
-            s.lr,
-            f,
-            SendPtr(w.as_mut_ptr()),
-            n_w,
-            data,
-            rows,
-            dx,
-            0,
-            s.dim,
-        )
-    };
-}
-
 /// One SGD step on the sentences `rows` of `data`; returns the mean CE of the batch.
 ///
 /// Order of operations (all f32):
@@ -554,6 +565,9 @@ pub(crate) fn sgd_step(
     data: &Sentences,
     rows: &[usize],
 ) -> f64 {
+    if s.k >= SMALL_K && matmul::available() {
+        return fused_step(s, w, u, work, data, rows);
+    }
     let b = rows.len();
     let loss = forward_backward(s, w, u, work, data, rows);
     let (h, x, dx) = (&work.h, &work.x, &work.dx[..b * s.ld()]);
@@ -592,18 +606,43 @@ pub(crate) fn sgd_step(
                 // its first update, untouched rows after): same operations, same order.
                 w_update_single(s, w, data, rows, dx);
             } else {
-                if s.lambda_w != 0.0 {
-                    w.par_chunks_mut(s.dim * 64).for_each(|c| {
-                        for v in c {
-                            *v *= decay;
-                        }
-                    });
-                }
-                scatter(s, s.lr, w, data, rows, dx);
+                // Column bands across threads, each decaying its rows in the same pass.
+                scatter(s, s.lr, (s.lambda_w != 0.0).then_some(decay), w, data, rows, dx);
             }
         },
     );
     loss
+}
+
+/// [`sgd_step`] with at least [`SMALL_K`] classes by the kernels of [`matmul`]: steps 4
+/// and 5 in one pass over the column panels of `U` ([`matmul::g_u_update`]: each
+/// panel's `dX` from the old `U`, then its update, the panel still in cache), then
+/// the normalization's backward pass and the `W` update (decay fused into the scatter).
+fn fused_step(
+    s: &Shape,
+    w: &mut [f32],
+    u: &mut [f32],
+    work: &mut Work,
+    data: &Sentences,
+    rows: &[usize],
+) -> f64 {
+    let (b, ld) = (rows.len(), s.ld());
+    let Work {
+        x,
+        h,
+        dx,
+        rstd,
+        row_loss,
+    } = work;
+    gather(s, w, data, rows, x, rstd);
+    scores(s, u, x, h, b);
+    softmax_xent(s, data, rows, h, row_loss, 1.0 / b as f32);
+    let ab = (1.0 - s.lr * s.lambda_u, -s.lr);
+    matmul::g_u_update(h, x, u, dx, (b, s.k, ld), ab, s.threads);
+    norm_backward(s, x, dx, rstd, b);
+    let decay = (s.lambda_w != 0.0).then_some(1.0 - s.lr * s.lambda_w);
+    scatter(s, s.lr, decay, w, data, rows, &dx[..b * ld]);
+    row_loss[..b].iter().sum::<f64>() / b as f64
 }
 
 /// The gradient of the batch-mean cross entropy (no weight decay) into `gw` (`n_w x d`)
@@ -623,108 +662,18 @@ pub(crate) fn gradient(
     let loss = forward_backward(s, w, u, work, data, rows);
     gt_x(s, gu, false, 0.0, 1.0, &work.h, &work.x, b);
     gw.fill(0.0);
-    scatter(s, -1.0, gw, data, rows, &work.dx[..b * s.ld()]);
+    scatter(s, -1.0, None, gw, data, rows, &work.dx[..b * s.ld()]);
     loss
-}
-
-/// `w_t <- w_t - lr * dx_{r,l}` for every occurrence, in occurrence order. Columns are
-/// split across threads (each column sees every occurrence in the same order), so the
-/// result is independent of the thread count.
-fn scatter(s: &Shape, lr: f32, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
-    let d = s.dim;
-    let wp = SendPtr(w.as_mut_ptr());
-    let n_w = w.len() / d;
-    let work = rows.len() * s.len * d;
-    if s.threads <= 1 || work < 32_768 || d < 32 {
-        // SAFETY: single task over all columns of `w`, which it borrows mutably.
-        unsafe { w_update_band(s, lr, None, wp, n_w, data, rows, dx, 0, d) };
-        return;
-    }
-    // `threads` column bands (at most d / 16 of them).
-    let nb = s.threads.min(d / 16);
-    (0..nb).into_par_iter().for_each(|bi| {
-        // SAFETY: the bands [d bi / nb, d (bi + 1) / nb) are disjoint column ranges of
-        // `w`, which is mutably borrowed for the whole parallel loop.
-        unsafe {
-            w_update_band(
-                s,
-                lr,
-                None,
-                wp,
-                n_w,
-                data,
-                rows,
-                dx,
-                d * bi / nb,
-                d * (bi + 1) / nb,
-            )
-        };
-    });
-}
-
-/// On the columns `c0..c1` of `W` (`n_w x d` at `wp`): `W *= decay` (if given), then
-/// `w_t -= lr dx_{r,l}` for every occurrence in occurrence order.
-///
-/// # Safety
-/// `wp` must point to `n_w * d` valid floats, and no other thread may access columns
-/// `c0..c1` of them during the call.
-#[allow(clippy::too_many_arguments)]
-unsafe fn w_update_band(
-    s: &Shape,
-    lr: f32,
-    decay: Option<f32>,
-    wp: SendPtr<f32>,
-    n_w: usize,
-    data: &Sentences,
-    rows: &[usize],
-    dx: &[f32],
-    c0: usize,
-    c1: usize,
-) {
-    let (d, len) = (s.dim, s.len);
-    assert!(c0 <= c1 && c1 <= d && dx.len() >= rows.len() * len * d);
-    // SAFETY (all blocks): row t's band is floats t d + c0 .. t d + c1 < n_w d, touched
-    // by this call only (caller's contract); t < n_w for every token of the task.
-    let band =
-        |t: usize| unsafe { std::slice::from_raw_parts_mut(wp.get().add(t * d + c0), c1 - c0) };
-    // `W *= decay` is applied to each row just before its first update in the pass
-    // and to the rows never updated afterwards: every element sees the same
-    // operations in the same order as a separate decay pass first.
-    let mut decayed = vec![decay.is_none(); n_w];
-    for (r, &i) in rows.iter().enumerate() {
-        for (l, &t) in data.sentence(i).iter().enumerate() {
-            let t = t as usize;
-            assert!(t < n_w);
-            let g = &dx[(r * len + l) * d + c0..(r * len + l) * d + c1];
-            let row = band(t);
-            if !decayed[t] {
-                decayed[t] = true;
-                let f = decay.unwrap_or(1.0);
-                for (a, &gv) in row.iter_mut().zip(g) {
-                    *a = *a * f - lr * gv;
-                }
-            } else {
-                for (a, &gv) in row.iter_mut().zip(g) {
-                    *a -= lr * gv;
-                }
-            }
-        }
-    }
-    if let Some(f) = decay {
-        for (t, _) in decayed.iter().enumerate().filter(|(_, &done)| !done) {
-            band(t).iter_mut().for_each(|v| *v *= f);
-        }
-    }
 }
 
 /// A raw pointer that may cross to rayon tasks (each task touches a disjoint part).
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(super) struct SendPtr<T>(pub(super) *mut T);
 // SAFETY: only used to hand disjoint parts of one buffer to rayon tasks.
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }

@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`x_ut`] | `H = X U^T`, `h_rj = sum_p x_rp u_jp` | 16 lane sums, lane `l` over `p = l mod 16` in order (the last `Ld mod 16` terms masked into lanes `0..`), then `_mm512_reduce_add_ps` |
 //! | [`g_u`] | `dX = G U`, `dx_rp = sum_j g_rj u_jp` | `j = 0, 1, .., K-1`, one FMA each |
-//! | [`u_update`] | `U <- alpha U + beta G^T X`, `u_jp <- alpha u_jp + beta sum_r g_rj x_rp` | `r = 0, .., B-1`, one FMA each, then `fma(alpha, u, beta * s)` |
+//! | [`u_update`] | `U <- alpha U + beta G^T X`, `u_jp <- alpha u_jp + beta sum_r g_rj x_rp` | `r = 0, .., B-1`, one FMA each, then `fma(alpha, u, beta * s)` (`beta * s` if `alpha = 0`: `U` is not read) |
 //!
 //! [`g_u_update`] computes [`g_u`] then [`u_update`] (with the old `U` in `dX`) one
 //! column panel of `U` at a time, so the panel is read twice from the L2 cache, not
@@ -19,14 +19,29 @@
 //! results do not depend on `threads`: [`x_ut`] splits the classes across threads,
 //! the others split the columns `0..Ld`; the inner dimension is never split.
 
-/// Columns of one panel of `dX` / `U` in [`g_u`] and [`u_update`] (5 vectors of 16).
-const PANEL: usize = 80;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Whether this CPU runs the kernels of this module (`avx512f`, detected at run time).
+/// Columns of one panel of `dX` / `U` in [`g_u`] and [`u_update`] (5 vectors of 16).
+const PANEL: usize = 64;
+
+/// Cleared by [`use_own_kernels`]`(false)`.
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the kernels of this module off (`false`: the trainer then uses `gemm` for all
+/// three products, as on CPUs without AVX-512) or back on, for the whole process; for
+/// timing comparisons (`train_timing --gemm`).
+pub fn use_own_kernels(on: bool) {
+    ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Whether the kernels of this module run: the CPU has `avx512f` and `avx512vl`
+/// (detected at run time) and [`use_own_kernels`] did not turn them off.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl")
+        ENABLED.load(Ordering::Relaxed)
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512vl")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -131,6 +146,33 @@ pub fn u_update(
         };
         let _ = (up, p0, p1, alpha, beta);
     });
+}
+
+/// [`u_update`] on the columns `c0..c1` of the `K x Ld` matrix at `u`, on the calling
+/// thread, for callers that hand the other columns to other threads.
+///
+/// # Safety
+/// `u` must point to `k * ld` valid floats whose columns `c0..c1` no other thread
+/// accesses during the call.
+///
+/// # Panics
+/// If [`available`] is false, a buffer is too short or `c0 > c1 > ld`.
+pub(crate) unsafe fn u_update_cols(
+    g: &[f32],
+    x: &[f32],
+    u: *mut f32,
+    (b, k, ld): (usize, usize, usize),
+    (alpha, beta): (f32, f32),
+    (c0, c1): (usize, usize),
+) {
+    assert!(available(), "u_update needs avx512f");
+    assert!(g.len() >= b * k && x.len() >= b * ld && c0 <= c1 && c1 <= ld);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: avx512f checked; the caller owns columns c0..c1 of u.
+    unsafe {
+        avx512::u_update(g.as_ptr(), x.as_ptr(), u, b, k, ld, alpha, beta, c0, c1)
+    };
+    let _ = (u, alpha, beta);
 }
 
 /// [`g_u`] then [`u_update`] on all columns, panel by panel (`dX` from the old `U`).
@@ -430,6 +472,12 @@ mod avx512 {
         let mut acc = [_mm512_setzero_ps(); 25]; // entry `i NV + v`
         // SAFETY (all loads and stores): inside the rows and columns the caller passes.
         unsafe {
+            // The tile of `U` is read after the sums: fetch it meanwhile.
+            for i in 0..MR {
+                for v in 0..NV {
+                    _mm_prefetch::<_MM_HINT_T0>(u.add(i * us + 16 * v) as *const i8);
+                }
+            }
             for r in 0..b {
                 let mut xv = [_mm512_setzero_ps(); NV];
                 for (v, w) in xv.iter_mut().enumerate() {
@@ -451,14 +499,13 @@ mod avx512 {
             for i in 0..MR {
                 for v in 0..NV {
                     let (a, p) = (acc[i * NV + v], u.add(i * us + 16 * v));
-                    if v + 1 < NV {
-                        let old = _mm512_loadu_ps(p);
-                        _mm512_storeu_ps(p, _mm512_fmadd_ps(alpha, old, _mm512_mul_ps(beta, a)));
-                    } else {
-                        let old = _mm512_maskz_loadu_ps(m, p);
-                        let new = _mm512_fmadd_ps(alpha, old, _mm512_mul_ps(beta, a));
-                        _mm512_mask_storeu_ps(p, m, new);
+                    let lanes = if v + 1 < NV { !0 } else { m };
+                    let mut new = _mm512_mul_ps(beta, a);
+                    if ab.0 != 0.0 {
+                        // alpha = 0 does not read U (it may hold anything).
+                        new = _mm512_fmadd_ps(alpha, _mm512_maskz_loadu_ps(lanes, p), new);
                     }
+                    _mm512_mask_storeu_ps(p, lanes, new);
                 }
             }
         }
