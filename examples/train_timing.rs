@@ -136,10 +136,13 @@ fn product(
     }
 }
 
+/// A named thing to time.
+type Variant<'a> = (&'static str, Box<dyn FnMut() + Send + 'a>);
+
 /// Per-variant median and fastest seconds of one call: `reps` rounds, each timing
 /// 10 calls of every variant in turn (interleaved, so a change of load hits all of
 /// them alike), after 5 warm-up calls each.
-fn time_interleaved(fs: &mut [(&str, Box<dyn FnMut() + Send + '_>)], reps: usize) -> Vec<(f64, f64)> {
+fn time_interleaved(fs: &mut [Variant<'_>], reps: usize) -> Vec<(f64, f64)> {
     for (_, f) in fs.iter_mut() {
         for _ in 0..5 {
             f();
@@ -233,7 +236,13 @@ fn roofline(a: &Args, t: &mut Trainer, threads: usize) -> serde_json::Value {
     let chunks = ld.div_ceil(512);
     let kc = ld.div_ceil(chunks);
     let own = matmul::available();
-    let (ut, xr, gr, gc, ur) = (col(&u, ld), row(&x, ld), row(&g, k), col(&g, k), row(&u, ld));
+    let (ut, xr, gr, gc, ur) = (
+        col(&u, ld),
+        row(&x, ld),
+        row(&g, k),
+        col(&g, k),
+        row(&u, ld),
+    );
     let flop = 2.0 * (b * k * ld) as f64;
     let (alpha, beta) = (1.0 - 1e-7, -1e-9);
     // Output buffers, one per variant and product.
@@ -242,7 +251,7 @@ fn roofline(a: &Args, t: &mut Trainer, threads: usize) -> serde_json::Value {
     let mut us = vec![u.clone(); 6];
     let (mut hs, mut dxs, mut us) = (hs.iter_mut(), dxs.iter_mut(), us.iter_mut());
     let mut next = || (hs.next().unwrap(), dxs.next().unwrap(), us.next().unwrap());
-    let mut fs: Vec<(&str, Box<dyn FnMut() + Send + '_>)> = Vec::new();
+    let mut fs: Vec<Variant<'_>> = Vec::new();
     {
         let (h, dx, uu) = next();
         fs.push((

@@ -59,6 +59,7 @@ mod observe;
 mod rownorm;
 mod rundir;
 mod session;
+mod softmax;
 mod wupdate;
 
 pub use crate::stop::StopFlag;

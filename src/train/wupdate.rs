@@ -10,7 +10,13 @@ use rayon::prelude::*;
 /// The whole `W` update on the calling thread: decay `W *= 1 - lr lambda_W` fused
 /// into the scatter of `-lr dX` (each row decayed just before its first update,
 /// untouched rows after: the same operations in the same order).
-pub(super) fn w_update_single(s: &Shape, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
+pub(super) fn w_update_single(
+    s: &Shape,
+    w: &mut [f32],
+    data: &Sentences,
+    rows: &[usize],
+    dx: &[f32],
+) {
     let n_w = w.len() / s.dim;
     let f = (s.lambda_w != 0.0).then_some(1.0 - s.lr * s.lambda_w);
     // SAFETY: single task over all columns of `w`, which it borrows mutably.
@@ -128,4 +134,3 @@ unsafe fn w_update_band(
         }
     }
 }
-
