@@ -9,12 +9,18 @@
 //! | `dx` | `B x Ld` | `G U`, then (LayerNorm) `dR/dw` per occurrence |
 //! | `rstd` | `B x L` | the scale of each gathered row's normalization ([`RowNorm::forward`]) |
 //!
-//! All three products go through [`gemm::gemm`]. With many classes each product is one
-//! call with `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across
-//! threads and never splits the inner dimension across threads. With few classes
-//! (`K < 256`) the forward/backward pass runs in one row panel per thread, each panel
+//! The three products run on the kernels of [`matmul`] where the CPU has AVX-512
+//! (`avx512f` + `avx512vl`, detected at run time: they split outputs across threads,
+//! never an inner dimension, and with at least 256 classes `dX = G U` and the `U`
+//! update run as one pass, [`matmul::g_u_update`]); elsewhere through [`gemm::gemm`].
+//! With `gemm` and many classes each product is one call with
+//! `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across threads
+//! and never splits the inner dimension across threads. With few classes (`K < 256`)
+//! the forward/backward pass runs in one row panel per thread, each panel
 //! single-threaded; pieces are kept on gemm's regular kernel and the inner dimension
-//! of `X U^T` is cut at fixed places by us. Either way the results do not depend on
+//! of `X U^T` is cut at fixed places by us. The two kernel sets sum in different
+//! orders, so their last bits differ; within one machine the choice is fixed.
+//! Either way the results do not depend on
 //! the thread count (checked by tests with 1, 2 and 3 threads). Every element-wise
 //! loop works row by row (or element by element), so its result does not depend on
 //! how rayon splits the rows either; the only reduction across rows (the batch loss)
@@ -464,9 +470,11 @@ unsafe fn gt_x_cols(
 /// Order of operations (all f32):
 /// 1. `X = gather(phi(W))`, 2. `H = X U^T`, 3. `G = (softmax(H) - Y) / B`,
 /// 4. `dX = G U` (old `U`), then LayerNorm backward on its rows (if on),
-/// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one fused `gemm` with `alpha`, `beta`),
+/// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one product with `alpha`, `beta`; with
+///    the own kernels and at least 256 classes fused with step 4, see [`fused_step`]),
 /// 6. `W <- (1 - lr lambda_W) W` on every row, then `w_t <- w_t - lr dX_{r,l}` for every
-///    occurrence `x_{r,l} = t`, in row-major occurrence order (5 and 6 run concurrently).
+///    occurrence `x_{r,l} = t`, in row-major occurrence order (5 and 6 run concurrently,
+///    except in [`fused_step`]).
 ///
 /// Steps 5 and 6 are `theta - lr (grad + lambda theta)` rewritten as
 /// `(1 - lr lambda) theta - lr grad`, the same maths as PyTorch's `SGD(weight_decay)`.

@@ -34,7 +34,7 @@
 //! # Determinism
 //!
 //! For a given seed the weights are bit-identical whatever the number of threads: the
-//! products use `gemm`, which parallelises over output tiles only, and every other
+//! products (`matmul`'s own kernels, or `gemm`) parallelise over outputs only, and every other
 //! parallel loop is row-wise or has a fixed reduction order (see `kernel`). A run
 //! interrupted and resumed from a checkpoint ends bit-identical to an uninterrupted one.
 //!

@@ -143,6 +143,15 @@ pub(super) unsafe fn x_ut(
                     let acc = buf.as_mut_ptr().add(r / 5 * 25);
                     let out = (blk + 1 == blocks).then_some((h.add(r * k + j), k));
                     let (xr, uj) = (x.add(r * ld), u.add(j * ld));
+                    // Fetch the next tile's block of U meanwhile: 8 cache lines per row
+                    // tile (5 rows of 32 lines over the first 20 row tiles).
+                    for q in 0..8 {
+                        let f = r / 5 * 8 + q;
+                        let (row, col) = (j + nr + f / 32, p.0 + 16 * (f % 32));
+                        if row < j1 && col < p.1 {
+                            _mm_prefetch::<_MM_HINT_T0>(u.add(row * ld + col) as *const i8);
+                        }
+                    }
                     dispatch!(dot_tile, mr, nr, xr, uj, ld, p, acc, blk == 0, out);
                     r += mr;
                 }
