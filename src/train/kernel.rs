@@ -11,8 +11,9 @@
 //!
 //! The three products run on the kernels of [`matmul`] where the CPU has AVX-512
 //! (`avx512f` + `avx512vl`, detected at run time: they split outputs across threads,
-//! never an inner dimension, and with at least 256 classes `dX = G U` and the `U`
-//! update run as one pass, [`matmul::g_u_update`]); elsewhere through [`gemm::gemm`].
+//! never an inner dimension, and with at least 256 classes and no normalization
+//! `dX = G U` and the `U` update run as one pass, [`matmul::g_u_update`]); elsewhere
+//! through [`gemm::gemm`].
 //! With `gemm` and many classes each product is one call with
 //! `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across threads
 //! and never splits the inner dimension across threads. With few classes (`K < 256`)
@@ -291,7 +292,7 @@ fn rows_pass(
     row_loss: &mut [f64],
 ) {
     let b = rows.len();
-    let (ld, k) = (s.ld(), s.k);
+    let (ld, k, d) = (s.ld(), s.k, s.dim);
     gather(s, w, data, rows, x, rstd);
     scores(s, u, x, h, b);
     softmax_xent(s, data, rows, h, row_loss, inv_b);
@@ -300,45 +301,31 @@ fn rows_pass(
     if matmul::available() {
         matmul::g_u(h, u, dx, b, k, ld, s.threads);
     } else {
-        g_u_gemm(s, u, h, dx, b);
+        // SAFETY: dst, lhs, rhs are row-major blocks inside their own buffers (sizes checked).
+        unsafe {
+            gemm::gemm(
+                b,
+                ld,
+                k,
+                dx.as_mut_ptr(),
+                1,
+                ld as isize,
+                false,
+                h.as_ptr(),
+                1,
+                k as isize,
+                u.as_ptr(),
+                1,
+                ld as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                s.par(),
+            );
+        }
     }
-    norm_backward(s, x, dx, rstd, b);
-}
-
-/// `dX = G U` by `gemm` (`b x Ld = (b x K)(K x Ld)`, all row-major).
-fn g_u_gemm(s: &Shape, u: &[f32], h: &[f32], dx: &mut [f32], b: usize) {
-    let (ld, k) = (s.ld(), s.k);
-    assert!(dx.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
-    // SAFETY: dst, lhs, rhs are row-major blocks inside their own buffers (sizes checked).
-    unsafe {
-        gemm::gemm(
-            b,
-            ld,
-            k,
-            dx.as_mut_ptr(),
-            1,
-            ld as isize,
-            false,
-            h.as_ptr(),
-            1,
-            k as isize,
-            u.as_ptr(),
-            1,
-            ld as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            s.par(),
-        );
-    }
-}
-
-/// The normalization's backward pass on each gathered row of `dx` (nothing without
-/// one): `dx_{r,l} <- J_phi(w)^T dx_{r,l}` from the saved `x`, `rstd`.
-fn norm_backward(s: &Shape, x: &[f32], dx: &mut [f32], rstd: &[f32], b: usize) {
-    let (ld, d) = (s.ld(), s.dim);
     if s.norm != RowNorm::None && s.threads <= 1 {
         for ((g, xh), &r) in dx[..b * ld]
             .chunks_mut(d)
@@ -471,7 +458,8 @@ unsafe fn gt_x_cols(
 /// 1. `X = gather(phi(W))`, 2. `H = X U^T`, 3. `G = (softmax(H) - Y) / B`,
 /// 4. `dX = G U` (old `U`), then LayerNorm backward on its rows (if on),
 /// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one product with `alpha`, `beta`; with
-///    the own kernels and at least 256 classes fused with step 4, see [`fused_step`]),
+///    the own kernels, at least 256 classes and no normalization fused with step 4,
+///    see [`fused_step`]),
 /// 6. `W <- (1 - lr lambda_W) W` on every row, then `w_t <- w_t - lr dX_{r,l}` for every
 ///    occurrence `x_{r,l} = t`, in row-major occurrence order (5 and 6 run concurrently,
 ///    except in [`fused_step`]).
@@ -486,7 +474,7 @@ pub(crate) fn sgd_step(
     data: &Sentences,
     rows: &[usize],
 ) -> f64 {
-    if s.k >= SMALL_K && matmul::available() {
+    if s.k >= SMALL_K && s.norm == RowNorm::None && matmul::available() {
         return fused_step(s, w, u, work, data, rows);
     }
     let b = rows.len();
@@ -543,10 +531,12 @@ pub(crate) fn sgd_step(
     loss
 }
 
-/// [`sgd_step`] with at least [`SMALL_K`] classes by the kernels of [`matmul`]: steps 4
-/// and 5 in one pass over the column panels of `U` ([`matmul::g_u_update`]: each
-/// panel's `dX` from the old `U`, then its update, the panel still in cache), then
-/// the normalization's backward pass and the `W` update (decay fused into the scatter).
+/// [`sgd_step`] with at least [`SMALL_K`] classes and no normalization (features
+/// `phi(w) = w`), by the kernels of [`matmul`]: steps 4 and 5 in one pass over the
+/// column panels of `U` ([`matmul::g_u_update`]: each panel's `dX` from the old `U`,
+/// then its update, the panel still in cache), then the `W` update (decay fused into
+/// the scatter). With a normalization the step goes through [`forward_backward`],
+/// which owns its chain rule.
 fn fused_step(
     s: &Shape,
     w: &mut [f32],
@@ -562,13 +552,13 @@ fn fused_step(
         dx,
         rstd,
         row_loss,
+        ..
     } = work;
     gather(s, w, data, rows, x, rstd);
     scores(s, u, x, h, b);
     softmax_xent(s, data, rows, h, row_loss, 1.0 / b as f32);
     let ab = (1.0 - s.lr * s.lambda_u, -s.lr);
     matmul::g_u_update(h, x, u, dx, (b, s.k, ld), ab, s.threads);
-    norm_backward(s, x, dx, rstd, b);
     let decay = (s.lambda_w != 0.0).then_some(1.0 - s.lr * s.lambda_w);
     scatter(s, s.lr, decay, w, data, rows, &dx[..b * ld]);
     row_loss[..b].iter().sum::<f64>() / b as f64

@@ -21,7 +21,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Columns of one panel of `dX` / `U` in [`g_u`] and [`u_update`] (5 vectors of 16).
+/// Columns of one panel of `dX` / `U` in [`g_u`] and [`u_update`] (4 vectors of 16).
 const PANEL: usize = 64;
 
 /// Cleared by [`use_own_kernels`]`(false)`.

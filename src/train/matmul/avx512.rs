@@ -210,7 +210,7 @@ unsafe fn axpy_tile<const MR: usize, const NV: usize>(
     }
 }
 
-/// `dX[0..b, c0..c1] = G U[.., c0..c1]`, panels of at most 80 columns (outer) by
+/// `dX[0..b, c0..c1] = G U[.., c0..c1]`, panels of at most 64 columns (outer) by
 /// 5 rows.
 #[target_feature(enable = "avx512f,avx512vl")]
 #[allow(clippy::too_many_arguments)]
@@ -312,7 +312,7 @@ unsafe fn update_tile<const MR: usize, const NV: usize>(
     }
 }
 
-/// `U[.., c0..c1] <- alpha U + beta G^T X[.., c0..c1]`, panels of at most 80 columns
+/// `U[.., c0..c1] <- alpha U + beta G^T X[.., c0..c1]`, panels of at most 64 columns
 /// (outer) by 5 rows of `U`.
 #[target_feature(enable = "avx512f,avx512vl")]
 #[allow(clippy::too_many_arguments)]
