@@ -566,3 +566,5 @@ impl Trainer {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_kernels;
