@@ -9,9 +9,12 @@
 //! cargo run --release --example train_timing -- --roofline                    # per-product rates
 //! ```
 //!
-//! `--roofline` times `gemm` alone on each of the three products of a step, with the
-//! trainer's operand layouts, and one whole `Trainer::step`, and prints their GFLOP/s
-//! beside the measured FMA peak of the same threads (`2 B K L d` flops per product).
+//! `--roofline` times each of the three products of a step, with the trainer's operand
+//! layouts, by `gemm`, by the trainer's own AVX-512 kernels (`train::matmul`, where the
+//! CPU has them) and, built with `--features bench-faer`, by faer's `matmul`, all
+//! interleaved, and one whole `Trainer::step`, and prints their GFLOP/s beside the
+//! measured FMA peak of the same threads (`2 B K L d` flops per product). `--gemm`
+//! makes the trainer use `gemm` instead of its own kernels (`kernels` in the output).
 //! Like the reference, `secs_per_epoch` is the mean over all epochs (the first
 //! included), accuracy evaluation excluded; `weights_digest` (FNV-1a of the bits of `W`
 //! and `U` after training) tells whether two runs ended bit-identical.
