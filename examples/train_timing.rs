@@ -9,9 +9,12 @@
 //! cargo run --release --example train_timing -- --roofline                    # per-product rates
 //! ```
 //!
-//! `--roofline` times `gemm` alone on each of the three products of a step, with the
-//! trainer's operand layouts, and one whole `Trainer::step`, and prints their GFLOP/s
-//! beside the measured FMA peak of the same threads (`2 B K L d` flops per product).
+//! `--roofline` times each of the three products of a step, with the trainer's operand
+//! layouts, by `gemm`, by the trainer's own AVX-512 kernels (`train::matmul`, where the
+//! CPU has them) and, built with `--features bench-faer`, by faer's `matmul`, all
+//! interleaved, and one whole `Trainer::step`, and prints their GFLOP/s beside the
+//! measured FMA peak of the same threads (`2 B K L d` flops per product). `--gemm`
+//! makes the trainer use `gemm` instead of its own kernels (`kernels` in the output).
 //! Like the reference, `secs_per_epoch` is the mean over all epochs (the first
 //! included), accuracy evaluation excluded; `weights_digest` (FNV-1a of the bits of `W`
 //! and `U` after training) tells whether two runs ended bit-identical.
@@ -60,6 +63,13 @@ struct Args {
     /// Time raw gemm at the step's shape instead of training.
     #[arg(long)]
     roofline: bool,
+    /// Train with `gemm` for all three products even where the own AVX-512 kernels
+    /// (`train::matmul`) would run.
+    #[arg(long)]
+    gemm: bool,
+    /// With --roofline: timing rounds (each 10 calls of every variant).
+    #[arg(long, default_value_t = 30)]
+    reps: usize,
     /// Also report train/test accuracy at the end.
     #[arg(long)]
     accuracy: bool,
@@ -73,25 +83,6 @@ struct Args {
     /// With --out: checkpoint every this many epochs.
     #[arg(long, default_value_t = 50)]
     checkpoint_every: usize,
-}
-
-/// Median seconds of one call of `f` (20 warm-up calls, then 50 timings of 10 calls),
-/// and the fastest such timing.
-fn time_calls(mut f: impl FnMut()) -> (f64, f64) {
-    for _ in 0..20 {
-        f();
-    }
-    let mut times: Vec<f64> = (0..50)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..10 {
-                f();
-            }
-            t.elapsed().as_secs_f64() / 10.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[0])
 }
 
 /// One strided operand of a product: `ptr[i * rs + j * cs]` is element `(i, j)`.
@@ -148,23 +139,89 @@ fn product(
     }
 }
 
-/// GFLOP/s of the three products of a step, called with the operand layouts of the
-/// trainer (`B = batch`, `Ld = L d`): `H = X U^T` (`B x Ld` by `Ld x K`, `U` stored
-/// `K x Ld`, the inner dimension cut into equal chunks of at most 512), `dX = G U`
-/// (`B x K` by `K x Ld`), `U <- alpha U + beta G^T X` (`K x B` by `B x Ld`, `G` stored
-/// `B x K`), each as one `gemm` call on all `threads` (with fewer than 256 classes the
-/// trainer cuts them into per-thread panels itself); and of a whole `Trainer::step`
+/// A named thing to time.
+type Variant<'a> = (&'static str, Box<dyn FnMut() + Send + 'a>);
+
+/// Per-variant median and fastest seconds of one call: `reps` rounds, each timing
+/// 10 calls of every variant in turn (interleaved, so a change of load hits all of
+/// them alike), after 5 warm-up calls each.
+fn time_interleaved(fs: &mut [Variant<'_>], reps: usize) -> Vec<(f64, f64)> {
+    for (_, f) in fs.iter_mut() {
+        for _ in 0..5 {
+            f();
+        }
+    }
+    let mut times = vec![Vec::with_capacity(reps); fs.len()];
+    for _ in 0..reps {
+        for ((_, f), t) in fs.iter_mut().zip(times.iter_mut()) {
+            let s = Instant::now();
+            for _ in 0..10 {
+                f();
+            }
+            t.push(s.elapsed().as_secs_f64() / 10.0);
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            (t[t.len() / 2], t[0])
+        })
+        .collect()
+}
+
+/// `dst (m x n) <- [dst +] alpha lhs rhs` by faer's `matmul` (row-major `m x p` / `p x n`
+/// operands given by their strides), on `threads` threads.
+#[cfg(feature = "bench-faer")]
+#[allow(clippy::too_many_arguments)]
+fn faer_product(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    lhs: Mat,
+    rhs: Mat,
+    p: usize,
+    add: bool,
+    alpha: f32,
+    threads: usize,
+) {
+    use faer::{Accum, MatMut, MatRef, Par};
+    // SAFETY: as in `product`: the operands hold every element they are read at.
+    let (l, r) = unsafe {
+        (
+            MatRef::from_raw_parts(lhs.ptr, m, p, lhs.rs, lhs.cs),
+            MatRef::from_raw_parts(rhs.ptr, p, n, rhs.rs, rhs.cs),
+        )
+    };
+    let d = MatMut::from_row_major_slice_mut(dst, m, n);
+    let par = if threads > 1 {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    };
+    let acc = if add { Accum::Add } else { Accum::Replace };
+    faer::linalg::matmul::matmul(d, acc, l, r, alpha, par);
+}
+
+/// GFLOP/s of the three products of a step (`B = batch`, `Ld = L d`, `2 B K Ld` flops
+/// each), by three implementations timed interleaved: `gemm` called as the trainer
+/// called it before (`X U^T` with the inner dimension cut into equal chunks of at most
+/// 512, `U <- alpha U + beta G^T X` in one call), our own AVX-512 kernels
+/// (`train::matmul`, if the CPU has `avx512f`), and faer's `matmul` (with
+/// `--features bench-faer`; its `U` update only adds, `alpha = 1`). Products:
+/// `H = X U^T` (`B x Ld` by `Ld x K`, `U` stored `K x Ld`), `dX = G U`, the `U` update
+/// (`K x B` by `B x Ld`, `G` stored `B x K`), and `dX` and the update together (ours
+/// fused panel by panel). Each on all `threads`. Then a whole `Trainer::step`
 /// (`3 * 2 B K Ld` flops) on a fixed batch.
 fn roofline(a: &Args, t: &mut Trainer, threads: usize) -> serde_json::Value {
+    use feature_collapse::train::matmul;
     let (b, ld, k) = (a.batch, a.len * a.dim, a.classes);
     let fill = |n: usize, m: usize| -> Vec<f32> {
         (0..n)
             .map(|i| ((i * m) % 13) as f32 * 0.01 - 0.06)
             .collect()
     };
-    let (x, g) = (fill(b * ld, 7), fill(b * k, 5));
-    let mut u = fill(k * ld, 3);
-    let (mut h, mut dx) = (vec![0f32; b * k], vec![0f32; b * ld]);
+    let (x, g, u) = (fill(b * ld, 7), fill(b * k, 5), fill(k * ld, 3));
     let row = |v: &[f32], cols: usize| Mat {
         ptr: v.as_ptr(),
         rs: cols as isize,
@@ -181,46 +238,142 @@ fn roofline(a: &Args, t: &mut Trainer, threads: usize) -> serde_json::Value {
         .expect("pool");
     let chunks = ld.div_ceil(512);
     let kc = ld.div_ceil(chunks);
-    let (ut, xr, gr, gc) = (col(&u, ld), row(&x, ld), row(&g, k), col(&g, k));
+    let own = matmul::available();
+    let (ut, xr, gr, gc, ur) = (
+        col(&u, ld),
+        row(&x, ld),
+        row(&g, k),
+        col(&g, k),
+        row(&u, ld),
+    );
     let flop = 2.0 * (b * k * ld) as f64;
-    let rate = |(med, best): (f64, f64)| serde_json::json!({"gflops_median": flop / med / 1e9, "gflops_best": flop / best / 1e9});
-    let scores = pool.install(|| {
-        time_calls(|| {
-            for c in 0..chunks {
-                let p = (c * kc, ((c + 1) * kc).min(ld));
-                product(
-                    &mut h,
-                    b,
-                    k,
-                    xr,
-                    ut,
-                    p,
-                    if c > 0 { 1.0 } else { 0.0 },
-                    1.0,
-                    threads,
-                );
-            }
-        })
-    });
-    let ur = row(&u, ld);
-    let g_u =
-        pool.install(|| time_calls(|| product(&mut dx, b, ld, gr, ur, (0, k), 0.0, 1.0, threads)));
-    let gt_x =
-        pool.install(|| time_calls(|| product(&mut u, k, ld, gc, xr, (0, b), 1.0, -1e-9, threads)));
+    let (alpha, beta) = (1.0 - 1e-7, -1e-9);
+    // Output buffers, one per variant and product.
+    let mut hs = vec![vec![0f32; b * k]; 6];
+    let mut dxs = vec![vec![0f32; b * ld]; 6];
+    let mut us = vec![u.clone(); 6];
+    let (mut hs, mut dxs, mut us) = (hs.iter_mut(), dxs.iter_mut(), us.iter_mut());
+    let mut next = || (hs.next().unwrap(), dxs.next().unwrap(), us.next().unwrap());
+    let mut fs: Vec<Variant<'_>> = Vec::new();
+    {
+        let (h, dx, uu) = next();
+        fs.push((
+            "x_ut gemm",
+            Box::new(move || {
+                for c in 0..chunks {
+                    let p = (c * kc, ((c + 1) * kc).min(ld));
+                    let a0 = if c > 0 { 1.0 } else { 0.0 };
+                    product(h, b, k, xr, ut, p, a0, 1.0, threads);
+                }
+            }),
+        ));
+        fs.push((
+            "g_u gemm",
+            Box::new(move || product(dx, b, ld, gr, ur, (0, k), 0.0, 1.0, threads)),
+        ));
+        fs.push((
+            "update gemm",
+            Box::new(move || product(uu, k, ld, gc, xr, (0, b), alpha, beta, threads)),
+        ));
+    }
+    {
+        let (_, dx, uu) = next();
+        fs.push((
+            "g_u+update gemm",
+            Box::new(move || {
+                let up = Mat {
+                    ptr: uu.as_ptr(),
+                    rs: ld as isize,
+                    cs: 1,
+                };
+                product(dx, b, ld, gr, up, (0, k), 0.0, 1.0, threads);
+                product(uu, k, ld, gc, xr, (0, b), alpha, beta, threads);
+            }),
+        ));
+    }
+    if own {
+        let (h, dx, uu) = next();
+        let (x, g, u) = (&x, &g, &u);
+        fs.push((
+            "x_ut own",
+            Box::new(move || matmul::x_ut(x, u, h, b, k, ld, threads)),
+        ));
+        fs.push((
+            "g_u own",
+            Box::new(move || matmul::g_u(g, u, dx, b, k, ld, threads)),
+        ));
+        fs.push((
+            "update own",
+            Box::new(move || {
+                matmul::u_update(g, x, uu, (b, k, ld), (alpha, beta), (0, ld), threads)
+            }),
+        ));
+        let (_, dx, uu) = next();
+        fs.push((
+            "g_u+update own",
+            Box::new(move || matmul::g_u_update(g, x, uu, dx, (b, k, ld), (alpha, beta), threads)),
+        ));
+    }
+    #[cfg(feature = "bench-faer")]
+    {
+        let (h, dx, uu) = next();
+        fs.push((
+            "x_ut faer",
+            Box::new(move || faer_product(h, b, k, xr, ut, ld, false, 1.0, threads)),
+        ));
+        fs.push((
+            "g_u faer",
+            Box::new(move || faer_product(dx, b, ld, gr, ur, k, false, 1.0, threads)),
+        ));
+        fs.push((
+            "update faer",
+            Box::new(move || faer_product(uu, k, ld, gc, xr, b, true, beta, threads)),
+        ));
+        let (_, dx, uu) = next();
+        fs.push((
+            "g_u+update faer",
+            Box::new(move || {
+                let up = Mat {
+                    ptr: uu.as_ptr(),
+                    rs: ld as isize,
+                    cs: 1,
+                };
+                faer_product(dx, b, ld, gr, up, k, false, 1.0, threads);
+                faer_product(uu, k, ld, gc, xr, b, true, beta, threads);
+            }),
+        ));
+    }
     let n = t.train_data().n();
     let batch: Vec<usize> = (0..b.min(n)).map(|i| (i * 37) % n).collect();
-    let step = time_calls(|| {
-        t.step(&batch);
-    });
     let step_flop = 3.0 * 2.0 * (batch.len() * k * ld) as f64;
+    fs.push((
+        "step",
+        Box::new(move || {
+            t.step(&batch);
+        }),
+    ));
+    let times = pool.install(|| time_interleaved(&mut fs, a.reps));
+    let mut rates = serde_json::Map::new();
+    for ((name, _), (med, best)) in fs.iter().zip(&times) {
+        let f = if name.starts_with("g_u+") {
+            2.0 * flop
+        } else if *name == "step" {
+            step_flop
+        } else {
+            flop
+        };
+        rates.insert(
+            name.to_string(),
+            serde_json::json!({"gflops_median": f / med / 1e9, "gflops_best": f / best / 1e9,
+                               "secs_median": med}),
+        );
+    }
     serde_json::json!({
         "threads": threads, "simd": simd_level(),
         "peak_fma_gflops": fma_peak_gflops(threads),
-        "x_ut": {"shape": format!("{b}x{ld} by {ld}x{k}"), "rate": rate(scores)},
-        "g_u": {"shape": format!("{b}x{k} by {k}x{ld}"), "rate": rate(g_u)},
-        "gt_x": {"shape": format!("{k}x{b} by {b}x{ld}"), "rate": rate(gt_x)},
-        "step": {"gflops_median": step_flop / step.0 / 1e9, "gflops_best": step_flop / step.1 / 1e9,
-                 "secs_median": step.0},
+        "shapes": {"x_ut": format!("{b}x{ld} by {ld}x{k}"), "g_u": format!("{b}x{k} by {k}x{ld}"),
+                   "update": format!("{k}x{b} by {b}x{ld}")},
+        "rates": rates,
     })
 }
 
@@ -332,6 +485,9 @@ fn weights_digest(t: &Trainer) -> String {
 
 fn main() -> feature_collapse::Result<()> {
     let a = Args::parse();
+    if a.gemm {
+        feature_collapse::train::matmul::use_own_kernels(false);
+    }
     let task = TaskConfig {
         n_c: a.nc,
         s_c: a.nw / a.nc,
@@ -419,6 +575,7 @@ fn main() -> feature_collapse::Result<()> {
         "secs_per_epoch": mean, "secs_per_epoch_median": sorted[sorted.len() / 2],
         "gflops": flop / mean / 1e9, "loss": loss, "losses": losses,
         "weights_digest": weights_digest(&t), "simd": simd_level(),
+        "kernels": if feature_collapse::train::matmul::available() { "own" } else { "gemm" },
     });
     if a.accuracy {
         out["train_accuracy"] = t.accuracy(t.train_data()).into();

@@ -9,23 +9,35 @@
 //! | `dx` | `B x Ld` | `G U`, then (LayerNorm) `dR/dw` per occurrence |
 //! | `rstd` | `B x L` | the scale of each gathered row's normalization ([`RowNorm::forward`]) |
 //!
-//! All three products go through [`gemm::gemm`]. With many classes each product is one
-//! call with `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across
-//! threads and never splits the inner dimension across threads. With few classes
-//! (`K < 256`) the forward/backward pass runs in one row panel per thread, each panel
+//! The three products run on the kernels of [`matmul`] where the CPU has AVX-512
+//! (`avx512f` + `avx512vl`, detected at run time: they split outputs across threads,
+//! never an inner dimension, and with at least 256 classes and no normalization
+//! `dX = G U` and the `U` update run as one pass, [`matmul::g_u_update`]); elsewhere
+//! through [`gemm::gemm`].
+//! With `gemm` and many classes each product is one call with
+//! `Parallelism::Rayon(threads)`: `gemm` splits the output into tiles across threads
+//! and never splits the inner dimension across threads. With few classes (`K < 256`)
+//! the forward/backward pass runs in one row panel per thread, each panel
 //! single-threaded; pieces are kept on gemm's regular kernel and the inner dimension
-//! of `X U^T` is cut at fixed places by us. Either way the results do not depend on
+//! of `X U^T` is cut at fixed places by us. The two kernel sets sum in different
+//! orders, so their last bits differ; within one machine the choice is fixed.
+//! Either way the results do not depend on
 //! the thread count (checked by tests with 1, 2 and 3 threads). Every element-wise
 //! loop works row by row (or element by element), so its result does not depend on
 //! how rayon splits the rows either; the only reduction across rows (the batch loss)
 //! is summed sequentially in row order.
 
+use super::matmul;
 pub(crate) use super::rownorm::RowNorm;
+#[cfg(test)]
+pub(crate) use super::softmax::exp_nonpositive;
+use super::softmax::softmax_xent;
+use super::wupdate::{scatter, w_update_single};
 use crate::task::Sentences;
 use rayon::prelude::*;
 
 /// Rows handed to one rayon task by the element-wise loops.
-const ROWS_PER_TASK: usize = 16;
+pub(super) const ROWS_PER_TASK: usize = 16;
 
 /// Preallocated per-step work buffers (sized for the largest batch).
 #[derive(Debug, Clone)]
@@ -141,6 +153,10 @@ const SMALL_K: usize = 256;
 /// Neither choice changes the result.
 pub(crate) fn scores(s: &Shape, u: &[f32], x: &[f32], h: &mut [f32], b: usize) {
     let (ld, k) = (s.ld(), s.k);
+    if matmul::available() {
+        matmul::x_ut(x, u, h, b, k, ld, s.threads);
+        return;
+    }
     assert!(x.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
     let panels = if k < SMALL_K {
         let min_cols = 16.max(MIN_SPLIT_OUTPUT / b.max(1) + 1);
@@ -193,96 +209,6 @@ pub(crate) fn scores(s: &Shape, u: &[f32], x: &[f32], h: &mut [f32], b: usize) {
     } else {
         (0..panels).into_par_iter().for_each(run);
     }
-}
-
-/// `e^x` for `x <= 0` (inputs below -87 give `e^-87`), to about 1 ulp, in a form the
-/// compiler vectorises: `x = n ln2 + r` with `|r| <= ln2 / 2`, `e^r` by the degree-7
-/// minimax polynomial of Cephes' `expf`, times `2^n` built from its exponent bits.
-#[inline(always)]
-pub(crate) fn exp_nonpositive(x: f32) -> f32 {
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: (t + ROUND) - ROUND rounds t to an integer
-    let x = x.max(-87.0);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let e = p * r * r + r + 1.0;
-    e * f32::from_bits(((n as i32 + 127) << 23) as u32)
-}
-
-/// Largest element (8 interleaved partial maxima, combined in a fixed order).
-fn max_f32(v: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let mut it = v.chunks_exact(8);
-    for c in &mut it {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a = a.max(x);
-        }
-    }
-    let tail = it
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-    acc.iter().fold(tail, |a, &x| a.max(x))
-}
-
-/// Sum with 8 interleaved partial sums, combined in a fixed order (deterministic).
-fn sum_f32(v: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let mut it = v.chunks_exact(8);
-    for c in &mut it {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    let tail: f32 = it.remainder().iter().sum();
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
-
-/// Turns scores into the loss gradient in place: `h[r] <- (softmax(h[r]) - e_{y_r}) / b`,
-/// storing `CE_r = log sum_j exp(h_rj) - h_{r y_r}` in `row_loss[r]`; `inv_b` is one
-/// over the size of the whole batch.
-pub(crate) fn softmax_xent(
-    s: &Shape,
-    data: &Sentences,
-    rows: &[usize],
-    h: &mut [f32],
-    row_loss: &mut [f64],
-    inv_b: f32,
-) {
-    let k = s.k;
-    let b = rows.len();
-    let task = |((hc, lc), ic): ((&mut [f32], &mut [f64]), &[usize])| {
-        for ((hr, lr), &i) in hc.chunks_mut(k).zip(lc.iter_mut()).zip(ic) {
-            let y = data.labels[i] as usize;
-            let m = max_f32(hr);
-            let hy = hr[y];
-            for v in hr.iter_mut() {
-                *v = exp_nonpositive(*v - m);
-            }
-            let sum = sum_f32(hr);
-            *lr = (m + sum.ln() - hy) as f64;
-            let scale = inv_b / sum;
-            for v in hr.iter_mut() {
-                *v *= scale;
-            }
-            hr[y] -= inv_b;
-        }
-    };
-    if s.threads <= 1 {
-        // One thread: no rayon tasks (the rows are independent, same result).
-        task(((&mut h[..b * k], &mut row_loss[..b]), rows));
-        return;
-    }
-    h[..b * k]
-        .par_chunks_mut(k * ROWS_PER_TASK)
-        .zip(row_loss[..b].par_chunks_mut(ROWS_PER_TASK))
-        .zip(rows.par_chunks(ROWS_PER_TASK))
-        .for_each(task);
 }
 
 /// Forward and backward pass without any update: fills `work.x` (features),
@@ -415,29 +341,33 @@ fn rows_pass(
     softmax_xent(s, data, rows, h, row_loss, inv_b);
     // dX = G U: b x Ld = (b x K)(K x Ld).
     assert!(dx.len() >= b * ld && h.len() >= b * k && u.len() == k * ld);
-    // SAFETY: dst, lhs, rhs are row-major blocks inside their own buffers (sizes checked).
-    unsafe {
-        gemm::gemm(
-            b,
-            ld,
-            k,
-            dx.as_mut_ptr(),
-            1,
-            ld as isize,
-            false,
-            h.as_ptr(),
-            1,
-            k as isize,
-            u.as_ptr(),
-            1,
-            ld as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            s.par(),
-        );
+    if matmul::available() {
+        matmul::g_u(h, u, dx, b, k, ld, s.threads);
+    } else {
+        // SAFETY: dst, lhs, rhs are row-major blocks inside their own buffers (sizes checked).
+        unsafe {
+            gemm::gemm(
+                b,
+                ld,
+                k,
+                dx.as_mut_ptr(),
+                1,
+                ld as isize,
+                false,
+                h.as_ptr(),
+                1,
+                k as isize,
+                u.as_ptr(),
+                1,
+                ld as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                s.par(),
+            );
+        }
     }
     if s.affine {
         // The whole batch's dR/dphi first (see above).
@@ -476,6 +406,11 @@ fn gt_x(
 ) {
     let (ld, k) = (s.ld(), s.k);
     debug_assert!(dst.len() == k * ld && h.len() >= b * k && x.len() >= b * ld);
+    if matmul::available() {
+        let alpha = if read_dst { alpha } else { 0.0 };
+        matmul::u_update(h, x, dst, (b, k, ld), (alpha, beta), (0, ld), s.threads);
+        return;
+    }
     // SAFETY: dst is K x Ld row-major, lhs(j, r) = h[r K + j], rhs is b x Ld row-major;
     // distinct buffers.
     unsafe {
@@ -530,6 +465,11 @@ unsafe fn gt_x_cols(
 ) {
     let (ld, k) = (s.ld(), s.k);
     assert!(c0 <= c1 && c1 <= ld && h.len() >= b * k && x.len() >= b * ld);
+    if matmul::available() {
+        // SAFETY: `up` holds K * Ld floats and columns c0..c1 are ours (caller's contract).
+        unsafe { matmul::u_update_cols(h, x, up.get(), (b, k, ld), (alpha, beta), (c0, c1)) };
+        return;
+    }
     // SAFETY: dst(j, q) = u[j Ld + c0 + q], lhs(j, r) = h[r K + j],
     // rhs(r, q) = x[r Ld + c0 + q]; all in bounds (checked above, caller's contract).
     unsafe {
@@ -557,37 +497,17 @@ unsafe fn gt_x_cols(
     }
 }
 
-/// The whole `W` update on the calling thread: decay `W *= 1 - lr lambda_W` fused
-/// into the scatter of `-lr dX` (each row decayed just before its first update,
-/// untouched rows after: the same operations in the same order).
-fn w_update_single(s: &Shape, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
-    let n_w = w.len() / s.dim;
-    let f = (s.lambda_w != 0.0).then_some(1.0 - s.lr * s.lambda_w);
-    // SAFETY: single task over all columns of `w`, which it borrows mutably.
-    unsafe {
-        w_update_band(
-            s,
-            s.lr,
-            f,
-            SendPtr(w.as_mut_ptr()),
-            n_w,
-            data,
-            rows,
-            dx,
-            0,
-            s.dim,
-        )
-    };
-}
-
 /// One SGD step on the sentences `rows` of `data`; returns the mean CE of the batch.
 ///
 /// Order of operations (all f32):
 /// 1. `X = gather(phi(W))`, 2. `H = X U^T`, 3. `G = (softmax(H) - Y) / B`,
 /// 4. `dX = G U` (old `U`), then LayerNorm backward on its rows (if on),
-/// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one fused `gemm` with `alpha`, `beta`),
+/// 5. `U <- (1 - lr lambda_U) U - lr G^T X` (one product with `alpha`, `beta`; with
+///    the own kernels, at least 256 classes and no normalization fused with step 4,
+///    see [`fused_step`]),
 /// 6. `W <- (1 - lr lambda_W) W` on every row, then `w_t <- w_t - lr dX_{r,l}` for every
-///    occurrence `x_{r,l} = t`, in row-major occurrence order (5 and 6 run concurrently).
+///    occurrence `x_{r,l} = t`, in row-major occurrence order (5 and 6 run concurrently,
+///    except in [`fused_step`]).
 ///
 /// Steps 5 and 6 are `theta - lr (grad + lambda theta)` rewritten as
 /// `(1 - lr lambda) theta - lr grad`, the same maths as PyTorch's `SGD(weight_decay)`.
@@ -600,6 +520,9 @@ pub(crate) fn sgd_step(
     data: &Sentences,
     rows: &[usize],
 ) -> f64 {
+    if s.k >= SMALL_K && s.norm == RowNorm::None && matmul::available() {
+        return fused_step(s, w, u, work, data, rows);
+    }
     let b = rows.len();
     let loss = forward_backward(s, w, u, aff, work, data, rows);
     if s.affine {
@@ -642,18 +565,53 @@ pub(crate) fn sgd_step(
                 // its first update, untouched rows after): same operations, same order.
                 w_update_single(s, w, data, rows, dx);
             } else {
-                if s.lambda_w != 0.0 {
-                    w.par_chunks_mut(s.dim * 64).for_each(|c| {
-                        for v in c {
-                            *v *= decay;
-                        }
-                    });
-                }
-                scatter(s, s.lr, w, data, rows, dx);
+                // Column bands across threads, each decaying its rows in the same pass.
+                scatter(
+                    s,
+                    s.lr,
+                    (s.lambda_w != 0.0).then_some(decay),
+                    w,
+                    data,
+                    rows,
+                    dx,
+                );
             }
         },
     );
     loss
+}
+
+/// [`sgd_step`] with at least [`SMALL_K`] classes and no normalization (features
+/// `phi(w) = w`), by the kernels of [`matmul`]: steps 4 and 5 in one pass over the
+/// column panels of `U` ([`matmul::g_u_update`]: each panel's `dX` from the old `U`,
+/// then its update, the panel still in cache), then the `W` update (decay fused into
+/// the scatter). With a normalization the step goes through [`forward_backward`],
+/// which owns its chain rule.
+fn fused_step(
+    s: &Shape,
+    w: &mut [f32],
+    u: &mut [f32],
+    work: &mut Work,
+    data: &Sentences,
+    rows: &[usize],
+) -> f64 {
+    let (b, ld) = (rows.len(), s.ld());
+    let Work {
+        x,
+        h,
+        dx,
+        rstd,
+        row_loss,
+        ..
+    } = work;
+    gather(s, w, data, rows, x, rstd);
+    scores(s, u, x, h, b);
+    softmax_xent(s, data, rows, h, row_loss, 1.0 / b as f32);
+    let ab = (1.0 - s.lr * s.lambda_u, -s.lr);
+    matmul::g_u_update(h, x, u, dx, (b, s.k, ld), ab, s.threads);
+    let decay = (s.lambda_w != 0.0).then_some(1.0 - s.lr * s.lambda_w);
+    scatter(s, s.lr, decay, w, data, rows, &dx[..b * ld]);
+    row_loss[..b].iter().sum::<f64>() / b as f64
 }
 
 /// The gradient of the batch-mean cross entropy (no weight decay) into `gw` (`n_w x d`)
@@ -680,108 +638,18 @@ pub(crate) fn gradient(
     };
     gt_x(s, gu, false, 0.0, 1.0, &work.h, &work.x, b);
     gw.fill(0.0);
-    scatter(s, -1.0, gw, data, rows, &work.dx[..b * s.ld()]);
+    scatter(s, -1.0, None, gw, data, rows, &work.dx[..b * s.ld()]);
     loss
-}
-
-/// `w_t <- w_t - lr * dx_{r,l}` for every occurrence, in occurrence order. Columns are
-/// split across threads (each column sees every occurrence in the same order), so the
-/// result is independent of the thread count.
-fn scatter(s: &Shape, lr: f32, w: &mut [f32], data: &Sentences, rows: &[usize], dx: &[f32]) {
-    let d = s.dim;
-    let wp = SendPtr(w.as_mut_ptr());
-    let n_w = w.len() / d;
-    let work = rows.len() * s.len * d;
-    if s.threads <= 1 || work < 32_768 || d < 32 {
-        // SAFETY: single task over all columns of `w`, which it borrows mutably.
-        unsafe { w_update_band(s, lr, None, wp, n_w, data, rows, dx, 0, d) };
-        return;
-    }
-    // `threads` column bands (at most d / 16 of them).
-    let nb = s.threads.min(d / 16);
-    (0..nb).into_par_iter().for_each(|bi| {
-        // SAFETY: the bands [d bi / nb, d (bi + 1) / nb) are disjoint column ranges of
-        // `w`, which is mutably borrowed for the whole parallel loop.
-        unsafe {
-            w_update_band(
-                s,
-                lr,
-                None,
-                wp,
-                n_w,
-                data,
-                rows,
-                dx,
-                d * bi / nb,
-                d * (bi + 1) / nb,
-            )
-        };
-    });
-}
-
-/// On the columns `c0..c1` of `W` (`n_w x d` at `wp`): `W *= decay` (if given), then
-/// `w_t -= lr dx_{r,l}` for every occurrence in occurrence order.
-///
-/// # Safety
-/// `wp` must point to `n_w * d` valid floats, and no other thread may access columns
-/// `c0..c1` of them during the call.
-#[allow(clippy::too_many_arguments)]
-unsafe fn w_update_band(
-    s: &Shape,
-    lr: f32,
-    decay: Option<f32>,
-    wp: SendPtr<f32>,
-    n_w: usize,
-    data: &Sentences,
-    rows: &[usize],
-    dx: &[f32],
-    c0: usize,
-    c1: usize,
-) {
-    let (d, len) = (s.dim, s.len);
-    assert!(c0 <= c1 && c1 <= d && dx.len() >= rows.len() * len * d);
-    // SAFETY (all blocks): row t's band is floats t d + c0 .. t d + c1 < n_w d, touched
-    // by this call only (caller's contract); t < n_w for every token of the task.
-    let band =
-        |t: usize| unsafe { std::slice::from_raw_parts_mut(wp.get().add(t * d + c0), c1 - c0) };
-    // `W *= decay` is applied to each row just before its first update in the pass
-    // and to the rows never updated afterwards: every element sees the same
-    // operations in the same order as a separate decay pass first.
-    let mut decayed = vec![decay.is_none(); n_w];
-    for (r, &i) in rows.iter().enumerate() {
-        for (l, &t) in data.sentence(i).iter().enumerate() {
-            let t = t as usize;
-            assert!(t < n_w);
-            let g = &dx[(r * len + l) * d + c0..(r * len + l) * d + c1];
-            let row = band(t);
-            if !decayed[t] {
-                decayed[t] = true;
-                let f = decay.unwrap_or(1.0);
-                for (a, &gv) in row.iter_mut().zip(g) {
-                    *a = *a * f - lr * gv;
-                }
-            } else {
-                for (a, &gv) in row.iter_mut().zip(g) {
-                    *a -= lr * gv;
-                }
-            }
-        }
-    }
-    if let Some(f) = decay {
-        for (t, _) in decayed.iter().enumerate().filter(|(_, &done)| !done) {
-            band(t).iter_mut().for_each(|v| *v *= f);
-        }
-    }
 }
 
 /// A raw pointer that may cross to rayon tasks (each task touches a disjoint part).
 #[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
+pub(super) struct SendPtr<T>(pub(super) *mut T);
 // SAFETY: only used to hand disjoint parts of one buffer to rayon tasks.
 unsafe impl<T> Send for SendPtr<T> {}
 unsafe impl<T> Sync for SendPtr<T> {}
 impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }

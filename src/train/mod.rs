@@ -37,7 +37,7 @@
 //! # Determinism
 //!
 //! For a given seed the weights are bit-identical whatever the number of threads: the
-//! products use `gemm`, which parallelises over output tiles only, and every other
+//! products (`matmul`'s own kernels, or `gemm`) parallelise over outputs only, and every other
 //! parallel loop is row-wise or has a fixed reduction order (see `kernel`). A run
 //! interrupted and resumed from a checkpoint ends bit-identical to an uninterrupted one.
 //!
@@ -58,10 +58,13 @@ mod affine;
 mod checkpoint;
 mod config;
 mod kernel;
+pub mod matmul;
 mod observe;
 mod rownorm;
 mod rundir;
 mod session;
+mod softmax;
+mod wupdate;
 
 pub use crate::stop::StopFlag;
 pub use checkpoint::CHECKPOINT_MAGIC;
@@ -633,3 +636,5 @@ impl Trainer {
 mod tests;
 #[cfg(test)]
 mod tests_affine;
+#[cfg(test)]
+mod tests_kernels;
