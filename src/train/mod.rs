@@ -64,6 +64,7 @@ mod rownorm;
 mod rundir;
 mod session;
 mod softmax;
+mod uupdate;
 mod wupdate;
 
 pub use crate::stop::StopFlag;
