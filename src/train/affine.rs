@@ -26,12 +26,11 @@ pub(super) fn init(dim: usize) -> Vec<f32> {
     a
 }
 
-/// `xhat <- x` and `x <- gamma ⊙ x + beta` on every block of `d = aff.len() / 2`
-/// entries of `x` (which holds `LN(w)` on entry).
-pub(super) fn forward(aff: &[f32], x: &mut [f32], xhat: &mut [f32]) {
+/// `x <- gamma ⊙ x + beta` on every block of `d = aff.len() / 2` entries of `x`
+/// (which holds `LN(w)` on entry).
+pub(super) fn forward(aff: &[f32], x: &mut [f32]) {
     let d = aff.len() / 2;
     let (gamma, beta) = aff.split_at(d);
-    xhat.copy_from_slice(x);
     for xb in x.chunks_mut(d) {
         for ((v, &g), &b) in xb.iter_mut().zip(gamma).zip(beta) {
             *v = g * *v + b;
@@ -39,16 +38,23 @@ pub(super) fn forward(aff: &[f32], x: &mut [f32], xhat: &mut [f32]) {
     }
 }
 
-/// From `dR/dphi` in `work.dx` (first `b` rows): returns `[dR/dgamma ; dR/dbeta]`
-/// and turns `work.dx` into `dR/dw` per occurrence (LayerNorm's backward pass of
-/// `gamma ⊙ dR/dphi`).
-pub(super) fn backward(s: &Shape, aff: &[f32], work: &mut Work, b: usize) -> Vec<f32> {
+/// From `dR/dphi` in `work.dx` (first `b` rows): `[dR/dgamma ; dR/dbeta]` into
+/// `work.g_aff`, and `work.dx` turned into `dR/dw` per occurrence (LayerNorm's
+/// backward pass of `gamma ⊙ dR/dphi`).
+pub(super) fn backward(s: &Shape, aff: &[f32], work: &mut Work, b: usize) {
     let d = s.dim;
     let n = b * s.len * d;
     let (gamma, _) = aff.split_at(d);
-    let mut g = vec![0.0f32; 2 * d];
-    let (dg, db) = g.split_at_mut(d);
-    for (gb, xb) in work.dx[..n].chunks(d).zip(work.xhat[..n].chunks(d)) {
+    let Work {
+        dx,
+        xhat,
+        rstd,
+        g_aff,
+        ..
+    } = work;
+    g_aff.fill(0.0);
+    let (dg, db) = g_aff.split_at_mut(d);
+    for (gb, xb) in dx[..n].chunks(d).zip(xhat[..n].chunks(d)) {
         for (((a, c), &gi), &xi) in dg.iter_mut().zip(db.iter_mut()).zip(gb).zip(xb) {
             *a += gi * xi;
             *c += gi;
@@ -63,7 +69,7 @@ pub(super) fn backward(s: &Shape, aff: &[f32], work: &mut Work, b: usize) -> Vec
             norm.backward(xb, gb, r);
         }
     };
-    let (dx, xhat, rstd) = (&mut work.dx[..n], &work.xhat[..n], &work.rstd[..b * s.len]);
+    let (dx, xhat, rstd) = (&mut dx[..n], &xhat[..n], &rstd[..b * s.len]);
     if s.threads <= 1 {
         task(((dx, xhat), rstd));
     } else {
@@ -72,7 +78,6 @@ pub(super) fn backward(s: &Shape, aff: &[f32], work: &mut Work, b: usize) -> Vec
             .zip(rstd.par_chunks(BLOCKS_PER_TASK))
             .for_each(task);
     }
-    g
 }
 
 /// `aff <- (1 - lr lambda_affine) aff - lr g`.

@@ -51,6 +51,8 @@ pub(crate) struct Work {
     /// `LN(w)` of every gathered row (`B x Ld`) with `layer-affine`, else empty
     /// (`x` then holds `gamma ⊙ LN(w) + beta`).
     pub xhat: Vec<f32>,
+    /// `[dR/dgamma ; dR/dbeta]` of the last step with `layer-affine` (`2 d`), else empty.
+    pub g_aff: Vec<f32>,
 }
 
 impl Work {
@@ -61,11 +63,8 @@ impl Work {
             dx: vec![0.0; batch * len * dim],
             rstd: vec![0.0; batch * len],
             row_loss: vec![0.0; batch],
-            xhat: if affine {
-                vec![0.0; batch * len * dim]
-            } else {
-                Vec::new()
-            },
+            xhat: vec![0.0; if affine { batch * len * dim } else { 0 }],
+            g_aff: vec![0.0; if affine { 2 * dim } else { 0 }],
         }
     }
 }
@@ -252,6 +251,7 @@ fn forward_backward(
         rstd,
         row_loss,
         xhat,
+        ..
     } = work;
     if panels == 1 {
         let bufs = RowBufs {
@@ -336,7 +336,9 @@ fn rows_pass(
     let (ld, k, d) = (s.ld(), s.k, s.dim);
     gather(s, w, data, rows, x, rstd);
     if s.affine {
-        super::affine::forward(aff, &mut x[..b * ld], &mut xhat[..b * ld]);
+        // LN(w) is kept for the backward pass.
+        xhat[..b * ld].copy_from_slice(&x[..b * ld]);
+        super::affine::forward(aff, &mut x[..b * ld]);
     }
     scores(s, u, x, h, b);
     softmax_xent(s, data, rows, h, row_loss, inv_b);
@@ -422,8 +424,8 @@ pub(crate) fn sgd_step(
     let b = rows.len();
     let loss = forward_backward(s, w, u, aff, work, data, rows);
     if s.affine {
-        let g_aff = super::affine::backward(s, aff, work, b);
-        super::affine::update(s, aff, &g_aff);
+        super::affine::backward(s, aff, work, b);
+        super::affine::update(s, aff, &work.g_aff);
     }
     let (h, x, dx) = (&work.h, &work.x, &work.dx[..b * s.ld()]);
     let ld = s.ld();
@@ -511,7 +513,8 @@ fn fused_step(
 }
 
 /// The gradient of the batch-mean cross entropy (no weight decay) into `gw` (`n_w x d`)
-/// and `gu` (`K x Ld`), by the same kernels as [`sgd_step`]; returns the loss.
+/// and `gu` (`K x Ld`) (with `layer-affine` also `[dgamma ; dbeta]` into `work.g_aff`),
+/// by the same kernels as [`sgd_step`]; returns the loss.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gradient(
     s: &Shape,
@@ -523,15 +526,12 @@ pub(crate) fn gradient(
     rows: &[usize],
     gw: &mut [f32],
     gu: &mut [f32],
-    g_aff: &mut Vec<f32>,
 ) -> f64 {
     let b = rows.len();
     let loss = forward_backward(s, w, u, aff, work, data, rows);
-    *g_aff = if s.affine {
-        super::affine::backward(s, aff, work, b)
-    } else {
-        Vec::new()
-    };
+    if s.affine {
+        super::affine::backward(s, aff, work, b);
+    }
     gt_x(s, gu, false, 0.0, 1.0, &work.h, &work.x, b);
     gw.fill(0.0);
     scatter(s, -1.0, None, gw, data, rows, &work.dx[..b * s.ld()]);
@@ -564,8 +564,7 @@ pub(crate) fn predict(s: &Shape, w: &[f32], u: &[f32], aff: &[f32], data: &Sente
     for rows in idx.chunks(blk) {
         gather(s, w, data, rows, &mut x, &mut rstd);
         if s.affine {
-            let n = rows.len() * s.ld();
-            super::affine::forward(aff, &mut x[..n], &mut vec![0.0; n]);
+            super::affine::forward(aff, &mut x[..rows.len() * s.ld()]);
         }
         scores(s, u, &x, &mut h, rows.len());
         for hr in h[..rows.len() * s.k].chunks(s.k) {

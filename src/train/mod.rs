@@ -368,7 +368,6 @@ impl Trainer {
 
     /// Replaces the weights (f64, rounded to f32), e.g. to start from a given point.
     pub fn set_params(&mut self, p: &Params) -> Result<()> {
-        let d = self.task.dim();
         let aff = self.aff.len() / 2;
         if p.w.len() != self.w.len()
             || p.u.len() != self.u.len()
@@ -391,14 +390,9 @@ impl Trainer {
                 ),
             ));
         }
-        for (a, &b) in self.aff.iter_mut().zip(p.gain.iter().chain(&p.bias)) {
-            *a = b as f32;
-        }
-        debug_assert!(self.aff.is_empty() || self.aff.len() == 2 * d);
-        for (a, &b) in self.w.iter_mut().zip(&p.w) {
-            *a = b as f32;
-        }
-        for (a, &b) in self.u.iter_mut().zip(&p.u) {
+        let ours = self.w.iter_mut().chain(&mut self.u).chain(&mut self.aff);
+        let theirs = p.w.iter().chain(&p.u).chain(&p.gain).chain(&p.bias);
+        for (a, &b) in ours.zip(theirs) {
             *a = b as f32;
         }
         Ok(())
@@ -450,7 +444,6 @@ impl Trainer {
         );
         let mut gw = vec![0.0f32; self.w.len()];
         let mut gu = vec![0.0f32; self.u.len()];
-        let mut ga = Vec::new();
         let loss = self.pool.install(|| {
             kernel::gradient(
                 &self.shape,
@@ -462,10 +455,14 @@ impl Trainer {
                 batch_indices,
                 &mut gw,
                 &mut gu,
-                &mut ga,
             )
         });
-        let g = gw.iter().chain(&gu).chain(&ga).map(|&v| v as f64).collect();
+        let g = gw
+            .iter()
+            .chain(&gu)
+            .chain(&work.g_aff)
+            .map(|&v| v as f64)
+            .collect();
         (loss, g)
     }
 
