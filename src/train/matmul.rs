@@ -142,23 +142,9 @@ pub fn u_update(
     let up = Ptr(u.as_mut_ptr());
     split((c1 - c0).div_ceil(PANEL), threads, |q0, q1| {
         let (p0, p1) = (c0 + PANEL * q0, (c0 + PANEL * q1).min(c1));
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: avx512f checked; columns p0..p1 of u are touched by this task only.
-        unsafe {
-            avx512::u_update(
-                g.as_ptr(),
-                x.as_ptr(),
-                up.get(),
-                b,
-                k,
-                ld,
-                alpha,
-                beta,
-                p0,
-                p1,
-            )
-        };
-        let _ = (up, p0, p1, alpha, beta);
+        // SAFETY: u holds k * ld floats (asserted); columns p0..p1 of u are touched by
+        // this task only.
+        unsafe { u_update_cols(g, x, up.get(), (b, k, ld), (alpha, beta), (p0, p1)) };
     });
 }
 
@@ -213,21 +199,11 @@ pub fn g_u_update(
             #[cfg(target_arch = "x86_64")]
             // SAFETY: avx512f checked; columns p0..p1 of u and dx belong to this task.
             unsafe {
-                avx512::g_u(g.as_ptr(), up.get(), dp.get(), b, k, ld, p0, p1);
-                avx512::u_update(
-                    g.as_ptr(),
-                    x.as_ptr(),
-                    up.get(),
-                    b,
-                    k,
-                    ld,
-                    alpha,
-                    beta,
-                    p0,
-                    p1,
-                );
-            }
-            let _ = (up, dp, p0, p1, alpha, beta);
+                avx512::g_u(g.as_ptr(), up.get(), dp.get(), b, k, ld, p0, p1)
+            };
+            // SAFETY: as above (u holds k * ld floats, asserted).
+            unsafe { u_update_cols(g, x, up.get(), (b, k, ld), (alpha, beta), (p0, p1)) };
+            let _ = dp;
         }
     });
 }

@@ -9,6 +9,16 @@ fn mask(n: usize) -> __mmask16 {
     ((1u32 << n) - 1) as __mmask16
 }
 
+/// The column panels of `c0..c1` (at most [`super::PANEL`] columns each): their first
+/// column, their number of 16-lane vectors and the mask of the last vector.
+fn panels(c0: usize, c1: usize) -> impl Iterator<Item = (usize, usize, __mmask16)> {
+    (c0..c1).step_by(super::PANEL).map(move |c| {
+        let cols = (c1 - c).min(super::PANEL);
+        let nv = cols.div_ceil(16);
+        (c, nv, mask(cols - 16 * (nv - 1)))
+    })
+}
+
 /// Calls the tile kernel `f::<mr, n>` for `1 <= mr <= 5`, `1 <= n <= 5`.
 macro_rules! dispatch {
     ($f:ident, $mr:expr, $nv:expr, $($a:expr),*) => {
@@ -224,15 +234,11 @@ pub(super) unsafe fn g_u(
     c0: usize,
     c1: usize,
 ) {
-    let mut c = c0;
-    while c < c1 {
-        let cols = (c1 - c).min(super::PANEL);
-        let nv = cols.div_ceil(16);
-        let m = mask(cols - 16 * (nv - 1));
+    for (c, nv, m) in panels(c0, c1) {
         let mut r = 0;
         while r < b {
             let mr = (b - r).min(5);
-            // SAFETY: rows r..r+mr < b, columns c..c+cols <= c1 <= ld.
+            // SAFETY: rows r..r+mr < b, the panel's columns from c lie in c0..c1, c1 <= ld.
             unsafe {
                 dispatch!(
                     axpy_tile,
@@ -250,7 +256,6 @@ pub(super) unsafe fn g_u(
             };
             r += mr;
         }
-        c += cols;
     }
 }
 
@@ -328,15 +333,11 @@ pub(super) unsafe fn u_update(
     c0: usize,
     c1: usize,
 ) {
-    let mut c = c0;
-    while c < c1 {
-        let cols = (c1 - c).min(super::PANEL);
-        let nv = cols.div_ceil(16);
-        let m = mask(cols - 16 * (nv - 1));
+    for (c, nv, m) in panels(c0, c1) {
         let mut j = 0;
         while j < k {
             let mr = (k - j).min(5);
-            // SAFETY: rows j..j+mr < k of u, columns c..c+cols <= c1 <= ld.
+            // SAFETY: rows j..j+mr < k of u, the panel's columns from c lie in c0..c1, c1 <= ld.
             unsafe {
                 dispatch!(
                     update_tile,
@@ -355,6 +356,5 @@ pub(super) unsafe fn u_update(
             };
             j += mr;
         }
-        c += cols;
     }
 }
