@@ -60,6 +60,21 @@ impl Gray {
         }
         Some((j, old, new))
     }
+
+    /// `(position, digit)` of the tuple before `step` (what [`Gray::next`] just
+    /// returned; `None`, the end, leaves the digits as they were): the tuple just left.
+    pub(super) fn before(
+        &self,
+        step: Option<(usize, usize, usize)>,
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.digits
+            .iter()
+            .enumerate()
+            .map(move |(l, &b)| match step {
+                Some((pos, old, _)) if pos == l => (l, old),
+                _ => (l, b),
+            })
+    }
 }
 
 #[cfg(test)]

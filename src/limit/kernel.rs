@@ -156,11 +156,7 @@ pub(super) fn class_sum_impl<const GRAD: bool>(
                 if GRAD {
                     axpy(s, c, e);
                     // Flush every position at the tokens of the leaf just visited.
-                    for (l, &b) in gray.digits.iter().enumerate() {
-                        let b = match step {
-                            Some((pos, old, _)) if pos == l => old,
-                            _ => b,
-                        };
+                    for (l, b) in gray.before(step) {
                         flush(g, s, s_last, table.row(k, l, b), l);
                     }
                     s.fill(0.0);

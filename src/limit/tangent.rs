@@ -134,11 +134,7 @@ pub(super) fn tangent_class_impl(
                 for ((sx, &ex), &dx) in s.iter_mut().zip(e.iter()).zip(dh.iter()) {
                     *sx = (c * ex).mul_add(dx - qbar, *sx);
                 }
-                for (l, &b) in gray.digits.iter().enumerate() {
-                    let b = match step {
-                        Some((pos, old, _)) if pos == l => old,
-                        _ => b,
-                    };
+                for (l, b) in gray.before(step) {
                     flush(dg, s, s_last, table.row(k, l, b), l);
                 }
                 s.fill(0.0);
