@@ -1,6 +1,8 @@
 //! `fcollapse atlas`: malformed specs, shards against the full run, resume after
 //! a kill of the real binary, and the report.
 
+mod common;
+
 use feature_collapse::atlas::{self, ResultLine};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,10 +19,7 @@ fn finished(o: &std::process::Output) -> bool {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fcollapse-atlas-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("fcollapse-atlas", name)
 }
 
 fn write_spec(dir: &Path, text: &str) -> PathBuf {

@@ -4,24 +4,14 @@
 //! and the type-III count; a SPEC without the key writes and reports as before;
 //! without the `certify` feature the key is a bad-input error naming it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+use common::fcollapse;
 
-fn fcollapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fcollapse"))
-        .args(args)
-        .output()
-        .expect("run fcollapse")
-}
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "fcollapse-atlas-cert-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("fcollapse-atlas-cert", name)
 }
 
 /// Eight full-latent-set instances (uniform and Zipf, both phases, with and
@@ -83,12 +73,7 @@ fn run_and_report(spec: &Path, out: &Path) -> (Output, String) {
         out.to_str().unwrap(),
     ]);
     let r = fcollapse(&["atlas", "report", out.to_str().unwrap()]);
-    assert_eq!(
-        r.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&r.stderr)
-    );
+    common::assert_success(&r);
     (o, std::fs::read_to_string(out.join("atlas.md")).unwrap())
 }
 

@@ -2,6 +2,8 @@
 //! report while a run writes, two runs into one directory, an unreadable or
 //! foreign spec, grids too large to expand, and the exit code of a run.
 
+mod common;
+
 use feature_collapse::atlas;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,10 +15,7 @@ fn bin() -> Command {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fcollapse-safety-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("fcollapse-safety", name)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

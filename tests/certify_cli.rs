@@ -4,14 +4,8 @@
 //! tampered one). Built without the `certify` feature, the subcommand says how
 //! to enable it.
 
-use std::process::{Command, Output};
-
-fn fcollapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fcollapse"))
-        .args(args)
-        .output()
-        .expect("run fcollapse")
-}
+mod common;
+use common::fcollapse;
 
 #[cfg(not(feature = "certify"))]
 #[test]

@@ -1,13 +1,9 @@
 //! Runs the real `fcollapse` binary.
 
-use std::process::{Command, Output};
+mod common;
+use common::fcollapse;
 
-fn fcollapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fcollapse"))
-        .args(args)
-        .output()
-        .expect("run fcollapse")
-}
+use std::process::Output;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

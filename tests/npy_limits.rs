@@ -1,6 +1,8 @@
 //! Arrays are refused from their header, before their data is read or inflated:
 //! a lying shape, a zip bomb in an `.npz`, a float `--z` (on the real binary).
 
+mod common;
+
 use feature_collapse::npy::{header_v1, read_array, read_array_checked};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,10 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fc-npy-limits-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("fc-npy-limits", name)
 }
 
 /// A `.npy` whose header claims `shape` but holds only `data_bytes` zero bytes.

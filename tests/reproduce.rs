@@ -1,20 +1,13 @@
 //! End-to-end runs of the real binary: `reproduce --quick`, `train`, bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+use common::fcollapse;
 
-fn fcollapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fcollapse"))
-        .args(args)
-        .output()
-        .expect("run fcollapse")
-}
+use std::path::PathBuf;
+use std::process::Command;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fcollapse-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("fcollapse-test", name)
 }
 
 /// Every file under `dir`, relative to it.
@@ -44,12 +37,7 @@ fn reproduce_quick_end_to_end() {
         .args(["reproduce", "--quick", "--quiet"])
         .output()
         .expect("run fcollapse");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::assert_success(&o);
     let written = files_under(&d);
     assert!(written.len() > 40, "{written:?}");
     for f in &written {
@@ -141,12 +129,7 @@ fn train_json_summary_and_resume() {
     let mut a: Vec<&str> = base.to_vec();
     a.extend(["--epochs", "6", "--json", "--out", run.to_str().unwrap()]);
     let o = fcollapse(&a);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::assert_success(&o);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     for key in [
         "test_accuracy",
@@ -171,12 +154,7 @@ fn train_json_summary_and_resume() {
         "8",
         "--json",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::assert_success(&o);
     let v2: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v2["epochs"], 8);
     let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();

@@ -1,21 +1,13 @@
 //! `reproduce --variants --quick` on the real binary: every normalization trained,
 //! its report, figures and weights; and `train --norm layer-affine`.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+use common::fcollapse;
 
-fn fcollapse(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fcollapse"))
-        .args(args)
-        .output()
-        .expect("run fcollapse")
-}
+use std::path::PathBuf;
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fcollapse-variants-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    common::scratch("fcollapse-variants", name)
 }
 
 fn summary(dir: &std::path::Path) -> serde_json::Value {
@@ -44,12 +36,7 @@ fn variants_quick_end_to_end() {
         out.to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::assert_success(&o);
     let text = std::fs::read_to_string(out.join("variants.md")).unwrap();
     for norm in ["none", "center", "layer", "rms", "layer-affine"] {
         assert!(text.contains(&format!("| {norm} |")), "report lacks {norm}");
@@ -127,12 +114,7 @@ fn train_layer_affine_runs_and_resumes() {
     let mut a = args("4");
     a.extend(["--out", dir.to_str().unwrap()]);
     let o = fcollapse(&a);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::assert_success(&o);
     let s = summary(&dir);
     assert_eq!(s["epochs"], 4);
     assert!(dir.join("affine.npy").exists());
@@ -146,12 +128,7 @@ fn train_layer_affine_runs_and_resumes() {
         "6",
         "--quiet",
     ]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    common::assert_success(&o);
     let dir6 = d.join("run6");
     let mut a = args("6");
     a.extend(["--out", dir6.to_str().unwrap()]);
