@@ -5,6 +5,8 @@
 //! symmetry) always runs; the comparison needs a Python with torch
 //! (`$FCOLLAPSE_PYTHON`, else `python3`) and is skipped with a note otherwise.
 
+mod common;
+
 use feature_collapse::limit;
 use feature_collapse::network::Params;
 use feature_collapse::task::{Freq, Task, TaskConfig};
@@ -13,20 +15,8 @@ use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// A Python interpreter that can `import torch`, if any.
 fn python_with_torch() -> Option<String> {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("FCOLLAPSE_PYTHON") {
-        candidates.push(p);
-    }
-    candidates.push("python3".into());
-    candidates.into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import torch"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
+    common::python_with("torch")
 }
 
 fn task(n_c: usize, s_c: usize, len: usize, dim: usize, ln: Option<f64>, zipf: bool) -> Task {

@@ -1,6 +1,8 @@
 //! Tests of `feature_collapse::npy`: Rust round trips, exact header bytes, and
 //! (when a Python with NumPy is available) agreement with `numpy.load`/`numpy.save`.
 
+mod common;
+
 use feature_collapse::npy::{
     read_array, read_npy_f32, read_npy_f64, write_npy_f32, write_npy_f64, NpyData,
 };
@@ -184,21 +186,8 @@ fn bad_writes_and_reads_are_errors() {
     assert!(matches!(err, Error::Io { .. }), "{err}");
 }
 
-/// A Python interpreter that can `import numpy`, if any: `$FCOLLAPSE_PYTHON`, else
-/// `python3` on the `PATH`.
 fn python_with_numpy() -> Option<String> {
-    let mut candidates = Vec::new();
-    if let Ok(p) = std::env::var("FCOLLAPSE_PYTHON") {
-        candidates.push(p);
-    }
-    candidates.push("python3".into());
-    candidates.into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import numpy"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
+    common::python_with("numpy")
 }
 
 const NUMPY_CHECK: &str = r#"

@@ -27,14 +27,15 @@ fn norms_by_rank(s: &serde_json::Value) -> Vec<f64> {
 fn variants_quick_end_to_end() {
     let d = scratch("quick");
     let out = d.join("runs");
-    let o = fcollapse(&[
+    let args = [
         "reproduce",
         "--variants",
         "--quick",
         "--quiet",
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    let o = fcollapse(&args);
     let stdout = String::from_utf8_lossy(&o.stdout);
     common::assert_success(&o);
     let text = std::fs::read_to_string(out.join("variants.md")).unwrap();
@@ -78,14 +79,7 @@ fn variants_quick_end_to_end() {
     let header = String::from_utf8_lossy(&npy[..128]);
     assert!(header.contains("(2, 16)"), "{header}");
     // A second run without --resume or --force is refused (nothing is overwritten).
-    let again = fcollapse(&[
-        "reproduce",
-        "--variants",
-        "--quick",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let again = fcollapse(&args);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("out"));
     let _ = std::fs::remove_dir_all(&d);

@@ -31,3 +31,19 @@ pub fn assert_success(o: &Output) {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// A Python interpreter that can `import MODULE`, if any: `$FCOLLAPSE_PYTHON`, else
+/// `python3` on the `PATH`.
+pub fn python_with(module: &str) -> Option<String> {
+    let mut candidates = Vec::new();
+    if let Ok(p) = std::env::var("FCOLLAPSE_PYTHON") {
+        candidates.push(p);
+    }
+    candidates.push("python3".into());
+    candidates.into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
